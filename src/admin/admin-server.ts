@@ -1,0 +1,104 @@
+import { createServer, type Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { ListenAddr, SocketAddr } from '../util/socket-addr';
+import { LOG_LEVELS, type LogLevel } from '../config/key';
+import { listen, closeServer } from './listen';
+import { sendJson, sendText, type Handler } from './http-util';
+
+export interface AdminDeps {
+  logger: Logger;
+  /** Runs the graceful shutdown; resolves when drained (or at the deadline). */
+  onQuit: () => Promise<void>;
+}
+
+/**
+ * The admin server (ztunnel's :15000). Bound to loopback only (config rejects anything
+ * else). Components contribute /config_dump sections and extra GET endpoints through
+ * addDumpSection / addHandler; the server owns none of their state.
+ */
+export class AdminServer {
+  private readonly server: Server;
+  private readonly sections = new Map<string, () => unknown>();
+  private readonly handlers = new Map<string, { doc: string; handler: Handler }>();
+  private bound: SocketAddr | null = null;
+
+  constructor(private readonly deps: AdminDeps) {
+    this.server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://admin');
+      Promise.resolve(this.route(req.method ?? 'GET', url, req, res)).catch((err: unknown) => {
+        deps.logger.error({ err, path: url.pathname }, 'admin handler failed');
+        if (!res.headersSent) sendText(res, 500, 'internal error\n');
+      });
+    });
+  }
+
+  addDumpSection(name: string, fn: () => unknown): void {
+    this.sections.set(name, fn);
+  }
+
+  addHandler(path: string, doc: string, handler: Handler): void {
+    this.handlers.set(path, { doc, handler });
+  }
+
+  async start(addr: ListenAddr): Promise<SocketAddr> {
+    this.bound = await listen(this.server, addr, 'admin');
+    return this.bound;
+  }
+
+  address(): SocketAddr | null {
+    return this.bound;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return closeServer(this.server);
+  }
+
+  configDump(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [name, fn] of this.sections) out[name] = fn();
+    return out;
+  }
+
+  private async route(method: string, url: URL, req: Parameters<Handler>[0], res: Parameters<Handler>[1]): Promise<void> {
+    switch (url.pathname) {
+      case '/':
+        return sendText(res, 200, this.index(), 'text/html; charset=utf-8');
+      case '/config_dump':
+        return sendJson(res, 200, this.configDump());
+      case '/logging':
+        return this.logging(method, url, res);
+      case '/quitquitquit':
+        if (method !== 'POST') return sendText(res, 405, 'method not allowed; use POST\n');
+        await this.deps.onQuit();
+        return sendText(res, 200, 'shutdown now\n');
+    }
+    const h = this.handlers.get(url.pathname);
+    if (h) return h.handler(req, res, url);
+    return sendText(res, 404, 'not found; see / for the endpoints\n');
+  }
+
+  private logging(method: string, url: URL, res: Parameters<Handler>[1]): void {
+    const level = url.searchParams.get('level');
+    if (level !== null || url.searchParams.has('reset')) {
+      if (method !== 'POST') return sendText(res, 405, 'changing the level needs POST\n');
+      const want = (url.searchParams.has('reset') ? 'info' : (level ?? '').split(',')[0]!.trim().toLowerCase()) as LogLevel;
+      if (!(LOG_LEVELS as readonly string[]).includes(want)) return sendText(res, 400, `invalid level ${JSON.stringify(level)}: expected one of ${LOG_LEVELS.join(', ')}\n`);
+      this.deps.logger.level = want;
+      this.deps.logger.info({ level: want }, 'log level changed');
+    }
+    return sendText(res, 200, `current log level is ${this.deps.logger.level}\n`);
+  }
+
+  private index(): string {
+    const rows = [
+      ['/config_dump', 'configuration, workload state, certificates (never keys), listeners, pools'],
+      ['/logging', 'show the log level; POST ?level=debug to change it, ?reset for info'],
+      ['/quitquitquit', 'POST: drain and exit'],
+      ...[...this.handlers].map(([p, h]) => [p, h.doc]),
+    ];
+    return `<!doctype html><html><head><title>ztunnel-ts admin</title></head><body><h1>ztunnel-ts admin</h1><table>${rows
+      .map(([p, d]) => `<tr><td><a href="${p}">${p}</a></td><td>${d}</td></tr>`)
+      .join('')}</table></body></html>\n`;
+  }
+}

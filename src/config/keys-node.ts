@@ -1,0 +1,52 @@
+import { key, p, type Env } from './key';
+import { COMMON_KEYS } from './keys-common';
+
+const caDefault = (e: Env): string => (e['KUBERNETES_SERVICE_HOST'] ? 'https://istiod.istio-system.svc:15012' : 'https://localhost:15012');
+
+/** Keys the CA client and certificate manager read (node and waypoint). */
+export const IDENTITY_KEYS = {
+  caAddress: key({ env: 'CA_ADDRESS', doc: 'Istio-compatible CA (gRPC CreateCertificate over TLS)', default: caDefault, parse: p.string }),
+  caRootCa: key({ env: 'CA_ROOT_CA', doc: 'PEM file (or inline PEM) that verifies the CA serving certificate', default: './var/run/secrets/istio/root-cert.pem', parse: p.string }),
+  altCaHostname: key({ env: 'ALT_CA_HOSTNAME', doc: 'host name to verify the CA certificate against instead of the URL host', default: '', parse: p.optString }),
+  authToken: key({ env: 'AUTH_TOKEN', doc: 'bearer token for the CA: a file path (re-read every call) or a literal token', default: './var/run/secrets/tokens/istio-token', parse: p.string, secret: true }),
+  trustDomain: key({ env: 'TRUST_DOMAIN', doc: "trust domain of this proxy's own identity", default: 'cluster.local', parse: p.string }),
+  clusterId: key({ env: 'CLUSTER_ID', doc: 'cluster id sent to the CA (ISTIO_META_CLUSTER_ID wins)', default: (e) => e['ISTIO_META_CLUSTER_ID'] ?? 'Kubernetes', parse: p.string }),
+  secretTtl: key({ env: 'SECRET_TTL', doc: 'requested workload certificate validity', default: '24h', parse: p.duration(1000) }),
+} as const;
+
+/** Keys of the node proxy (DaemonSet role). Names follow ztunnel's src/config.rs. */
+export const NODE_KEYS = {
+  ...COMMON_KEYS,
+  ...IDENTITY_KEYS,
+  outboundAddr: key({ env: 'OUTBOUND_ADDR', doc: 'outbound capture listener (host-less = per local workload IP)', default: ':15001', parse: p.optListen }),
+  inboundPlaintextAddr: key({ env: 'INBOUND_PLAINTEXT_ADDR', doc: 'inbound plaintext capture listener', default: ':15006', parse: p.optListen }),
+  inboundAddr: key({ env: 'INBOUND_ADDR', doc: 'inbound HBONE (mTLS HTTP/2 CONNECT) listener', default: ':15008', parse: p.optListen }),
+  socks5Addr: key({ env: 'SOCKS5_ADDR', doc: 'SOCKS5 explicit outbound listener; off unless set (or UNSTABLE_ENABLE_SOCKS5=true → 127.0.0.1:15080)', default: (e) => (e['UNSTABLE_ENABLE_SOCKS5'] === 'true' ? '127.0.0.1:15080' : ''), parse: p.optListen }),
+  enableSocks5: key({ env: 'UNSTABLE_ENABLE_SOCKS5', doc: 'ztunnel compatibility switch for SOCKS5 on 127.0.0.1:15080', default: 'false', parse: p.bool }),
+  localXdsPath: key({ env: 'LOCAL_XDS_PATH', doc: 'ztunnel local config file (workloads, services, policies); reloaded on change', default: '', parse: p.optString }),
+  localXds: key({ env: 'LOCAL_XDS', doc: 'the same local config inline (YAML)', default: '', parse: p.optString }),
+  nodeName: key({ env: 'NODE_NAME', doc: 'this node; its workloads get listeners and prefetched certificates', default: '', parse: p.string }),
+  network: key({ env: 'NETWORK', doc: 'network of this node', default: '', parse: p.string }),
+  clusterDomain: key({ env: 'CLUSTER_DOMAIN', doc: 'Kubernetes cluster domain', default: 'cluster.local', parse: p.string }),
+  poolMaxStreams: key({ env: 'POOL_MAX_STREAMS_PER_CONNECTION', doc: 'HBONE streams per pooled connection (capped by the peer SETTINGS)', default: '100', parse: p.int(1, 10000) }),
+  poolUnusedReleaseTimeout: key({ env: 'POOL_UNUSED_RELEASE_TIMEOUT', doc: 'release a pooled HBONE connection unused this long', default: '5m', parse: p.duration(1) }),
+  h2StreamWindow: key({ env: 'HTTP2_STREAM_WINDOW_SIZE', doc: 'HTTP/2 stream flow-control window (bytes)', default: String(4 * 1024 * 1024), parse: p.int(65535, 2 ** 31 - 1) }),
+  h2ConnectionWindow: key({ env: 'HTTP2_CONNECTION_WINDOW_SIZE', doc: 'HTTP/2 connection flow-control window (bytes)', default: String(16 * 1024 * 1024), parse: p.int(65535, 2 ** 31 - 1) }),
+  h2FrameSize: key({ env: 'HTTP2_FRAME_SIZE', doc: 'HTTP/2 max frame size (bytes)', default: String(1024 * 1024), parse: p.int(16384, 16777215) }),
+  keepaliveEnabled: key({ env: 'KEEPALIVE_ENABLED', doc: 'TCP keepalive on proxied sockets', default: 'true', parse: p.bool }),
+  keepaliveTime: key({ env: 'KEEPALIVE_TIME', doc: 'TCP keepalive idle time', default: '180s', parse: p.duration(1000) }),
+  connectTimeout: key({ env: 'CONNECT_TIMEOUT', doc: 'TCP connect timeout to peers and apps (ztunnel fixes 10s)', default: '10s', parse: p.duration(1) }),
+  handshakeTimeout: key({ env: 'HANDSHAKE_TIMEOUT', doc: 'inbound TLS handshake timeout on 15008', default: '10s', parse: p.duration(1) }),
+  headersTimeout: key({ env: 'FIRST_HEADERS_TIMEOUT', doc: 'time allowed for the first CONNECT after the handshake', default: '10s', parse: p.duration(1) }),
+  idleTimeout: key({ env: 'IDLE_TIMEOUT', doc: 'close a proxied connection idle this long (0 = never)', default: '0', parse: p.duration(0) }),
+  maxStreamsPerPeer: key({ env: 'INBOUND_MAX_STREAMS', doc: 'max concurrent CONNECT streams per inbound HBONE connection (advertised)', default: '200', parse: p.int(1, 100000) }),
+  maxPendingHandshakesPerPeer: key({ env: 'INBOUND_MAX_PENDING_HANDSHAKES_PER_PEER', doc: 'cap on TLS handshakes in progress from one peer IP', default: '64', parse: p.int(1, 100000) }),
+  accessLogUpdateInterval: key({ env: 'ACCESS_LOG_UPDATE_INTERVAL', doc: 'long-lived connections log bytes this often (0 = only at close)', default: '60s', parse: p.duration(0) }),
+  packetMark: key({ env: 'PACKET_MARK', doc: 'SO_MARK on the proxy sockets so capture rules skip them', default: '1337', parse: p.intOrHex(0, 0xffffffff) }),
+  enableOrigSrc: key({ env: 'ENABLE_ORIG_SRC', doc: 'spoof the client IP toward the app (needs the native addon and CAP_NET_ADMIN); unset = off', default: 'false', parse: p.bool }),
+  ipv6Enabled: key({ env: 'IPV6_ENABLED', doc: 'bind IPv6 wildcard listeners', default: 'true', parse: p.bool }),
+  podName: key({ env: 'POD_NAME', doc: 'downward API', default: '', parse: p.string }),
+  podNamespace: key({ env: 'POD_NAMESPACE', doc: 'downward API', default: '', parse: p.string }),
+  serviceAccount: key({ env: 'SERVICE_ACCOUNT', doc: 'downward API', default: '', parse: p.string }),
+  instanceIp: key({ env: 'INSTANCE_IP', doc: 'downward API', default: '', parse: p.string }),
+} as const;

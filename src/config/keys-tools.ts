@@ -1,0 +1,37 @@
+import { key, p } from './key';
+import { COMMON_KEYS } from './keys-common';
+
+/** `ztunnel-ts redirect install|remove`: capture rules (see src/redirect). */
+export const REDIRECT_KEYS = {
+  logLevel: COMMON_KEYS.logLevel,
+  logFormat: COMMON_KEYS.logFormat,
+  netns: key({ env: 'REDIRECT_NETNS', doc: 'named network namespace (ip netns) of the pod to capture; empty = current namespace', default: '', parse: p.optString }),
+  dryRun: key({ env: 'REDIRECT_DRY_RUN', doc: 'print the exact rules instead of applying them', default: 'false', parse: p.bool, bare: true }),
+  proxyUid: key({ env: 'REDIRECT_PROXY_UID', doc: "exclude the proxy's own traffic by owner uid (in addition to the packet mark)", default: '', parse: p.optString }),
+  packetMark: key({ env: 'PACKET_MARK', doc: 'mark carried by proxy sockets', default: '1337', parse: p.intOrHex(0, 0xffffffff) }),
+  excludePorts: key({ env: 'REDIRECT_EXCLUDE_PORTS', doc: 'extra inbound ports never captured (15020, 15021, 15090 always are)', default: '', parse: p.portList }),
+  excludeOutboundCidrs: key({ env: 'REDIRECT_EXCLUDE_CIDRS', doc: 'outbound destinations never captured', default: '', parse: p.list }),
+  backend: key({ env: 'REDIRECT_IPTABLES', doc: 'iptables flavour: auto, nft or legacy', default: 'auto', parse: p.oneOf('auto', 'nft', 'legacy') }),
+  outboundPort: key({ env: 'REDIRECT_OUTBOUND_PORT', doc: 'outbound capture port', default: '15001', parse: p.int(1, 65535) }),
+  inboundPlaintextPort: key({ env: 'REDIRECT_INBOUND_PORT', doc: 'inbound plaintext capture port', default: '15006', parse: p.int(1, 65535) }),
+  hbonePort: key({ env: 'REDIRECT_HBONE_PORT', doc: 'inbound HBONE port (reached directly, never redirected)', default: '15008', parse: p.int(1, 65535) }),
+} as const;
+
+/** `ztunnel-ts mesh <file>`: the local loopback mesh. */
+export const MESH_KEYS = {
+  logLevel: COMMON_KEYS.logLevel,
+  logFormat: key({ env: 'LOG_FORMAT', doc: 'json or plain (default for the mesh: plain)', default: 'plain', parse: p.oneOf('json', 'plain') }),
+  stateDir: key({ env: 'MESH_STATE_DIR', doc: 'where the mesh writes its CA, tokens and per-node config', default: '', parse: p.optString }),
+  selfCheckOnly: key({ env: 'MESH_SELF_CHECK_ONLY', doc: 'run the self-check, then exit (0 when it passed)', default: 'false', parse: p.bool, bare: true }),
+} as const;
+
+/** `ztunnel-ts explain`: which route and which policy decide a connection. */
+export const EXPLAIN_KEYS = {
+  logLevel: COMMON_KEYS.logLevel,
+  logFormat: COMMON_KEYS.logFormat,
+  localXdsPath: key({ env: 'LOCAL_XDS_PATH', doc: 'ztunnel local config file', default: '', parse: p.optString }),
+  network: key({ env: 'NETWORK', doc: 'network of the source', default: '', parse: p.string }),
+  source: key({ env: 'EXPLAIN_SOURCE', doc: 'source IP', default: '', parse: p.string }),
+  destination: key({ env: 'EXPLAIN_DESTINATION', doc: 'destination ip:port', default: '', parse: p.string }),
+  identity: key({ env: 'EXPLAIN_IDENTITY', doc: 'source SPIFFE identity (default: from the source workload; empty for plaintext)', default: '', parse: p.optString }),
+} as const;

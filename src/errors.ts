@@ -1,0 +1,105 @@
+/**
+ * The closed set of failure reasons. The same string is the `reason` label on metrics,
+ * the `reason` field of access and diagnostic logs, and the key into the HTTP status map,
+ * so a user can grep one code across everything (field-notes §7).
+ */
+export const REASONS = {
+  DENY: { flag: 'DENY', status: 401, hint: 'an AuthorizationPolicy denied the connection; see the policy named in the log' },
+  DENY_LATE: { flag: 'DENY', status: 401, hint: 'a policy change now denies this live connection, so it was closed' },
+  CONNECT: { flag: 'CONNECT', status: 503, hint: 'the destination refused or reset the TCP connect; is the app listening on the target port?' },
+  CONNECT_TIMEOUT: { flag: 'CONNECT', status: 503, hint: 'the destination did not answer the TCP connect in time' },
+  NETWORK_POLICY: { flag: 'NETWORK_POLICY', status: 503, hint: 'maybe a NetworkPolicy is blocking HBONE port 15008, or the peer node proxy is down' },
+  PEER_UNREACHABLE: { flag: 'CONNECT', status: 503, hint: 'the peer node proxy refused the connection on 15008 (not running?)' },
+  TLS_FAILURE: { flag: 'TLS_FAILURE', status: 0, hint: 'the mTLS handshake failed; check both sides share the mesh root' },
+  TLS_PEER_IDENTITY: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer certificate has none of the expected SPIFFE identities' },
+  TLS_TRUST_DOMAIN: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer certificate is from a different trust domain' },
+  TLS_NO_CLIENT_CERT: { flag: 'TLS_FAILURE', status: 0, hint: 'the client sent no certificate; HBONE requires mTLS' },
+  H2_HANDSHAKE_FAILURE: { flag: 'H2_HANDSHAKE_FAILURE', status: 0, hint: 'the HTTP/2 session with the peer failed (ALPN must be h2)' },
+  HBONE_STATUS: { flag: 'CONNECT', status: 503, hint: 'the peer proxy answered the CONNECT with a non-200 status' },
+  HBONE_RESET: { flag: 'CONNECT', status: 503, hint: 'the peer reset the HBONE stream' },
+  IDENTITY_ERROR: { flag: 'IDENTITY_ERROR', status: 503, hint: 'no valid certificate for this identity; check the CA (CA_ADDRESS) and its logs' },
+  UNKNOWN_SOURCE: { flag: 'CONNECT', status: 0, hint: 'the source IP is not a workload on this node; the connection is refused, never attributed to someone else' },
+  SELF_CALL: { flag: 'CONNECT', status: 0, hint: 'the destination is one of the proxy\'s own ports (a loop)' },
+  NO_HEALTHY_UPSTREAM: { flag: 'CONNECT', status: 503, hint: 'the service has no healthy endpoint for this port' },
+  BAD_REQUEST: { flag: 'CONNECT', status: 400, hint: 'malformed HBONE CONNECT request' },
+  UNKNOWN_DESTINATION: { flag: 'CONNECT', status: 400, hint: 'the CONNECT authority is not a workload on this node (nor one it waypoints for)' },
+  ILLEGAL_PORT: { flag: 'CONNECT', status: 503, hint: 'the target port is one of the proxy\'s own ports' },
+  HANDSHAKE_TIMEOUT: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer did not finish the TLS handshake in time' },
+  HEADERS_TIMEOUT: { flag: 'CONNECT', status: 0, hint: 'the peer opened a session but sent no CONNECT in time' },
+  IDLE_TIMEOUT: { flag: '-', status: 0, hint: 'no bytes moved for the idle timeout' },
+  STREAM_LIMIT: { flag: 'CONNECT', status: 503, hint: 'too many streams or pending handshakes from this peer' },
+  SOCKS_PROTOCOL: { flag: 'CONNECT', status: 0, hint: 'malformed or unsupported SOCKS5 request (only no-auth CONNECT is served)' },
+  RESET: { flag: '-', status: 0, hint: 'a side reset the connection; the reset was carried to the other side' },
+  DRAINED: { flag: 'CONNECT', status: 503, hint: 'the proxy is shutting down and force-closed the connection at the drain deadline' },
+  CA_UNREACHABLE: { flag: 'IDENTITY_ERROR', status: 0, hint: 'the CA did not answer; check CA_ADDRESS and that the CA runs' },
+  CA_TLS: { flag: 'IDENTITY_ERROR', status: 0, hint: 'TLS to the CA failed; check CA_ROOT_CA matches the CA serving certificate' },
+  CA_AUTH: { flag: 'IDENTITY_ERROR', status: 0, hint: 'the CA refused our token (AUTH_TOKEN) or impersonation' },
+  CA_REJECTED: { flag: 'IDENTITY_ERROR', status: 0, hint: 'the CA rejected the certificate request' },
+  CA_BAD_RESPONSE: { flag: 'IDENTITY_ERROR', status: 0, hint: 'the CA returned a chain that is malformed or names another identity' },
+  CERT_EXPIRED: { flag: 'IDENTITY_ERROR', status: 0, hint: 'the certificate expired and no replacement could be fetched' },
+  CONFIG_INVALID: { flag: '-', status: 0, hint: 'the config was rejected; the last good state stays in force' },
+  INTERNAL: { flag: 'CONNECT', status: 503, hint: 'an unexpected internal error; please report it with the log line' },
+} as const;
+
+export type Reason = keyof typeof REASONS;
+/** Istio's `response_flags` label values. */
+export type ResponseFlag = (typeof REASONS)[Reason]['flag'];
+
+export function isReason(s: string): s is Reason {
+  return Object.prototype.hasOwnProperty.call(REASONS, s);
+}
+
+/** Every failure the data plane reports carries one typed reason plus context for the log. */
+export class ProxyError extends Error {
+  readonly reason: Reason;
+  readonly details: Readonly<Record<string, unknown>>;
+  constructor(reason: Reason, message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'ProxyError';
+    this.reason = reason;
+    this.details = details;
+  }
+  get hint(): string {
+    return REASONS[this.reason].hint;
+  }
+}
+
+/**
+ * The one place foreign errors become reasons: walks `.cause` looking for a ProxyError,
+ * then maps well-known Node error codes. Everything else is INTERNAL.
+ */
+export function classifyError(err: unknown): Reason {
+  let e: unknown = err;
+  for (let depth = 0; e && depth < 8; depth++) {
+    if (e instanceof ProxyError) return e.reason;
+    e = (e as { cause?: unknown }).cause;
+  }
+  const code = (err as { code?: string } | null)?.code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'CONNECT';
+    case 'ETIMEDOUT':
+      return 'CONNECT_TIMEOUT';
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'RESET';
+    case 'ERR_HTTP2_STREAM_ERROR':
+      return 'HBONE_RESET';
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+    case 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA':
+    case 'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'CERT_HAS_EXPIRED':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+      return 'TLS_FAILURE';
+    default:
+      return 'INTERNAL';
+  }
+}
+
+/** A message safe to log: never includes key material (we never put any in errors, this is a guard). */
+export function errorMessage(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g, '[redacted private key]');
+}

@@ -1,0 +1,85 @@
+import pino, { type Logger, type DestinationStream } from 'pino';
+import type { LogLevel } from '../config/key';
+
+export type { Logger };
+
+export interface LoggerOptions {
+  level: LogLevel;
+  format: 'json' | 'plain';
+  /** Where lines go; defaults to stdout. Tests pass a collector. */
+  destination?: DestinationStream;
+  /** Fields on every line (component, node). */
+  base?: Record<string, unknown>;
+}
+
+/**
+ * Any field with one of these names is replaced before serialisation, so a private key
+ * can never reach a log line even if a caller passes a certificate object by mistake.
+ */
+const REDACT = ['privateKey', 'key', 'keyPem', '*.privateKey', '*.key', '*.keyPem', 'token', '*.token', 'authorization', '*.authorization'];
+
+/** Builds the root logger. Called once, by a composition root; never at import time. */
+export function createLogger(opts: LoggerOptions): Logger {
+  const dest = opts.destination ?? (opts.format === 'plain' ? plainDestination(process.stdout) : pino.destination({ dest: 1, sync: false }));
+  return pino(
+    {
+      level: opts.level,
+      base: opts.base ?? {},
+      redact: { paths: REDACT, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    dest,
+  );
+}
+
+const SKIP = new Set(['level', 'time', 'msg', 'scope']);
+
+/**
+ * ztunnel's plain format: `<time> <LEVEL> <scope> <msg> k=v k=v`. Strings with spaces
+ * are quoted so lines stay grep-able.
+ */
+export function formatPlain(line: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  const parts = [String(o['time'] ?? ''), String(o['level'] ?? '').toUpperCase().padStart(5), String(o['scope'] ?? ''), String(o['msg'] ?? '')];
+  for (const [k, v] of Object.entries(o)) {
+    if (SKIP.has(k) || v === undefined) continue;
+    const s = typeof v === 'string' ? v : JSON.stringify(v);
+    parts.push(`${k}=${/[\s"=]/.test(s) || s === '' ? JSON.stringify(s) : s}`);
+  }
+  return parts.filter((s) => s !== '').join(' ') + '\n';
+}
+
+export function plainDestination(out: NodeJS.WritableStream): DestinationStream {
+  return { write: (s: string) => void out.write(formatPlain(s)) };
+}
+
+/** Collects JSON log records in memory (tests, and the mesh's live summary). */
+export class LogCollector implements DestinationStream {
+  readonly lines: Record<string, unknown>[] = [];
+  private readonly listeners: Array<(r: Record<string, unknown>) => void> = [];
+  constructor(private readonly tee?: NodeJS.WritableStream) {}
+  write(s: string): void {
+    for (const l of s.split('\n')) {
+      if (l === '') continue;
+      const rec = JSON.parse(l) as Record<string, unknown>;
+      this.lines.push(rec);
+      for (const fn of this.listeners) fn(rec);
+    }
+    this.tee?.write(s);
+  }
+  onRecord(fn: (r: Record<string, unknown>) => void): void {
+    this.listeners.push(fn);
+  }
+  find(pred: (r: Record<string, unknown>) => boolean): Record<string, unknown>[] {
+    return this.lines.filter(pred);
+  }
+  text(): string {
+    return this.lines.map((l) => JSON.stringify(l)).join('\n');
+  }
+}
