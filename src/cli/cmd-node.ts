@@ -3,7 +3,7 @@ import { describeKeys } from '../config/load';
 import { NODE_KEYS } from '../config/keys-node';
 import { loadNodeConfig } from '../config/node-config';
 import { NodeApp } from '../app/node-app';
-import { runUntilSignal } from './lifecycle';
+import { runService } from './lifecycle';
 
 export const command: Command = {
   name: 'node',
@@ -17,13 +17,6 @@ export const command: Command = {
     let stopped!: () => void;
     const stoppedP = new Promise<void>((r) => (stopped = r));
     const app = new NodeApp({ config, onStopped: () => stopped() });
-    try {
-      await app.start();
-    } catch (err) {
-      app.logger.fatal({ err }, 'start-up failed');
-      app.logger.flush?.();
-      throw err;
-    }
-    return runUntilSignal(io, app.logger, app, stoppedP);
+    return runService(io, app.logger, app, stoppedP);
   },
 };

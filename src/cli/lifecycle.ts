@@ -1,36 +1,44 @@
 import type { Logger } from 'pino';
 import type { CliIo } from './command';
 
-export interface Closable {
+export interface Service {
+  start(): Promise<unknown>;
   close(): Promise<void>;
   destroy(): void;
 }
 
 /**
- * Runs until SIGTERM/SIGINT (or until `stopped` resolves, e.g. /quitquitquit): drains
- * gracefully and resolves 0. A second SIGINT force-closes at once, as ztunnel does.
+ * Starts a service and runs it until SIGTERM/SIGINT or until `stopped` resolves (e.g.
+ * /quitquitquit). Signal handlers are installed BEFORE start, so a signal that arrives
+ * during start-up still drains instead of killing the process. A second signal forces.
+ * Resolves the exit code: 0 after a drain, or rejects with the start-up error.
  */
-export function runUntilSignal(io: CliIo, logger: Logger, app: Closable, stopped: Promise<void>): Promise<number> {
-  return new Promise((resolve) => {
-    let signals = 0;
-    const off = io.onSignal((signal) => {
-      signals++;
-      if (signals === 1) {
-        logger.info({ signal }, 'received signal, shutting down');
-        void app.close().then(() => finish(0));
-      } else {
-        logger.warn({ signal }, 'second signal, forcing shutdown');
-        app.destroy();
-        finish(0);
-      }
-    });
-    let done = false;
-    const finish = (code: number): void => {
-      if (done) return;
-      done = true;
-      off();
-      resolve(code);
-    };
-    void stopped.then(() => finish(0));
+export async function runService(io: CliIo, logger: Logger, svc: Service, stopped: Promise<void>): Promise<number> {
+  let signals = 0;
+  let resolveSignal!: () => void;
+  const signalled = new Promise<void>((r) => (resolveSignal = r));
+  const off = io.onSignal((signal) => {
+    signals++;
+    if (signals === 1) {
+      logger.info({ signal }, 'received signal, shutting down');
+      resolveSignal();
+    } else {
+      logger.warn({ signal }, 'second signal, forcing shutdown');
+      svc.destroy();
+      forced();
+    }
   });
+  let forced!: () => void;
+  const forcedP = new Promise<void>((r) => (forced = r));
+  try {
+    await svc.start();
+  } catch (err) {
+    off();
+    logger.fatal({ err }, 'start-up failed');
+    logger.flush?.();
+    throw err;
+  }
+  await Promise.race([signalled.then(() => Promise.race([svc.close(), forcedP])), stopped, forcedP]);
+  off();
+  return 0;
 }

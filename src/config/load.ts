@@ -21,7 +21,7 @@ export interface Loaded<K extends KeySet> {
   readonly positionals: readonly string[];
 }
 
-export type CrossCheck<K extends KeySet> = (c: ConfigOf<K>, raw: Readonly<Record<string, string>>) => ConfigIssue[];
+export type CrossCheck<K extends KeySet> = (c: Partial<ConfigOf<K>>, raw: Readonly<Record<string, string>>) => ConfigIssue[];
 
 /**
  * The one pure config parser: (key set, env map, argv) → a deep-frozen config, or a
@@ -64,7 +64,9 @@ export function loadConfig<K extends KeySet>(keys: K, env: Env, argv: readonly s
     if (r.ok) out[field] = r.value;
     else issues.push({ key: fromFlags.has(field) ? flagName(def.env) : def.env, value: def.secret ? '<redacted>' : value, expected: r.expected });
   }
-  if (issues.length === 0 && cross) issues.push(...cross(out as ConfigOf<K>, raw));
+  // Cross-field rules run on whatever parsed, so one run reports every problem at once;
+  // a rule whose inputs failed to parse is skipped (its key is already reported).
+  if (cross) issues.push(...cross(out as Partial<ConfigOf<K>>, raw));
   if (issues.length > 0) throw new ConfigError(issues);
   return { config: deepFreeze(out) as ConfigOf<K>, positionals };
 }
