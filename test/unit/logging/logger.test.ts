@@ -24,7 +24,7 @@ test('key-like fields are redacted before serialisation', (t) => {
 test('errorMessage strips any PEM private key from an error text', (t) => {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-  t.is(errorMessage(new Error(`bad key ${pem} here`)), 'bad key [redacted private key] here');
+  t.is(errorMessage(new Error(`bad key ${pem.trim()} here`)), 'bad key [redacted private key] here');
 });
 
 test('classifyError walks causes to the ProxyError reason and maps socket codes', (t) => {
