@@ -1,12 +1,52 @@
 import type { Command } from './command';
+import { CA_KEYS } from '../config/keys-ca';
+import { describeKeys, loadConfig } from '../config/load';
+import { createLogger } from '../logging/logger';
+import { startDevCa, type DevCa } from '../ca/dev-ca';
+import { formatListenAddr } from '../util/socket-addr';
+import { runService } from './lifecycle';
 
-// Placeholder replaced by the owning work stream during this session.
 export const command: Command = {
   name: 'ca',
-  summary: 'ca',
-  help: () => 'usage: ztunnel-ts ca\n',
-  run: async (io) => {
-    io.stderr.write('ztunnel-ts ca: not available yet\n');
-    return 2;
+  summary: 'dev CA',
+  help: () =>
+    'usage: ztunnel-ts ca [--flags]\n\n' +
+    "A development CA speaking Istio's CreateCertificate gRPC API over TLS (what istiod serves on 15012).\n" +
+    'On first start it creates an ECDSA P-256 root in CA_DIR (root-cert.pem, root-key.pem); clients trust it\n' +
+    'with CA_ROOT_CA=<CA_DIR>/root-cert.pem. Callers authenticate with bearer tokens listed in CA_TOKENS.\n' +
+    'See certs/README.md. Every setting is an environment variable or the matching flag.\n\n' +
+    describeKeys(CA_KEYS) +
+    '\n',
+  async run(io) {
+    const { config: c } = loadConfig(CA_KEYS, io.env, io.argv);
+    const logger = createLogger({ level: c.logLevel, format: c.logFormat, base: { component: 'ca' } });
+    let ca: DevCa | null = null;
+    const service = {
+      async start(): Promise<void> {
+        ca = await startDevCa({
+          dir: c.dir,
+          listenAddr: c.listenAddr,
+          tokensPath: c.tokens,
+          trustedNodeAccounts: c.trustedNodeAccounts,
+          localXdsPath: c.localXdsPath,
+          trustDomain: c.trustDomain,
+          maxTtlMs: c.maxTtl,
+          serverSans: c.serverSans,
+          logger,
+        });
+        if (!c.tokens) logger.warn({ key: 'CA_TOKENS' }, 'no CA_TOKENS file: every request will be refused as unauthenticated');
+        io.stdout.write(`ztunnel-ts ca: listening on ${ca.address} (asked for ${formatListenAddr(c.listenAddr)}); clients: CA_ADDRESS=https://${ca.address} CA_ROOT_CA=${ca.rootCertPath}\n`);
+      },
+      async close(): Promise<void> {
+        await ca?.close();
+        logger.info('dev CA stopped');
+        logger.flush?.();
+      },
+      destroy(): void {
+        ca?.destroy();
+      },
+    };
+    // The CA has no /quitquitquit: it runs until SIGTERM/SIGINT.
+    return runService(io, logger, service, new Promise<void>(() => undefined));
   },
 };
