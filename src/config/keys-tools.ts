@@ -11,7 +11,8 @@ export const REDIRECT_KEYS = {
   packetMark: key({ env: 'PACKET_MARK', doc: 'mark carried by proxy sockets', default: '1337', parse: p.intOrHex(0, 0xffffffff) }),
   excludePorts: key({ env: 'REDIRECT_EXCLUDE_PORTS', doc: 'extra inbound ports never captured (15020, 15021, 15090 always are)', default: '', parse: p.portList }),
   excludeOutboundCidrs: key({ env: 'REDIRECT_EXCLUDE_CIDRS', doc: 'outbound destinations never captured', default: '', parse: p.list }),
-  backend: key({ env: 'REDIRECT_IPTABLES', doc: 'iptables flavour: auto, nft or legacy', default: 'auto', parse: p.oneOf('auto', 'nft', 'legacy') }),
+  probeSources: key({ env: 'REDIRECT_PROBE_SOURCES', doc: 'source IPs/CIDRs whose inbound TCP is never captured (kubelet probe SNAT; set the node IP, or empty, where that SNAT breaks the CNI)', default: '169.254.7.127,fd16:9254:7127:1337:ffff:ffff:ffff:ffff', parse: p.list }),
+  backend: key({ env: 'REDIRECT_IPTABLES', doc: 'rule backend: auto, nft (iptables-nft), legacy (iptables-legacy) or nftables (the nft tool, for hosts without iptables)', default: 'auto', parse: p.oneOf('auto', 'nft', 'legacy', 'nftables') }),
   outboundPort: key({ env: 'REDIRECT_OUTBOUND_PORT', doc: 'outbound capture port', default: '15001', parse: p.int(1, 65535) }),
   inboundPlaintextPort: key({ env: 'REDIRECT_INBOUND_PORT', doc: 'inbound plaintext capture port', default: '15006', parse: p.int(1, 65535) }),
   hbonePort: key({ env: 'REDIRECT_HBONE_PORT', doc: 'inbound HBONE port (reached directly, never redirected)', default: '15008', parse: p.int(1, 65535) }),
@@ -28,10 +29,11 @@ export const MESH_KEYS = {
 /** `ztunnel-ts explain`: which route and which policy decide a connection. */
 export const EXPLAIN_KEYS = {
   logLevel: COMMON_KEYS.logLevel,
-  logFormat: COMMON_KEYS.logFormat,
+  logFormat: key({ env: 'LOG_FORMAT', doc: 'output: plain (human-readable, default) or json', default: 'plain', parse: p.oneOf('json', 'plain') }),
   localXdsPath: key({ env: 'LOCAL_XDS_PATH', doc: 'ztunnel local config file', default: '', parse: p.optString }),
+  localXds: key({ env: 'LOCAL_XDS', doc: 'the same local config inline (YAML)', default: '', parse: p.optString }),
   network: key({ env: 'NETWORK', doc: 'network of the source', default: '', parse: p.string }),
   source: key({ env: 'EXPLAIN_SOURCE', doc: 'source IP', default: '', parse: p.string }),
   destination: key({ env: 'EXPLAIN_DESTINATION', doc: 'destination ip:port', default: '', parse: p.string }),
-  identity: key({ env: 'EXPLAIN_IDENTITY', doc: 'source SPIFFE identity (default: from the source workload; empty for plaintext)', default: '', parse: p.optString }),
+  identity: key({ env: 'EXPLAIN_IDENTITY', doc: "source SPIFFE identity (default: the source workload's; 'none' = plaintext, no identity)", default: '', parse: p.optString }),
 } as const;

@@ -13,6 +13,11 @@ export interface AuthzContext {
   readonly dstWorkload: Workload;
 }
 
+/**
+ * `policy` is the deciding policy (`namespace/name`), null when no policy decided (no ALLOW
+ * policy exists, or ALLOW policies exist but none matched). Dry-run policies never decide;
+ * the ones that matched are listed so the caller can log "dry-run: would deny/allow".
+ */
 export type AuthzDecision =
-  | { readonly allowed: true; readonly policy: string | null; readonly why: string }
-  | { readonly allowed: false; readonly policy: string | null; readonly why: string };
+  | { readonly allowed: true; readonly policy: string | null; readonly why: string; readonly dryRunWouldDeny?: readonly string[]; readonly dryRunWouldAllow?: readonly string[] }
+  | { readonly allowed: false; readonly policy: string | null; readonly why: string; readonly dryRunWouldDeny?: readonly string[]; readonly dryRunWouldAllow?: readonly string[] };

@@ -1,0 +1,192 @@
+import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Component } from '../app/component';
+import { ProxyError } from '../errors';
+import type { StateMetrics } from '../metrics/state-metrics';
+import { formatLocalConfigError, parseLocalConfig, type LocalConfigError } from './local-config';
+import type { StateUpdater } from './proxy-state';
+
+export interface LocalConfigSourceOptions {
+  /** LOCAL_XDS_PATH: a file, watched and reloaded. Exactly one of path / inline. */
+  readonly path: string | null;
+  /** LOCAL_XDS: inline YAML, loaded once. */
+  readonly inline: string | null;
+  readonly updater: StateUpdater;
+  readonly logger: Logger;
+  readonly metrics: StateMetrics;
+  /** Called once, after the first successful load (e.g. a readiness task's release). */
+  readonly onFirstLoad?: () => void;
+  /** Quiet period after the last file event before reloading (editors write in bursts). */
+  readonly debounceMs?: number;
+}
+
+interface LastError {
+  readonly at: string;
+  readonly errors: readonly string[];
+}
+
+/**
+ * The local-file state source (ztunnel's LOCAL_XDS_PATH / LOCAL_XDS), replacing all state
+ * on each good load. The file is watched through its directory, because editors and
+ * ConfigMap updates replace the file (rename) rather than write it in place; events are
+ * debounced and a content hash skips no-op reloads. A bad file is rejected as a whole:
+ * every error is logged with its line, and the last good state stays in force.
+ */
+export class LocalConfigSource implements Component {
+  readonly name = 'local_config';
+  /** Resolves after the first successful load. */
+  readonly ready: Promise<void>;
+  private resolveReady!: () => void;
+  private watcher: FSWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private lastHash: string | null = null;
+  private lastGoodText: string | null = null;
+  private lastError: LastError | null = null;
+  private loads = 0;
+  private closed = false;
+  private reloading: Promise<void> = Promise.resolve();
+
+  constructor(private readonly opts: LocalConfigSourceOptions) {
+    if (opts.path !== null && opts.inline !== null) throw new ProxyError('CONFIG_INVALID', 'set only one of LOCAL_XDS_PATH and LOCAL_XDS');
+    this.ready = new Promise((r) => (this.resolveReady = r));
+  }
+
+  private get sourceName(): string {
+    return this.opts.path ?? 'LOCAL_XDS';
+  }
+
+  /**
+   * Loads once. Inline config that does not parse fails start (nothing could fix it
+   * later); a bad or missing file is reported and watched, and readiness stays pending
+   * until a good version appears.
+   */
+  async start(): Promise<void> {
+    if (this.opts.inline !== null) {
+      if (!this.applyText(this.opts.inline)) throw new ProxyError('CONFIG_INVALID', `LOCAL_XDS is invalid:\n  ${this.lastError?.errors.join('\n  ')}`);
+      return;
+    }
+    if (this.opts.path === null) return;
+    this.watchDir(this.opts.path);
+    await this.reloadFile();
+  }
+
+  /** Waits for any reload in flight (tests and shutdown). */
+  settled(): Promise<void> {
+    return this.reloading;
+  }
+
+  async close(): Promise<void> {
+    this.stop();
+    await this.reloading;
+  }
+
+  destroy(): void {
+    this.stop();
+  }
+
+  dump(): unknown {
+    return {
+      source: this.opts.path === null && this.opts.inline === null ? null : this.sourceName,
+      staticConfig: this.lastGoodText,
+      loads: this.loads,
+      lastError: this.lastError,
+      version: this.opts.updater.view.version,
+    };
+  }
+
+  private stop(): void {
+    this.closed = true;
+    this.watcher?.close();
+    this.watcher = null;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private watchDir(path: string): void {
+    const file = resolve(path);
+    const name = basename(file);
+    try {
+      this.watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
+        if (changed !== null && changed.toString() !== name) return;
+        this.schedule();
+      });
+      this.watcher.on('error', (err) => this.opts.logger.warn({ err, path }, 'local config watch failed; reloads stop'));
+    } catch (err) {
+      this.opts.logger.warn({ err, path }, 'cannot watch local config directory; changes will not be reloaded');
+    }
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.reloading = this.reloading
+        .then(() => this.reloadFile())
+        .catch((err: unknown) => this.opts.logger.error({ err, source: this.sourceName }, 'local config reload failed unexpectedly; keeping the last good state'));
+    }, this.opts.debounceMs ?? 100);
+  }
+
+  private async reloadFile(): Promise<void> {
+    const path = this.opts.path as string;
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      this.reject(hashOf(`\0missing:${code}`), [`${path}: cannot read (${code}); keeping the last good state`]);
+      return;
+    }
+    if (this.closed) return;
+    this.applyText(text);
+  }
+
+  /** Parses and applies; returns whether the text is (now) the state in force. */
+  private applyText(text: string): boolean {
+    const hash = hashOf(text);
+    if (hash === this.lastHash) return this.lastError === null;
+    const parsed = parseLocalConfig(text, this.sourceName);
+    if (!parsed.ok) {
+      this.reject(hash, parsed.errors.map((e: LocalConfigError) => formatLocalConfigError(this.sourceName, e)));
+      return false;
+    }
+    this.lastHash = hash;
+    const change = this.opts.updater.replaceAll(parsed.value);
+    this.lastGoodText = text;
+    this.lastError = null;
+    this.loads++;
+    this.opts.metrics.localConfigReloads.labels('applied').inc();
+    this.opts.logger.info(
+      {
+        source: this.sourceName,
+        workloads: parsed.value.workloads.length,
+        services: parsed.value.services.length,
+        policies: parsed.value.policies.length,
+        version: this.opts.updater.view.version,
+        changed: change !== null,
+      },
+      'local config applied',
+    );
+    this.opts.onFirstLoad?.();
+    this.resolveReady();
+    return true;
+  }
+
+  private reject(hash: string, errors: string[]): void {
+    if (hash === this.lastHash) return; // same bad content (or same missing file): reported already
+    this.lastHash = hash;
+    this.lastError = { at: new Date().toISOString(), errors };
+    this.opts.metrics.localConfigReloads.labels('rejected').inc();
+    this.opts.logger.warn(
+      { source: this.sourceName, reason: 'CONFIG_INVALID', errors, keptVersion: this.opts.updater.view.version },
+      `local config rejected (${errors.length} error${errors.length === 1 ? '' : 's'}); keeping the last good state`,
+    );
+  }
+}
+
+function hashOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}

@@ -1,0 +1,261 @@
+import type { Logger } from 'pino';
+import { policyKey, serviceKey, type Authorization, type NetworkAddress, type Service, type Workload } from './types';
+import type { StateChange, StateView } from './view';
+import { addrKey, canonicalIpString } from './ip';
+import { identityKey, StateIndexes } from './indexes';
+
+/**
+ * The read side of workload state (style rule 4). It only reads the indexes the
+ * StateUpdater owns; it has no way to change them. Lookups are synchronous and allocate
+ * only where they must return a list built from several indexes.
+ */
+export class ProxyState implements StateView {
+  /** @internal the updater bumps it after a batch is in place. */
+  versionNumber = 0;
+  /** @internal */
+  readonly listeners = new Set<(c: StateChange) => void>();
+
+  constructor(private readonly idx: StateIndexes) {}
+
+  get version(): number {
+    return this.versionNumber;
+  }
+
+  findWorkloadByAddr(addr: NetworkAddress): Workload | undefined {
+    const ip = canonicalIpString(addr.ip);
+    if (ip === null) return undefined;
+    const uids = this.idx.workloadByAddr.get(addrKey(addr.network, ip));
+    // Several workloads on one IP only happens transiently (IP reuse); the newest wins.
+    const uid = uids[uids.length - 1];
+    return uid === undefined ? undefined : this.idx.workloads.get(uid);
+  }
+
+  findWorkloadByUid(uid: string): Workload | undefined {
+    return this.idx.workloads.get(uid);
+  }
+
+  findServiceByVip(addr: NetworkAddress, clientNamespace?: string): Service | undefined {
+    const ip = canonicalIpString(addr.ip);
+    if (ip === null) return undefined;
+    const exact = this.pick(this.idx.serviceByVip.get(addrKey(addr.network, ip)), clientNamespace);
+    if (exact) return exact;
+    return this.pick(this.idx.cidrServices(addr.network, ip), clientNamespace);
+  }
+
+  /**
+   * ztunnel's tie-break for a VIP shared by several Services: the client's own namespace
+   * first, then `canonical`, then the lowest key (deterministic). Namespace-visible Services
+   * are invisible to clients of other namespaces; with no client namespace (admin tools)
+   * every Service is visible.
+   */
+  private pick(keys: readonly string[], clientNamespace: string | undefined): Service | undefined {
+    let best: Service | undefined;
+    let bestScore = -1;
+    let bestKey = '';
+    for (const k of keys) {
+      const s = this.idx.services.get(k);
+      if (!s) continue;
+      if (s.visibility === 'Namespace' && clientNamespace !== undefined && s.namespace !== clientNamespace) continue;
+      const score = (clientNamespace !== undefined && s.namespace === clientNamespace ? 2 : 0) + (s.canonical ? 1 : 0);
+      if (score > bestScore || (score === bestScore && k < bestKey)) {
+        best = s;
+        bestScore = score;
+        bestKey = k;
+      }
+    }
+    return best;
+  }
+
+  findServiceByHostname(namespace: string, hostname: string): Service | undefined {
+    return this.idx.services.get(`${namespace}/${hostname}`);
+  }
+
+  /** Services with this hostname in any namespace (hostname authorities prefer the caller's namespace). */
+  findServicesByHostname(hostname: string): readonly Service[] {
+    const out: Service[] = [];
+    for (const s of this.idx.services.values()) if (s.hostname === hostname) out.push(s);
+    return out;
+  }
+
+  findWorkloadsByIdentity(trustDomain: string, namespace: string, serviceAccount: string): readonly Workload[] {
+    return this.resolve(this.idx.workloadsByIdentity.get(identityKey(trustDomain, namespace, serviceAccount)));
+  }
+
+  endpointsOf(service: Service): readonly Workload[] {
+    return this.resolve(this.idx.endpoints.get(serviceKey(service)));
+  }
+
+  workloadsOnNode(node: string): readonly Workload[] {
+    return this.resolve(this.idx.workloadsByNode.get(node));
+  }
+
+  /**
+   * ztunnel's policy set for a destination: the workload's namespace policies, GLOBAL
+   * (root namespace) policies, and the policies the workload lists by name (unknown
+   * names skipped: they may simply not have arrived yet). Each policy appears once.
+   */
+  policiesFor(workload: Workload): readonly Authorization[] {
+    const out: Authorization[] = [];
+    const seen = new Set<string>();
+    const add = (key: string): void => {
+      if (seen.has(key)) return;
+      const p = this.idx.policies.get(key);
+      if (!p) return;
+      seen.add(key);
+      out.push(p);
+    };
+    // ztunnel's order (namespace, global, selected): it decides which matching DENY is named.
+    for (const k of this.idx.policiesByNamespace.get(workload.namespace)) add(k);
+    for (const k of this.idx.globalPolicies) add(k);
+    for (const k of workload.authorizationPolicies) add(k);
+    return out;
+  }
+
+  findPolicy(key: string): Authorization | undefined {
+    return this.idx.policies.get(key);
+  }
+
+  allWorkloads(): readonly Workload[] {
+    return [...this.idx.workloads.values()];
+  }
+
+  allServices(): readonly Service[] {
+    return [...this.idx.services.values()];
+  }
+
+  allPolicies(): readonly Authorization[] {
+    return [...this.idx.policies.values()];
+  }
+
+  onChange(listener: (change: StateChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+
+  private resolve(uids: readonly string[]): Workload[] {
+    const out: Workload[] = [];
+    for (const u of uids) {
+      const w = this.idx.workloads.get(u);
+      if (w) out.push(w);
+    }
+    return out;
+  }
+}
+
+/** Upserts and removals for each kind; removals name uids / `ns/hostname` / `ns/name`. */
+export interface StateBatch {
+  readonly workloads?: { readonly upsert?: readonly Workload[]; readonly remove?: readonly string[] };
+  readonly services?: { readonly upsert?: readonly Service[]; readonly remove?: readonly string[] };
+  readonly policies?: { readonly upsert?: readonly Authorization[]; readonly remove?: readonly string[] };
+}
+
+/**
+ * The ONLY writer of workload state. Every source (local file, xDS) calls applyBatch or
+ * replaceAll. A batch is applied synchronously in one go (removals, then upserts), so no
+ * reader on the event loop can see part of it; listeners run after it is in place.
+ */
+export class StateUpdater {
+  private readonly idx = new StateIndexes();
+  readonly view: ProxyState = new ProxyState(this.idx);
+
+  constructor(private readonly logger?: Logger) {}
+
+  /** Applies a batch; returns the change, or null when it changed nothing (no version bump, no event). */
+  applyBatch(batch: StateBatch): StateChange | null {
+    const idx = this.idx;
+    const beforeW = new Map<string, Workload | undefined>();
+    const touchW = (uid: string): void => void (beforeW.has(uid) || beforeW.set(uid, idx.workloads.get(uid)));
+    let servicesChanged = false;
+    let policiesChanged = false;
+
+    for (const uid of batch.workloads?.remove ?? []) {
+      touchW(uid);
+      idx.removeWorkload(uid);
+    }
+    for (const key of batch.services?.remove ?? []) servicesChanged = idx.removeService(key) !== undefined || servicesChanged;
+    for (const key of batch.policies?.remove ?? []) policiesChanged = idx.removePolicy(key) !== undefined || policiesChanged;
+
+    for (const w of batch.workloads?.upsert ?? []) {
+      touchW(w.uid);
+      const old = idx.workloads.get(w.uid);
+      if (old && deepEqual(old, w)) continue;
+      if (old) idx.removeWorkload(w.uid);
+      idx.addWorkload(w);
+    }
+    for (const s of batch.services?.upsert ?? []) {
+      const old = idx.services.get(serviceKey(s));
+      if (old && deepEqual(old, s)) continue;
+      if (old) idx.removeService(serviceKey(s));
+      idx.addService(s);
+      servicesChanged = true;
+    }
+    for (const p of batch.policies?.upsert ?? []) {
+      const old = idx.policies.get(policyKey(p));
+      if (old && deepEqual(old, p)) continue;
+      if (old) idx.removePolicy(policyKey(p));
+      idx.addPolicy(p);
+      policiesChanged = true;
+    }
+
+    const added: Workload[] = [];
+    const removed: Workload[] = [];
+    const updated: Workload[] = [];
+    for (const [uid, before] of beforeW) {
+      const after = idx.workloads.get(uid);
+      if (!before && after) added.push(after);
+      else if (before && !after) removed.push(before);
+      else if (before && after && before !== after && !deepEqual(before, after)) updated.push(after);
+    }
+    if (added.length + removed.length + updated.length === 0 && !servicesChanged && !policiesChanged) return null;
+
+    this.view.versionNumber++;
+    const change: StateChange = {
+      version: this.view.versionNumber,
+      workloadsAdded: added,
+      workloadsRemoved: removed,
+      workloadsUpdated: updated,
+      servicesChanged,
+      policiesChanged,
+    };
+    for (const l of [...this.view.listeners]) {
+      try {
+        l(change);
+      } catch (err) {
+        this.logger?.warn({ err, version: change.version }, 'state change listener failed');
+      }
+    }
+    return change;
+  }
+
+  /** Replaces all state with `cfg` (the local-file source): everything not in it is removed. */
+  replaceAll(cfg: { workloads: readonly Workload[]; services: readonly Service[]; policies: readonly Authorization[] }): StateChange | null {
+    const keepW = new Set(cfg.workloads.map((w) => w.uid));
+    const keepS = new Set(cfg.services.map(serviceKey));
+    const keepP = new Set(cfg.policies.map(policyKey));
+    return this.applyBatch({
+      workloads: { upsert: cfg.workloads, remove: [...this.idx.workloads.keys()].filter((k) => !keepW.has(k)) },
+      services: { upsert: cfg.services, remove: [...this.idx.services.keys()].filter((k) => !keepS.has(k)) },
+      policies: { upsert: cfg.policies, remove: [...this.idx.policies.keys()].filter((k) => !keepP.has(k)) },
+    });
+  }
+
+  /** Index contents for consistency checks (tests compare against a from-scratch rebuild). */
+  indexSnapshot(): unknown {
+    return this.idx.snapshot();
+  }
+}
+
+/** Structural equality of plain state data (key order independent). */
+export function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    return a.length === bb.length && a.every((x, i) => deepEqual(x, bb[i]));
+  }
+  const ak = Object.keys(a);
+  const bk = Object.keys(b);
+  if (ak.length !== bk.length) return false;
+  return ak.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
