@@ -1,0 +1,150 @@
+import type { Socket } from 'node:net';
+import * as tls from 'node:tls';
+import { ProxyError, errorMessage } from '../../errors';
+import { SpiffeId } from '../../identity/spiffe';
+import type { WorkloadCertificate } from '../../identity/types';
+import { formatSocketAddr, type SocketAddr } from '../../util/socket-addr';
+import { spiffeSans, uriSans } from './san';
+
+/** TLS 1.3 suites ztunnel allows (wire reference §2); nothing else is negotiated. */
+export const HBONE_CIPHERSUITES = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256';
+const ALLOWED_SUITES = new Set(HBONE_CIPHERSUITES.split(':'));
+export const HBONE_ALPN = ['h2'];
+
+/**
+ * Options (Node spells the TLS 1.3 suite list `ciphers`) whoever builds a WorkloadCertificate's SecureContext must spread into
+ * tls.createSecureContext(): Node applies min/max version and cipher suites per context,
+ * not per socket, so they cannot be forced here. The transport still re-checks the
+ * negotiated version and suite after every handshake and fails closed (TLS_FAILURE).
+ */
+export const HBONE_SECURE_CONTEXT_OPTIONS = {
+  minVersion: 'TLSv1.3',
+  maxVersion: 'TLSv1.3',
+  ciphers: HBONE_CIPHERSUITES,
+} as const satisfies tls.SecureContextOptions;
+
+/**
+ * Client options for one HBONE connection. No `servername`: Node sends SNI only when a
+ * servername is given or the host is a name, and we always dial an IP, so no SNI leaves
+ * (ztunnel disables SNI). No `session`: resumption is off. The chain is verified by
+ * OpenSSL against the roots inside the certificate's context; the hostname check is
+ * replaced by the SPIFFE SAN check.
+ */
+export function clientTlsOptions(cert: WorkloadCertificate, nextHop: SocketAddr, expected: readonly string[], localAddress?: string): tls.ConnectionOptions {
+  const opts: tls.ConnectionOptions & { localAddress?: string } = {
+    host: nextHop.ip,
+    port: nextHop.port,
+    secureContext: cert.secureContext,
+    ALPNProtocols: HBONE_ALPN,
+    rejectUnauthorized: true,
+    checkServerIdentity: (_host, peer) => checkPeerIdentity(peer, expected, nextHop),
+  };
+  if (localAddress) opts.localAddress = localAddress;
+  return opts;
+}
+
+/**
+ * ztunnel's server verification step 2: one URI SAN must equal one expected identity
+ * (DNS names ignored). Returned (not thrown) because Node destroys the socket with it.
+ */
+export function checkPeerIdentity(peer: tls.PeerCertificate, expected: readonly string[], nextHop: SocketAddr): ProxyError | undefined {
+  const actual = uriSans(peer);
+  for (const uri of actual) if (expected.includes(uri)) return undefined;
+  return new ProxyError(
+    'TLS_PEER_IDENTITY',
+    `peer ${formatSocketAddr(nextHop)} presented identities [${actual.join(', ')}], expected one of [${expected.join(', ')}]`,
+    { peer: formatSocketAddr(nextHop), expected: [...expected], actual },
+  );
+}
+
+/** After the client handshake: enforce TLS 1.3 + allowed suite + ALPN h2, return the verified peer identity. */
+export function verifiedServerIdentity(sock: tls.TLSSocket, expected: readonly string[], nextHop: SocketAddr): SpiffeId {
+  assertTlsPolicy(sock, formatSocketAddr(nextHop));
+  if (sock.alpnProtocol !== 'h2') {
+    throw new ProxyError('H2_HANDSHAKE_FAILURE', `peer ${formatSocketAddr(nextHop)} did not negotiate ALPN h2 (got ${String(sock.alpnProtocol)})`);
+  }
+  const peer = sock.getPeerCertificate();
+  const uris = uriSans(peer);
+  const matched = uris.find((u) => expected.includes(u));
+  const id = (matched && SpiffeId.tryParse(matched)) || spiffeSans(peer)[0];
+  if (!id) {
+    throw new ProxyError('TLS_PEER_IDENTITY', `peer ${formatSocketAddr(nextHop)} certificate has no SPIFFE identity (URI SANs: [${uris.join(', ')}])`);
+  }
+  return id;
+}
+
+function assertTlsPolicy(sock: tls.TLSSocket, peer: string): void {
+  const proto = sock.getProtocol();
+  const suite = sock.getCipher()?.standardName;
+  if (proto !== 'TLSv1.3' || !suite || !ALLOWED_SUITES.has(suite)) {
+    throw new ProxyError('TLS_FAILURE', `peer ${peer} negotiated ${String(proto)} ${String(suite)}; HBONE requires TLSv1.3 with ${HBONE_CIPHERSUITES}`, { protocol: proto, cipher: suite });
+  }
+}
+
+/** Wraps an accepted raw TCP socket as the TLS server side with the listener's certificate. */
+export function serverTlsSocket(raw: Socket, cert: WorkloadCertificate): tls.TLSSocket {
+  // The TLSSocket inherits allowHalfOpen from the raw socket, and listeners are created
+  // half-open for splicing. An HTTP/2 session only ends on the socket's 'close'; with
+  // half-open on, a peer's FIN would leave the session (and its streams) open forever.
+  // Half-close on HBONE lives in END_STREAM, never in the TCP connection.
+  raw.allowHalfOpen = false;
+  return new tls.TLSSocket(raw, {
+    isServer: true,
+    secureContext: cert.secureContext,
+    requestCert: true,
+    rejectUnauthorized: true,
+    ALPNProtocols: HBONE_ALPN,
+  });
+}
+
+interface ServerHandle {
+  verifyError?: () => Error | null;
+}
+
+/**
+ * Completes a server-side handshake done on a bare TLSSocket (no tls.Server). Node's
+ * tls.Server runs this step in its private `onServerSocketSecure`; without it the chain
+ * verdict is never read and `secureConnecting` stays true (http2 would then wait forever
+ * for 'secureConnect'). So we read OpenSSL's verdict from the handle ourselves, fail
+ * closed if that internal is missing, then apply ztunnel's trust-domain rule: at least one
+ * SPIFFE URI SAN in the client certificate shares the server identity's trust domain.
+ * Returns the peer identity: the first valid SPIFFE URI SAN.
+ */
+export function finishServerHandshake(sock: tls.TLSSocket, server: SpiffeId, peer: string): SpiffeId {
+  const handle = (sock as unknown as { _handle?: ServerHandle })._handle;
+  if (typeof handle?.verifyError !== 'function') {
+    throw new ProxyError('TLS_FAILURE', `cannot read the certificate verification result for ${peer}; refusing`);
+  }
+  const verifyError = handle.verifyError();
+  if (verifyError) {
+    const code = (verifyError as { code?: string }).code ?? 'UNKNOWN';
+    throw new ProxyError('TLS_FAILURE', `client ${peer} certificate rejected: ${code}: ${errorMessage(verifyError)}`, { code });
+  }
+  assertTlsPolicy(sock, peer);
+  if (sock.alpnProtocol !== 'h2') {
+    throw new ProxyError('H2_HANDSHAKE_FAILURE', `client ${peer} did not negotiate ALPN h2 (got ${String(sock.alpnProtocol)})`);
+  }
+  const ids = spiffeSans(sock.getPeerCertificate());
+  if (ids.length === 0) {
+    throw new ProxyError('TLS_PEER_IDENTITY', `client ${peer} certificate has no SPIFFE URI SAN`);
+  }
+  if (!ids.some((id) => id.trustDomain === server.trustDomain)) {
+    throw new ProxyError(
+      'TLS_TRUST_DOMAIN',
+      `client ${peer} identities [${ids.join(', ')}] are not in trust domain ${server.trustDomain}`,
+      { actual: ids.map(String), trustDomain: server.trustDomain },
+    );
+  }
+  (sock as unknown as { secureConnecting: boolean }).secureConnecting = false;
+  return ids[0] as SpiffeId;
+}
+
+/** Maps a TLS-phase error (either side) to a typed ProxyError, keeping an existing one. */
+export function tlsError(err: unknown, peer: string, side: 'client' | 'server'): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const code = (err as { code?: string } | null)?.code ?? '';
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE' || code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED') {
+    return new ProxyError('TLS_NO_CLIENT_CERT', `${side === 'server' ? `client ${peer} sent` : 'we sent'} no client certificate`, { code }, err);
+  }
+  return new ProxyError('TLS_FAILURE', `TLS handshake with ${peer} failed: ${code ? code + ': ' : ''}${errorMessage(err)}`, { code }, err);
+}
