@@ -1,6 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { ProxyError } from '../errors';
+import { HBONE_SECURE_CONTEXT_OPTIONS } from './tls-profile';
 import type { SpiffeId } from './spiffe';
 import type { WorkloadCertificate } from './types';
 
@@ -80,7 +81,7 @@ export function buildWorkloadCertificate(p: CertificateParts): WorkloadCertifica
   const notAfter = Date.parse(leaf.validTo);
   if (notAfter <= p.now) throw bad(`leaf expired at ${new Date(notAfter).toISOString()}`);
   if (notBefore > p.now + NOT_BEFORE_SKEW_MS) throw bad(`leaf not valid before ${new Date(notBefore).toISOString()} (clock skew?)`);
-  const secureContext = createSecureContext({ key: p.keyPem, cert: p.chainPem.join(''), ca: [...p.rootsPem], minVersion: 'TLSv1.3' });
+  const secureContext = createSecureContext({ key: p.keyPem, cert: p.chainPem.join(''), ca: [...p.rootsPem], ...HBONE_SECURE_CONTEXT_OPTIONS });
   return Object.freeze({
     identity: p.identity,
     chainPem: Object.freeze([...p.chainPem]),

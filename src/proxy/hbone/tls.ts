@@ -6,22 +6,11 @@ import type { WorkloadCertificate } from '../../identity/types';
 import { formatSocketAddr, type SocketAddr } from '../../util/socket-addr';
 import { spiffeSans, uriSans } from './san';
 
-/** TLS 1.3 suites ztunnel allows (wire reference §2); nothing else is negotiated. */
-export const HBONE_CIPHERSUITES = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256';
+import { HBONE_CIPHERSUITES, HBONE_SECURE_CONTEXT_OPTIONS } from '../../identity/tls-profile';
+
+export { HBONE_CIPHERSUITES, HBONE_SECURE_CONTEXT_OPTIONS };
 const ALLOWED_SUITES = new Set(HBONE_CIPHERSUITES.split(':'));
 export const HBONE_ALPN = ['h2'];
-
-/**
- * Options (Node spells the TLS 1.3 suite list `ciphers`) whoever builds a WorkloadCertificate's SecureContext must spread into
- * tls.createSecureContext(): Node applies min/max version and cipher suites per context,
- * not per socket, so they cannot be forced here. The transport still re-checks the
- * negotiated version and suite after every handshake and fails closed (TLS_FAILURE).
- */
-export const HBONE_SECURE_CONTEXT_OPTIONS = {
-  minVersion: 'TLSv1.3',
-  maxVersion: 'TLSv1.3',
-  ciphers: HBONE_CIPHERSUITES,
-} as const satisfies tls.SecureContextOptions;
 
 /**
  * Client options for one HBONE connection. No `servername`: Node sends SNI only when a
