@@ -7,7 +7,7 @@ export const CA_KEYS = {
   logFormat: COMMON_KEYS.logFormat,
   listenAddr: key({ env: 'CA_LISTEN_ADDR', doc: 'gRPC CreateCertificate over TLS', default: '127.0.0.1:15012', parse: p.listen }),
   dir: key({ env: 'CA_DIR', doc: 'holds root-cert.pem and root-key.pem; created on first start', default: './.ca', parse: p.string }),
-  tokens: key({ env: 'CA_TOKENS', doc: 'YAML/JSON list of {token, namespace, serviceAccount, node}', default: '', parse: p.optString }),
+  tokens: key({ env: 'CA_TOKENS', doc: 'file holding a YAML or JSON list of {token, namespace, serviceAccount, node}', default: '', parse: p.optString }),
   trustedNodeAccounts: key({ env: 'CA_TRUSTED_NODE_ACCOUNTS', doc: 'namespace/serviceAccount list allowed to impersonate (node proxies)', default: 'istio-system/ztunnel', parse: p.list }),
   localXdsPath: key({ env: 'LOCAL_XDS_PATH', doc: 'where workloads run (impersonation is allowed only for workloads on the caller node)', default: '', parse: p.optString }),
   trustDomain: key({ env: 'TRUST_DOMAIN', doc: 'trust domain of issued identities', default: 'cluster.local', parse: p.string }),

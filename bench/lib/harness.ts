@@ -1,0 +1,198 @@
+import os from 'node:os';
+import path from 'node:path';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { ProcessSet } from './proc';
+import { RpcClient } from './ipc';
+import { mintDevPki } from './certs';
+import { finishMetric, terminalReport, htmlReport } from './report';
+import type { HostPort } from './net-util';
+import type { HoldArgs, HoldResult } from './load-types';
+import type { RunResult, MetricResult, PathRecord, ScenarioId, TrialError } from './results';
+import { metricDefs, scenarioSteps, type Bounds, type TrialEnv } from '../scenarios';
+import type { PathDef, PathHandle, PathId, PathContext, BenchOptions } from '../paths/types';
+import { direct } from '../paths/direct';
+import { haproxy } from '../paths/haproxy';
+import { stunnel } from '../paths/stunnel';
+import { mesh, meshNoPool, passthrough } from '../paths/mesh';
+
+export const PATH_DEFS: Record<PathId, PathDef> = { direct, haproxy, stunnel, mesh, 'mesh-nopool': meshNoPool, passthrough };
+
+/**
+ * Scenarios a path runs. The unpooled mesh variant exists to measure handshake-bound
+ * figures (new HBONE connection per application connection, memory per TLS connection);
+ * bulk and latency over it would only repeat the pooled mesh numbers.
+ */
+const PATH_SCENARIOS: Partial<Record<PathId, readonly ScenarioId[]>> = { 'mesh-nopool': ['connrate', 'memory'] };
+
+export interface RunOptions {
+  readonly mode: 'quick' | 'full' | 'custom';
+  readonly bounds: Bounds;
+  readonly trials: number;
+  readonly paths: readonly PathId[];
+  readonly scenarios: readonly ScenarioId[];
+  readonly outDir: string;
+  readonly bench: BenchOptions;
+  /** Progress lines (stderr by default). */
+  readonly progress: (line: string) => void;
+  /** Keep the temp directory (configs, certs, proxy logs) for inspection. */
+  readonly keepTemp: boolean;
+}
+
+function gitCommit(repoRoot: string): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: repoRoot, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head}+dirty` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Result files are named by the run's start time. */
+function stamp(d: Date): string {
+  return d.toISOString().replace(/[:]/g, '-').replace(/\..*$/, 'Z');
+}
+
+/**
+ * Runs the selected scenarios over the selected paths. Trials are interleaved across
+ * paths (trial 1 of every path, then trial 2, …) so slow drift of the machine affects all
+ * paths alike. Everything started is stopped by PID in `finally`, also on SIGINT.
+ */
+export async function runBench(o: RunOptions): Promise<{ result: RunResult; jsonPath: string; htmlPath: string }> {
+  const started = new Date();
+  const procs = new ProcessSet();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ztunnel-ts-bench-'));
+  const onSignal = (sig: NodeJS.Signals): void => {
+    o.progress(`\n${sig}: stopping everything the harness started…`);
+    procs.stopAll(2000).finally(() => {
+      if (!o.keepTemp) rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  };
+  const onExit = (): void => procs.killAllNow();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  process.once('exit', onExit);
+  const paths: PathRecord[] = [];
+  const handles: PathHandle[] = [];
+  const errors: TrialError[] = [];
+  const raw: unknown[] = [];
+  const peers: Record<string, string> = {};
+  const defs = metricDefs(o.bounds, o.scenarios);
+  const metrics: MetricResult[] = defs.map((metric) => ({ metric, trials: {}, summary: {}, vsDirect: {}, vsBestPeer: {} }));
+  try {
+    const here = path.join(o.bench.repoRoot, 'dist', 'bench');
+    const serverProc = procs.fork('bench-server', path.join(here, 'server.js'), [], { logPath: path.join(dir, 'bench-server.log') });
+    const loadProc = procs.fork('bench-loadgen', path.join(here, 'loadgen.js'), [], { logPath: path.join(dir, 'bench-loadgen.log') });
+    const server = new RpcClient(serverProc, 'bench server');
+    const loadgen = new RpcClient(loadProc, 'load generator');
+    const pki = mintDevPki(dir, ['hop-a', 'hop-b']);
+    const ctx: PathContext = {
+      procs,
+      dir,
+      pki,
+      opts: o.bench,
+      shared: new Map(),
+      server: { listen: async (host: string): Promise<HostPort> => ({ host, port: (await server.call<{ port: number }>('listen', { host }, 5000)).port }) },
+    };
+    for (const id of o.paths) {
+      const def = PATH_DEFS[id];
+      const rec: PathRecord = { id, status: 'ok' };
+      paths.push(rec);
+      const av = await def.available({ repoRoot: o.bench.repoRoot });
+      if (!av.ok) {
+        rec.status = 'absent';
+        rec.reason = av.reason;
+        o.progress(`path ${id}: absent (${av.reason})`);
+        continue;
+      }
+      rec.version = av.version;
+      if (id === 'haproxy' || id === 'stunnel') peers[id] = av.version;
+      o.progress(`path ${id}: starting…`);
+      try {
+        const h = await def.start(ctx);
+        rec.describe = h.describe;
+        // A path that is up but does not carry traffic fails here, not in every trial.
+        try {
+          const probe = await loadgen.call<HoldResult>('hold', { entry: h.entry, conns: 1, concurrency: 1, maxMs: 15_000, maxErrors: 1 } satisfies HoldArgs, 30_000);
+          await loadgen.call('release', null, 30_000);
+          if (probe.opened !== 1) throw new Error(`no echo through the path: ${probe.errorSamples.join(' | ')}`);
+        } catch (err) {
+          await h.stop();
+          throw err;
+        }
+        handles.push(h);
+        o.progress(`path ${id}: ready — ${h.describe}`);
+      } catch (err) {
+        rec.status = 'failed';
+        rec.reason = err instanceof Error ? err.message : String(err);
+        o.progress(`path ${id}: FAILED to start — ${rec.reason}`);
+      }
+    }
+    const t0 = Date.now();
+    for (const sc of o.scenarios) {
+      for (const step of scenarioSteps(sc, o.bounds)) {
+        for (let trial = 1; trial <= o.trials; trial++) {
+          for (const h of handles) {
+            const allowed = PATH_SCENARIOS[h.id];
+            if (allowed && !allowed.includes(sc)) continue;
+            o.progress(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${sc} · ${step.name} · trial ${trial}/${o.trials} · ${h.id}`);
+            const env: TrialEnv = { path: h, loadgen, server, bounds: o.bounds };
+            try {
+              const out = await step.run(env);
+              raw.push({ scenario: sc, step: step.name, path: h.id, trial, ...(out.raw as object) });
+              for (const [k, v] of Object.entries(out.values)) {
+                const m = metrics.find((x) => x.metric.id === k);
+                if (!m) continue;
+                (m.trials[h.id] ??= []).push(v);
+              }
+            } catch (err) {
+              const msg = err instanceof Error ? err.message : String(err);
+              errors.push({ scenario: sc, path: h.id, trial, error: `${step.name}: ${msg}` });
+              o.progress(`    ${h.id} trial ${trial} failed: ${msg.split('\n')[0]}`);
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    o.progress('stopping paths and children…');
+    for (const h of handles) await h.stop().catch(() => undefined);
+    await procs.stopAll(o.bench.cpuProf ? 15_000 : 3000);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('exit', onExit);
+    if (!o.keepTemp) rmSync(dir, { recursive: true, force: true });
+    else o.progress(`temp files kept in ${dir}`);
+  }
+  for (const m of metrics) finishMetric(m);
+  const cpus = os.cpus();
+  const result: RunResult = {
+    meta: {
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      mode: o.mode,
+      trials: o.trials,
+      machine: { cores: cpus.length, cpuModel: cpus[0]?.model.trim() ?? 'unknown', memTotalBytes: os.totalmem(), kernel: os.release(), loadavgAtStart: os.loadavg() },
+      node: process.version,
+      gitCommit: gitCommit(o.bench.repoRoot),
+      peers,
+      bounds: o.bounds,
+      options: { paths: o.paths, scenarios: o.scenarios, cpuProf: o.bench.cpuProf, meshLogLevel: o.bench.meshLogLevel },
+    },
+    paths,
+    metrics: metrics.filter((m) => Object.keys(m.summary).length > 0),
+    errors,
+    raw,
+  };
+  mkdirSync(o.outDir, { recursive: true });
+  const base = path.join(o.outDir, stamp(started));
+  const jsonPath = `${base}.json`;
+  const htmlPath = `${base}.html`;
+  writeFileSync(jsonPath, JSON.stringify(result, null, 2));
+  writeFileSync(htmlPath, htmlReport(result));
+  return { result, jsonPath, htmlPath };
+}
+
+export { terminalReport };

@@ -1,0 +1,212 @@
+import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { PathDef, PathContext, Availability, PathId } from './types';
+import { benchAddr } from './addr';
+import { freePort, waitForTcp, waitForHttp200, sleep, type HostPort } from '../lib/net-util';
+import { ManagedProc } from '../lib/managed';
+
+/** Address block of the mesh (ztunnel-ts) paths. */
+const B = 3;
+const TRUST_DOMAIN = 'cluster.local';
+/** Time a node proxy gets after SIGTERM to drain (and to write its --cpu-prof profile). */
+const PROF_GRACE_MS = 15_000;
+
+interface NodeSpec {
+  readonly key: 'a' | 'a2' | 'b';
+  readonly nodeName: string;
+  /** Extra env (pool settings for the unpooled variant). */
+  readonly env: Record<string, string>;
+}
+
+const NODES: Record<NodeSpec['key'], NodeSpec> = {
+  a: { key: 'a', nodeName: 'bench-node-a', env: {} },
+  // Pooling defeated: one stream per HBONE connection, released at once, so every
+  // application connection costs a fresh TCP + TLS 1.3 + HTTP/2 handshake.
+  a2: { key: 'a2', nodeName: 'bench-node-a2', env: { POOL_MAX_STREAMS_PER_CONNECTION: '1', POOL_UNUSED_RELEASE_TIMEOUT: '1ms' } },
+  b: { key: 'b', nodeName: 'bench-node-b', env: {} },
+};
+
+/** Workload IPs: the client on node A (and A2), the server on node B, a non-mesh host. */
+const clientIp = (): string => benchAddr(B, 10);
+const client2Ip = (): string => benchAddr(B, 11);
+const serverIp = (): string => benchAddr(B, 20);
+const outsideIp = (): string => benchAddr(B, 30);
+const nodeHost = (k: NodeSpec['key']): string => benchAddr(B, k === 'a' ? 1 : k === 'a2' ? 2 : 3);
+
+interface CaInfo {
+  readonly address: string;
+  readonly rootCert: string;
+  readonly pid: number;
+}
+
+interface NodeInfo {
+  readonly proc: ManagedProc;
+  readonly socks5: HostPort;
+  readonly statsUrl: string;
+}
+
+interface MeshFiles {
+  readonly xdsPath: string;
+  readonly tokens: Record<NodeSpec['key'], string>;
+}
+
+function mainJs(repoRoot: string): string {
+  return path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+}
+
+/** Memoises one piece of shared mesh infrastructure per run (CA, each node). */
+function shared<T>(ctx: PathContext, key: string, make: () => Promise<T>): Promise<T> {
+  let p = ctx.shared.get(key) as Promise<T> | undefined;
+  if (!p) {
+    p = make();
+    ctx.shared.set(key, p);
+  }
+  return p;
+}
+
+function workload(name: string, ip: string, node: string): Record<string, unknown> {
+  return {
+    uid: `Kubernetes//Pod/bench/${name}`,
+    name,
+    namespace: 'bench',
+    serviceAccount: name,
+    trustDomain: TRUST_DOMAIN,
+    workloadIps: [ip],
+    protocol: 'HBONE',
+    node,
+    network: '',
+    workloadName: name,
+    workloadType: 'deployment',
+    canonicalName: name,
+    canonicalRevision: 'v1',
+  };
+}
+
+/** The local-xDS file (ztunnel's local format; JSON is YAML) and the CA tokens. */
+function meshFiles(ctx: PathContext): Promise<MeshFiles> {
+  return shared(ctx, 'mesh-files', async () => {
+    const xdsPath = path.join(ctx.dir, 'mesh-xds.yaml');
+    const config = {
+      workloads: [
+        workload('client', clientIp(), NODES.a.nodeName),
+        workload('client2', client2Ip(), NODES.a2.nodeName),
+        workload('server', serverIp(), NODES.b.nodeName),
+      ],
+      policies: [],
+      services: [],
+    };
+    writeFileSync(xdsPath, JSON.stringify(config, null, 2));
+    const tokens = { a: `bench-token-a-${process.pid}`, a2: `bench-token-a2-${process.pid}`, b: `bench-token-b-${process.pid}` };
+    return { xdsPath, tokens };
+  });
+}
+
+function startCa(ctx: PathContext): Promise<CaInfo> {
+  return shared(ctx, 'mesh-ca', async () => {
+    const files = await meshFiles(ctx);
+    const caDir = path.join(ctx.dir, 'mesh-ca');
+    mkdirSync(caDir, { recursive: true });
+    const port = await freePort('127.0.0.1');
+    const tokens = (Object.keys(NODES) as NodeSpec['key'][]).map((k) => ({ token: files.tokens[k], namespace: 'istio-system', serviceAccount: 'ztunnel', node: NODES[k].nodeName }));
+    // CA_TOKENS names a file (YAML or JSON list), read at start.
+    const tokensPath = path.join(ctx.dir, 'mesh-ca-tokens.json');
+    writeFileSync(tokensPath, JSON.stringify(tokens), { mode: 0o600 });
+    const env = {
+      ...process.env,
+      CA_LISTEN_ADDR: `127.0.0.1:${port}`,
+      CA_DIR: caDir,
+      CA_TOKENS: tokensPath,
+      CA_TRUSTED_NODE_ACCOUNTS: 'istio-system/ztunnel',
+      LOCAL_XDS_PATH: files.xdsPath,
+      TRUST_DOMAIN,
+      LOG_LEVEL: 'warn',
+    };
+    const child = ctx.procs.spawn('mesh-ca', process.execPath, [mainJs(ctx.opts.repoRoot), 'ca'], { env, logPath: path.join(ctx.dir, 'mesh-ca.log') });
+    const pid = child.pid!;
+    const rootCert = path.join(caDir, 'root-cert.pem');
+    try {
+      await waitForTcp({ host: '127.0.0.1', port }, 20_000, () => ctx.procs.alive(pid));
+      for (let i = 0; i < 50 && !existsSync(rootCert); i++) await sleep(100);
+      if (!existsSync(rootCert)) throw new Error(`${rootCert} was not created`);
+    } catch (err) {
+      const tail = ctx.procs.logTail(pid);
+      await ctx.procs.stop(pid);
+      throw new Error(`ztunnel-ts ca did not start: ${(err as Error).message}\n${tail}`);
+    }
+    return { address: `https://127.0.0.1:${port}`, rootCert, pid };
+  });
+}
+
+function startNode(ctx: PathContext, spec: NodeSpec): Promise<NodeInfo> {
+  return shared(ctx, `mesh-node-${spec.key}`, async () => {
+    const [files, ca] = await Promise.all([meshFiles(ctx), startCa(ctx)]);
+    const host = nodeHost(spec.key);
+    const [admin, stats, ready, socks] = await Promise.all([freePort(host), freePort(host), freePort(host), freePort(host)]);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      NODE_NAME: spec.nodeName,
+      LOCAL_XDS_PATH: files.xdsPath,
+      CA_ADDRESS: ca.address,
+      CA_ROOT_CA: ca.rootCert,
+      AUTH_TOKEN: files.tokens[spec.key],
+      TRUST_DOMAIN,
+      ADMIN_ADDR: `${host}:${admin}`,
+      STATS_ADDR: `${host}:${stats}`,
+      READINESS_ADDR: `${host}:${ready}`,
+      SOCKS5_ADDR: `${host}:${socks}`,
+      IPV6_ENABLED: 'false',
+      LOG_LEVEL: ctx.opts.meshLogLevel,
+      LOG_FORMAT: 'json',
+      ...spec.env,
+    };
+    const execArgs = ctx.opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${ctx.opts.profDir}`] : [];
+    const proc = new ManagedProc(ctx.procs, {
+      name: `ztunnel-ts node ${spec.nodeName}`,
+      cmd: process.execPath,
+      args: [...execArgs, mainJs(ctx.opts.repoRoot), 'node'],
+      env,
+      logPath: path.join(ctx.dir, `mesh-node-${spec.key}.log`),
+      ready: (alive) => waitForHttp200(`http://${host}:${ready}/healthz/ready`, 30_000, alive),
+    });
+    await proc.start();
+    return { proc, socks5: { host, port: socks }, statsUrl: `http://${host}:${stats}/metrics` };
+  });
+}
+
+async function meshAvailable(ctx: { repoRoot: string }): Promise<Availability> {
+  const js = mainJs(ctx.repoRoot);
+  if (!existsSync(js)) return { ok: false, reason: `${js} missing (run npx tsc -p . first)` };
+  return { ok: true, version: `ztunnel-ts (node ${process.version})` };
+}
+
+function meshPath(id: PathId, clientNode: NodeSpec, outside: boolean): PathDef {
+  return {
+    id,
+    available: meshAvailable,
+    async start(ctx) {
+      const target = await ctx.server.listen(outside ? outsideIp() : serverIp());
+      const a = await startNode(ctx, clientNode);
+      const b = outside ? null : await startNode(ctx, NODES.b);
+      const src = clientNode.key === 'a2' ? client2Ip() : clientIp();
+      const hops = outside
+        ? `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (node A) → plain TCP passthrough → non-mesh server ${target.host}:${target.port}`
+        : `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (node ${clientNode.key.toUpperCase()}) → HBONE mTLS ${serverIp()}:15008 (node B) → server ${target.port}${clientNode.key === 'a2' ? ' [pool defeated: 1 stream per HBONE connection]' : ''}`;
+      return {
+        id,
+        entry: { first: a.socks5, socks5Target: target, localAddress: src },
+        pids: () => (b ? [a.proc.pid, b.proc.pid] : [a.proc.pid]),
+        restart: async () => {
+          await Promise.all([a.proc.restart(PROF_GRACE_MS), b?.proc.restart(PROF_GRACE_MS)]);
+        },
+        metricsUrls: b ? [a.statsUrl, b.statsUrl] : [a.statsUrl],
+        describe: hops,
+        // The nodes are shared between mesh paths; ProcessSet.stopAll stops them at the end.
+        stop: async () => undefined,
+      };
+    },
+  };
+}
+
+export const mesh = meshPath('mesh', NODES.a, false);
+export const meshNoPool = meshPath('mesh-nopool', NODES.a2, false);
+export const passthrough = meshPath('passthrough', NODES.a, true);

@@ -1,0 +1,58 @@
+import type { Entry } from '../lib/client';
+import type { ProcessSet } from '../lib/proc';
+import type { HostPort } from '../lib/net-util';
+import type { DevPki } from '../lib/certs';
+
+export type PathId = 'direct' | 'haproxy' | 'stunnel' | 'mesh' | 'mesh-nopool' | 'passthrough';
+
+export const ALL_PATHS: readonly PathId[] = ['direct', 'haproxy', 'stunnel', 'mesh', 'mesh-nopool', 'passthrough'];
+/** The non-ztunnel-ts proxies every figure is compared against. */
+export const PEER_PATHS: readonly PathId[] = ['haproxy', 'stunnel'];
+
+/** The bench server child: listeners on chosen addresses, sink byte counter. */
+export interface BenchServer {
+  listen(host: string): Promise<HostPort>;
+}
+
+export interface BenchOptions {
+  readonly cpuProf: boolean;
+  readonly profDir: string;
+  /** LOG_LEVEL of the mesh proxies (access logs are info; the peers log nothing either). */
+  readonly meshLogLevel: string;
+  readonly repoRoot: string;
+}
+
+export interface PathContext {
+  readonly procs: ProcessSet;
+  readonly server: BenchServer;
+  /** Private temp directory of this run (configs, certs, logs). */
+  readonly dir: string;
+  readonly pki: DevPki;
+  readonly opts: BenchOptions;
+  /** Shared infrastructure between paths (the mesh CA and nodes), started once. */
+  readonly shared: Map<string, Promise<unknown>>;
+}
+
+/** A started path: where the load goes in, what to measure, how to stop it. */
+export interface PathHandle {
+  readonly id: PathId;
+  readonly entry: Entry;
+  /** Proxy processes whose CPU and RSS the figures count (current PIDs: restarts change them). */
+  pids(): number[];
+  /** Restart the proxy processes (same addresses and config); absent when there are none. */
+  restart?(): Promise<void>;
+  /** Prometheus endpoints of the proxies (heap metrics), if any. */
+  readonly metricsUrls: readonly string[];
+  /** Human description of the hops for the report. */
+  readonly describe: string;
+  stop(): Promise<void>;
+}
+
+export type Availability = { readonly ok: true; readonly version: string } | { readonly ok: false; readonly reason: string };
+
+export interface PathDef {
+  readonly id: PathId;
+  /** Whether the peer binary / command is present; an absent path is reported, not failed. */
+  available(ctx: { repoRoot: string }): Promise<Availability>;
+  start(ctx: PathContext): Promise<PathHandle>;
+}
