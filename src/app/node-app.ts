@@ -7,6 +7,27 @@ import type { NodeConfig } from '../config/node-config';
 import { NODE_KEYS } from '../config/keys-node';
 import { redactedConfig } from '../config/load';
 import { systemClock, type Clock } from '../util/clock';
+import type { Component } from './component';
+import { StateUpdater } from '../state/proxy-state';
+import { LocalConfigSource } from '../state/local-source';
+import { stateDump } from '../state/dump';
+import { createStateMetrics } from '../metrics/state-metrics';
+import type { StateChange, StateView } from '../state/view';
+import type { Workload } from '../state/types';
+import { createIdentityManager } from '../identity/create';
+import type { CertManager } from '../identity/cert-manager';
+import type { SpiffeId } from '../identity/spiffe';
+import { describeCapture, loadCapture, type Capture } from '../native/capture';
+import { authorizeWithState } from '../policy/authorize';
+import { Telemetry } from '../proxy/telemetry';
+import { NodeProxy } from '../proxy/node-proxy';
+import { createInboundResolver, createOutboundRouter } from '../proxy/routing';
+import { workloadIdentity } from '../proxy/connection-context';
+import { findLocalWorkload } from '../proxy/local-source';
+import { registerDebugConnections } from '../admin/debug-connections';
+import { explainHandler } from '../policy/explain-render';
+import { createSplicer } from '../proxy/splice-outcome';
+import { createNodeTransport, type NodeTransport } from '../proxy/node-transport';
 
 export interface NodeAppOptions {
   readonly config: NodeConfig;
@@ -22,12 +43,23 @@ export interface NodeAppOptions {
 /**
  * Composition root of the node proxy: the only place that constructs the registry, the
  * logger, the state, the certificate manager and the proxies, and wires them together.
+ * Start order: local state → certificates → data path; readiness tasks "state",
+ * "certificates" (every local workload identity has a certificate) and "listeners".
  */
 export class NodeApp {
   readonly logger: Logger;
   readonly registry: Registry;
   readonly runtime: Runtime;
   readonly clock: Clock;
+  readonly state: StateView;
+  readonly updater: StateUpdater;
+  readonly certs: CertManager;
+  readonly telemetry: Telemetry;
+  readonly proxy: NodeProxy;
+  readonly capture: Capture;
+  readonly localConfig: LocalConfigSource;
+  private readonly transport: NodeTransport;
+  private unsubscribe: (() => void) | null = null;
 
   constructor(readonly opts: NodeAppOptions) {
     const c = opts.config;
@@ -44,17 +76,136 @@ export class NodeApp {
       ...(opts.onStopped ? { onStopped: opts.onStopped } : {}),
     });
     this.runtime.admin.addDumpSection('config', () => redactedConfig(NODE_KEYS, c));
+    const readiness = this.runtime.readiness;
+    const stateReady = readiness.register('state');
+    const certsReady = readiness.register('certificates');
+    const listenersReady = readiness.register('listeners');
+
+    this.updater = new StateUpdater(this.logger.child({ scope: 'state' }));
+    this.state = this.updater.view;
+    this.localConfig = new LocalConfigSource({
+      path: c.localXdsPath || null,
+      inline: c.localXds || null,
+      updater: this.updater,
+      logger: this.logger.child({ scope: 'state' }),
+      metrics: createStateMetrics(this.registry, this.state),
+      onFirstLoad: () => {
+        stateReady();
+        void this.certs.waitForIdentities(this.localIdentities()).then(certsReady);
+      },
+    });
+    if (!c.localXdsPath && !c.localXds) {
+      this.logger.warn('no LOCAL_XDS_PATH or LOCAL_XDS: the proxy knows no workloads and serves nothing');
+      stateReady();
+      certsReady();
+    }
+    this.certs = createIdentityManager({ config: c, logger: this.logger.child({ scope: 'identity' }), registry: this.registry, clock: this.clock, mode: 'node' });
+    this.capture = loadCapture();
+    this.telemetry = new Telemetry({ registry: this.registry, logger: this.logger, clock: this.clock, accessLogUpdateIntervalMs: c.accessLogUpdateInterval });
+
+    const network = c.network;
+    const illegalPorts = (): ReadonlySet<number> => this.proxy.listenerManager.illegalPorts();
+    const splice = createSplicer(c.idleTimeout);
+    this.transport = createNodeTransport({
+      config: c,
+      logger: this.logger,
+      clock: this.clock,
+      certs: this.certs,
+      capture: this.capture,
+      onConnect: (req) => void this.proxy.inboundHandler.onConnect(req),
+      resolveCert: async (localAddr) => {
+        const w = findLocalWorkload(this.state, network, c.nodeName, localAddr.ip);
+        return w ? this.certs.fetchCertificate(workloadIdentity(w), 'realtime') : undefined;
+      },
+    });
+    this.proxy = new NodeProxy({
+      logger: this.logger,
+      state: this.state,
+      nodeName: c.nodeName,
+      addrs: { outbound: c.outboundAddr, inboundPlaintext: c.inboundPlaintextAddr, inbound: c.inboundAddr, socks5: c.socks5Addr },
+      capture: this.capture,
+      telemetry: this.telemetry,
+      hboneClient: this.transport.client,
+      hboneServer: this.transport.server,
+      outbound: {
+        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, localWorkloadWaitMs: c.localWorkloadWait, socksHandshakeTimeoutMs: c.headersTimeout },
+        certs: this.certs,
+        route: createOutboundRouter(this.state, network, illegalPorts),
+        splice,
+        configureSocket: this.transport.configureSocket,
+      },
+      inbound: {
+        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout },
+        resolveTarget: createInboundResolver(this.state, network, illegalPorts),
+        authorize: (ctx) => authorizeWithState(this.state, ctx),
+        splice,
+        configureSocket: this.transport.configureSocket,
+      },
+    });
+
+    this.runtime.add(this.localConfig);
+    this.runtime.add(certComponent(this.certs));
+    this.runtime.add({
+      name: 'proxy',
+      start: async () => {
+        await this.proxy.start();
+        listenersReady();
+      },
+      close: () => this.proxy.close(),
+      destroy: () => this.proxy.destroy(),
+      listeners: () => this.proxy.listeners(),
+      dump: () => this.proxy.dump(),
+    });
+    this.runtime.admin.addDumpSection('state', () => stateDump(this.state));
+    this.runtime.admin.addDumpSection('pools', () => this.transport.client.dump());
+    this.runtime.admin.addDumpSection('hbone_server', () => this.transport.server.dump());
+    registerDebugConnections(this.runtime.admin, this.telemetry.tracker);
+    this.runtime.admin.addHandler('/debug/explain', 'which route and policy decide a connection: ?src=<ip>&dst=<ip:port>[&identity=<spiffe|none>]', explainHandler(this.state, network));
   }
 
-  start(): Promise<RuntimeAddresses> {
+  /** Identities of the workloads on this node (prefetched; the "certificates" readiness waits on them). */
+  private localIdentities(): SpiffeId[] {
+    const seen = new Map<string, SpiffeId>();
+    for (const w of this.state.workloadsOnNode(this.opts.config.nodeName)) {
+      const id = workloadIdentity(w);
+      seen.set(id.toString(), id);
+    }
+    return [...seen.values()];
+  }
+
+  /** Follows state changes: certificates, metric series, pooled connections, late rejection. */
+  private onStateChange(change: StateChange): void {
+    this.certs.syncLocalIdentities(this.localIdentities());
+    const gone: Workload[] = [...change.workloadsRemoved];
+    for (const w of gone) this.telemetry.metrics.removeWorkload(w);
+    for (const w of [...change.workloadsRemoved, ...change.workloadsUpdated]) this.transport.client.evictPeer(w.uid);
+    if (change.policiesChanged || change.workloadsUpdated.length > 0) {
+      const closed = this.telemetry.tracker.recheckPolicies();
+      if (closed > 0) this.logger.info({ closed, version: change.version }, 'policy change closed connections that are no longer allowed');
+    }
+  }
+
+  async start(): Promise<RuntimeAddresses> {
+    // Once at start: without the addon, host-bound listeners use the local address as the
+    // destination and SO_MARK is not set (fine on loopback meshes, not for iptables capture).
+    if (this.capture.available) this.logger.info({ capture: true }, describeCapture(this.capture));
+    else this.logger.warn({ capture: false, reason: this.capture.reason }, describeCapture(this.capture));
+    this.unsubscribe = this.state.onChange((ch) => this.onStateChange(ch));
     return this.runtime.start();
   }
 
-  close(): Promise<void> {
-    return this.runtime.close();
+  async close(): Promise<void> {
+    await this.runtime.close();
+    this.unsubscribe?.();
   }
 
   destroy(): void {
+    this.unsubscribe?.();
     this.runtime.destroy();
   }
+}
+
+/** The certificate manager as a runtime component (stopped after the proxy drained). */
+function certComponent(certs: CertManager): Component {
+  return { name: 'certificates', start: () => certs.start(), close: () => certs.close(), destroy: () => certs.destroy(), dump: () => certs.dump() };
 }

@@ -41,6 +41,7 @@ export const NODE_KEYS = {
   idleTimeout: key({ env: 'IDLE_TIMEOUT', doc: 'close a proxied connection idle this long (0 = never)', default: '0', parse: p.duration(0) }),
   maxStreamsPerPeer: key({ env: 'INBOUND_MAX_STREAMS', doc: 'max concurrent CONNECT streams per inbound HBONE connection (advertised)', default: '200', parse: p.int(1, 100000) }),
   maxPendingHandshakesPerPeer: key({ env: 'INBOUND_MAX_PENDING_HANDSHAKES_PER_PEER', doc: 'cap on TLS handshakes in progress from one peer IP', default: '64', parse: p.int(1, 100000) }),
+  localWorkloadWait: key({ env: 'WORKLOAD_WAIT_TIMEOUT', doc: 'how long an outbound connection from an unknown source IP waits for its workload to appear in the state before it is refused (UNKNOWN_SOURCE)', default: '5s', parse: p.duration(0) }),
   accessLogUpdateInterval: key({ env: 'ACCESS_LOG_UPDATE_INTERVAL', doc: 'long-lived connections log bytes this often (0 = only at close)', default: '60s', parse: p.duration(0) }),
   packetMark: key({ env: 'PACKET_MARK', doc: 'SO_MARK on the proxy sockets so capture rules skip them', default: '1337', parse: p.intOrHex(0, 0xffffffff) }),
   enableOrigSrc: key({ env: 'ENABLE_ORIG_SRC', doc: 'spoof the client IP toward the app (needs the native addon and CAP_NET_ADMIN); unset = off', default: 'false', parse: p.bool }),

@@ -7,7 +7,7 @@ import type { Clock } from '../../util/clock';
 import { formatSocketAddr } from '../../util/socket-addr';
 import { prepareDial, type SocketOptions } from '../socket-opts';
 import type { H2Tuning } from './options';
-import { clientTlsOptions, tlsError, verifiedServerIdentity } from './tls';
+import { clientTlsOptions, tlsError, verifiedServerIdentity, type VerifiedPeer } from './tls';
 import type { HboneTarget } from './types';
 
 export interface DialOptions {
@@ -37,10 +37,11 @@ export interface DialedSession {
  * so `remoteSettings.maxConcurrentStreams` is known before the first checkout).
  */
 export async function dialHbone(target: HboneTarget, cert: WorkloadCertificate, o: DialOptions): Promise<DialedSession> {
-  const sock = await connectTls(target, cert, o);
+  const verified: VerifiedPeer = { identity: null };
+  const sock = await connectTls(target, cert, o, verified);
   let peerIdentity: SpiffeId;
   try {
-    peerIdentity = verifiedServerIdentity(sock, target.expectedIdentities, target.nextHop);
+    peerIdentity = verifiedServerIdentity(sock, verified, target.nextHop);
   } catch (err) {
     sock.destroy();
     throw err;
@@ -49,11 +50,11 @@ export async function dialHbone(target: HboneTarget, cert: WorkloadCertificate, 
   return { session, peerIdentity };
 }
 
-function connectTls(target: HboneTarget, cert: WorkloadCertificate, o: DialOptions): Promise<tls.TLSSocket> {
+function connectTls(target: HboneTarget, cert: WorkloadCertificate, o: DialOptions, verified: VerifiedPeer): Promise<tls.TLSSocket> {
   const peer = formatSocketAddr(target.nextHop);
   return new Promise((resolve, reject) => {
     const dial = prepareDial(target.nextHop.family, target.localAddress, o.socket);
-    const sock = tls.connect(clientTlsOptions(cert, target.nextHop, target.expectedIdentities, dial.localAddress));
+    const sock = tls.connect(clientTlsOptions(cert, target.nextHop, target.expectedIdentities, verified, dial.localAddress));
     dial.attach(sock, (err) => o.onSocketOptionError?.(err));
     let tcpUp = false;
     let timer = o.clock.setTimeout(() => fail(tcpTimeout()), o.connectTimeout);

@@ -24,10 +24,34 @@ export interface ServerConnectionInit {
   readonly onClosed: (c: ServerConnection) => void;
   /** Streams the peer may reset before we answered, per RESET_WINDOW_MS, before the session is dropped. */
   readonly maxEarlyResets: number;
+  /** Peer PING + SETTINGS frames (not ACKs) tolerated per RESET_WINDOW_MS (default 1000). */
+  readonly maxControlFrames?: number;
+  /** Bytes the peer may park in streams we have not answered yet, summed over the connection (default: connectionWindow). */
+  readonly maxPreAcceptBytes?: number;
 }
 
-/** Window for counting peer resets of unanswered streams (rapid-reset defence). */
+/** Window for counting peer resets of unanswered streams and control frames (abuse defences). */
 const RESET_WINDOW_MS = 10_000;
+
+/** Counts events in a fixed window; `hit()` is true once the count passes `limit`. */
+class WindowCounter {
+  private n = 0;
+  private start = 0;
+  constructor(
+    private readonly clock: Clock,
+    readonly limit: number,
+  ) {}
+  hit(): boolean {
+    const now = this.clock.now();
+    if (now - this.start > RESET_WINDOW_MS) {
+      this.start = now;
+      this.n = 0;
+    }
+    return ++this.n > this.limit;
+  }
+}
+
+type Push = (chunk: unknown, encoding?: BufferEncoding) => boolean;
 
 /**
  * One accepted, authenticated HBONE connection (the HTTP/2 phase). Owns its session:
@@ -40,8 +64,15 @@ export class ServerConnection {
   private firstHeaders: TimerHandle | null;
   private readonly keepalive: Keepalive;
   private streams = 0;
-  private earlyResets = 0;
-  private resetWindowStart = 0;
+  private readonly earlyResets: WindowCounter;
+  private readonly controlFrames: WindowCounter;
+  private readonly maxPreAccept: number;
+  /** Unanswered streams → bytes the peer has parked in them (flow-control buffered, unread). */
+  private readonly unanswered = new Map<ServerHttp2Stream, number>();
+  private preAcceptBytes = 0;
+  /** Streams we reset ourselves (so the rapid-reset counter does not blame the peer for them). */
+  private readonly ourResets = new WeakSet<ServerHttp2Stream>();
+  private preAcceptWarned = false;
 
   constructor(init: ServerConnectionInit) {
     this.init = init;
@@ -49,6 +80,14 @@ export class ServerConnection {
     this.session.on('stream', this.onStream);
     this.session.on('error', this.onError);
     this.session.once('close', this.onClose);
+    this.earlyResets = new WindowCounter(init.clock, init.maxEarlyResets);
+    this.controlFrames = new WindowCounter(init.clock, init.maxControlFrames ?? 1000);
+    this.maxPreAccept = init.maxPreAcceptBytes ?? init.connectionWindow;
+    // SETTINGS/PING floods (CVE-2019-9515/9512, field-notes H8): nghttp2 only notices a
+    // flood once 1000 ACKs are queued unsent; a peer that reads its ACKs can keep the
+    // session busy forever. Node calls into JS per frame only while these listeners exist.
+    this.session.on('ping', this.onPeerControl);
+    this.session.on('remoteSettings', this.onPeerControl);
     try {
       this.session.setLocalWindowSize(init.connectionWindow);
     } catch (err) {
@@ -73,7 +112,14 @@ export class ServerConnection {
   }
 
   dump(): Record<string, unknown> {
-    return { peer: formatSocketAddr(this.init.peerAddr), peerIdentity: this.init.peerIdentity.toString(), local: formatSocketAddr(this.init.localAddr), streams: this.streams };
+    return {
+      peer: formatSocketAddr(this.init.peerAddr),
+      peerIdentity: this.init.peerIdentity.toString(),
+      local: formatSocketAddr(this.init.localAddr),
+      streams: this.streams,
+      unanswered: this.unanswered.size,
+      preAcceptBytes: this.preAcceptBytes,
+    };
   }
 
   private clearFirstHeaders(): void {
@@ -95,6 +141,7 @@ export class ServerConnection {
       respondAndClose(stream, check.status);
       return;
     }
+    this.guardPreAccept(stream);
     const req = new PendingConnect(stream, check.authority, this.init.peerIdentity, this.init.peerAddr, this.init.localAddr, headers);
     try {
       this.init.onConnect(req);
@@ -112,16 +159,22 @@ export class ServerConnection {
    */
   private onStreamClose(stream: ServerHttp2Stream): void {
     this.streams--;
-    if (stream.headersSent || (stream.rstCode ?? 0) === constants.NGHTTP2_NO_ERROR) return;
-    const now = this.init.clock.now();
-    if (now - this.resetWindowStart > RESET_WINDOW_MS) {
-      this.resetWindowStart = now;
-      this.earlyResets = 0;
-    }
-    if (++this.earlyResets <= this.init.maxEarlyResets || this.session.destroyed) return;
+    this.release(stream);
+    if (stream.headersSent || (stream.rstCode ?? 0) === constants.NGHTTP2_NO_ERROR || this.ourResets.has(stream)) return;
+    if (!this.earlyResets.hit() || this.session.destroyed) return;
+    this.dropAbusive(`peer reset more than ${this.init.maxEarlyResets} unanswered streams within ${RESET_WINDOW_MS}ms`);
+  }
+
+  private readonly onPeerControl = (): void => {
+    if (!this.controlFrames.hit() || this.session.destroyed) return;
+    this.dropAbusive(`peer sent more than ${this.controlFrames.limit} PING/SETTINGS frames within ${RESET_WINDOW_MS}ms`);
+  };
+
+  /** GOAWAY(ENHANCE_YOUR_CALM) and drop the session now: its open streams die with it. */
+  private dropAbusive(why: string): void {
     this.init.logger.warn(
       { reason: 'STREAM_LIMIT', peer: formatSocketAddr(this.init.peerAddr), peerIdentity: this.init.peerIdentity.toString() },
-      `peer reset more than ${this.init.maxEarlyResets} unanswered streams within ${RESET_WINDOW_MS}ms; dropping the session`,
+      `${why}; dropping the session`,
     );
     try {
       this.session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
@@ -129,6 +182,69 @@ export class ServerConnection {
       // already going away
     }
     this.session.destroy();
+  }
+
+  /**
+   * Bounded buffering before the CONNECT is answered (field-notes H10). Node returns the
+   * connection-level window to the peer as soon as bytes arrive, whatever the stream does
+   * with them, so an unanswered stream may park a whole stream window (4 MiB) and a
+   * session 200 of them. ztunnel's h2 returns connection window only when the app reads,
+   * which caps a session at the connection window; we restore that cap by counting what
+   * Node pushes into streams we have not answered, and resetting (ENHANCE_YOUR_CALM) a
+   * stream whose bytes would take the session past `maxPreAccept`.
+   *
+   * Node delivers inbound DATA through the stream instance's `push`, so a per-stream
+   * wrapper sees each chunk without reading it (the handler still gets every byte after
+   * accept). The wrapper removes itself at the first chunk after the answer, so accepted
+   * streams pay nothing per chunk.
+   */
+  private guardPreAccept(stream: ServerHttp2Stream): void {
+    this.unanswered.set(stream, 0);
+    const readable = stream as unknown as { push: Push };
+    const original = readable.push;
+    readable.push = (chunk, encoding) => {
+      if (this.ourResets.has(stream)) return false; // refused: drop what is still in flight
+      if (stream.headersSent || !Buffer.isBuffer(chunk)) {
+        this.release(stream);
+        return original.call(stream, chunk, encoding);
+      }
+      if (this.preAcceptBytes + chunk.length > this.maxPreAccept) this.releaseAnswered();
+      if (this.preAcceptBytes + chunk.length > this.maxPreAccept) {
+        this.refuseParked(stream);
+        return false;
+      }
+      this.preAcceptBytes += chunk.length;
+      this.unanswered.set(stream, (this.unanswered.get(stream) ?? 0) + chunk.length);
+      return original.call(stream, chunk, encoding);
+    };
+  }
+
+  /** Stops counting a stream (answered or closed) and restores its own `push`. */
+  private release(stream: ServerHttp2Stream): void {
+    const parked = this.unanswered.get(stream);
+    if (parked === undefined) return;
+    this.unanswered.delete(stream);
+    this.preAcceptBytes -= parked;
+    delete (stream as unknown as { push?: Push }).push;
+  }
+
+  /** Answered streams whose parked bytes the splice is now draining no longer count. */
+  private releaseAnswered(): void {
+    for (const s of [...this.unanswered.keys()]) if (s.headersSent) this.release(s);
+  }
+
+  private refuseParked(stream: ServerHttp2Stream): void {
+    this.preAcceptBytes -= this.unanswered.get(stream) ?? 0;
+    this.unanswered.delete(stream);
+    this.ourResets.add(stream);
+    if (!this.preAcceptWarned) {
+      this.preAcceptWarned = true;
+      this.init.logger.warn(
+        { reason: 'STREAM_LIMIT', peer: formatSocketAddr(this.init.peerAddr), peerIdentity: this.init.peerIdentity.toString() },
+        `peer sent more than ${this.maxPreAccept} bytes on CONNECT streams not answered yet; resetting them (ENHANCE_YOUR_CALM)`,
+      );
+    }
+    stream.close(constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   private readonly onError = (err: Error): void => {

@@ -30,6 +30,13 @@ export interface HboneServerOptions {
   readonly keepalive?: Partial<KeepaliveOptions>;
   /** Peer resets of unanswered streams tolerated per 10 s before the session is dropped (100). */
   readonly maxEarlyResets?: number;
+  /** Peer PING + SETTINGS frames (not ACKs) tolerated per 10 s before the session is dropped (1000). */
+  readonly maxControlFrames?: number;
+  /**
+   * Bytes a peer may send, summed over one connection, on CONNECT streams not answered
+   * yet (default: the connection window, 16 MiB); past it such streams are reset.
+   */
+  readonly maxPreAcceptBytes?: number;
 }
 
 /** Connection context handed from the TLS phase to the synchronous http2 'session' event. */
@@ -239,6 +246,8 @@ export class HboneServer {
       onConnect: this.o.onConnect,
       onClosed: (c) => this.connections.delete(c),
       maxEarlyResets: this.o.maxEarlyResets ?? 100,
+      ...(this.o.maxControlFrames !== undefined ? { maxControlFrames: this.o.maxControlFrames } : {}),
+      ...(this.o.maxPreAcceptBytes !== undefined ? { maxPreAcceptBytes: this.o.maxPreAcceptBytes } : {}),
     });
     this.connections.add(conn);
   };

@@ -13,20 +13,29 @@ const ALLOWED_SUITES = new Set(HBONE_CIPHERSUITES.split(':'));
 export const HBONE_ALPN = ['h2'];
 
 /**
+ * Filled by the SAN check during the handshake. Node hands checkServerIdentity the parsed
+ * peer certificate it already built; keeping the matched identity here avoids parsing
+ * the certificate a second time with getPeerCertificate() (~80 µs per dial in profiles).
+ */
+export interface VerifiedPeer {
+  identity: SpiffeId | null;
+}
+
+/**
  * Client options for one HBONE connection. No `servername`: Node sends SNI only when a
  * servername is given or the host is a name, and we always dial an IP, so no SNI leaves
  * (ztunnel disables SNI). No `session`: resumption is off. The chain is verified by
  * OpenSSL against the roots inside the certificate's context; the hostname check is
  * replaced by the SPIFFE SAN check.
  */
-export function clientTlsOptions(cert: WorkloadCertificate, nextHop: SocketAddr, expected: readonly string[], localAddress?: string): tls.ConnectionOptions {
+export function clientTlsOptions(cert: WorkloadCertificate, nextHop: SocketAddr, expected: readonly string[], verified: VerifiedPeer, localAddress?: string): tls.ConnectionOptions {
   const opts: tls.ConnectionOptions & { localAddress?: string } = {
     host: nextHop.ip,
     port: nextHop.port,
     secureContext: cert.secureContext,
     ALPNProtocols: HBONE_ALPN,
     rejectUnauthorized: true,
-    checkServerIdentity: (_host, peer) => checkPeerIdentity(peer, expected, nextHop),
+    checkServerIdentity: (_host, peer) => checkPeerIdentity(peer, expected, nextHop, verified),
   };
   if (localAddress) opts.localAddress = localAddress;
   return opts;
@@ -36,9 +45,16 @@ export function clientTlsOptions(cert: WorkloadCertificate, nextHop: SocketAddr,
  * ztunnel's server verification step 2: one URI SAN must equal one expected identity
  * (DNS names ignored). Returned (not thrown) because Node destroys the socket with it.
  */
-export function checkPeerIdentity(peer: tls.PeerCertificate, expected: readonly string[], nextHop: SocketAddr): ProxyError | undefined {
+export function checkPeerIdentity(peer: tls.PeerCertificate, expected: readonly string[], nextHop: SocketAddr, verified: VerifiedPeer): ProxyError | undefined {
   const actual = uriSans(peer);
-  for (const uri of actual) if (expected.includes(uri)) return undefined;
+  for (const uri of actual) {
+    if (!expected.includes(uri)) continue;
+    const id = SpiffeId.tryParse(uri);
+    if (id) {
+      verified.identity = id;
+      return undefined;
+    }
+  }
   return new ProxyError(
     'TLS_PEER_IDENTITY',
     `peer ${formatSocketAddr(nextHop)} presented identities [${actual.join(', ')}], expected one of [${expected.join(', ')}]`,
@@ -46,20 +62,15 @@ export function checkPeerIdentity(peer: tls.PeerCertificate, expected: readonly 
   );
 }
 
-/** After the client handshake: enforce TLS 1.3 + allowed suite + ALPN h2, return the verified peer identity. */
-export function verifiedServerIdentity(sock: tls.TLSSocket, expected: readonly string[], nextHop: SocketAddr): SpiffeId {
+/** After the client handshake: enforce TLS 1.3 + allowed suite + ALPN h2, return the identity the SAN check matched. */
+export function verifiedServerIdentity(sock: tls.TLSSocket, verified: VerifiedPeer, nextHop: SocketAddr): SpiffeId {
   assertTlsPolicy(sock, formatSocketAddr(nextHop));
   if (sock.alpnProtocol !== 'h2') {
     throw new ProxyError('H2_HANDSHAKE_FAILURE', `peer ${formatSocketAddr(nextHop)} did not negotiate ALPN h2 (got ${String(sock.alpnProtocol)})`);
   }
-  const peer = sock.getPeerCertificate();
-  const uris = uriSans(peer);
-  const matched = uris.find((u) => expected.includes(u));
-  const id = (matched && SpiffeId.tryParse(matched)) || spiffeSans(peer)[0];
-  if (!id) {
-    throw new ProxyError('TLS_PEER_IDENTITY', `peer ${formatSocketAddr(nextHop)} certificate has no SPIFFE identity (URI SANs: [${uris.join(', ')}])`);
-  }
-  return id;
+  // Set by checkPeerIdentity; null only if the handshake completed without the check.
+  if (!verified.identity) throw new ProxyError('TLS_PEER_IDENTITY', `peer ${formatSocketAddr(nextHop)} was not verified against an expected SPIFFE identity`);
+  return verified.identity;
 }
 
 function assertTlsPolicy(sock: tls.TLSSocket, peer: string): void {

@@ -1,0 +1,144 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { MeshConfig, MeshNode } from './mesh-config';
+import { startSampleApps, type RunningApps } from './sample-apps';
+import { logTail, startChild, stopChild, waitReady, type Child } from './processes';
+import { startDevCa, type DevCa } from '../ca/dev-ca';
+import { createLogger } from '../logging/logger';
+
+export interface MeshRunnerOptions {
+  readonly config: MeshConfig;
+  /** dist/src/cli/main.js: children run `node <mainJs> ca|node`. */
+  readonly mainJs: string;
+  /** Where CA files, tokens, config and logs go; a fresh temp dir when empty (removed at stop). */
+  readonly stateDir: string;
+  readonly logLevel: string;
+  /** PATH (and nothing else) is passed through from the caller's environment. */
+  readonly path: string;
+  /** Progress lines for the user. */
+  readonly out: (line: string) => void;
+}
+
+/**
+ * Starts and stops a whole local mesh: the dev CA (in this process) and one node proxy per
+ * node as child processes (each with its own env: LOCAL_XDS_PATH, NODE_NAME, CA_*, AUTH_TOKEN, SOCKS5 and
+ * server addresses), plus the sample apps in this process. Children are tracked by PID
+ * and stopped individually; the temp state dir is removed at stop.
+ */
+export class MeshRunner {
+  private readonly children: Child[] = [];
+  private apps: RunningApps | null = null;
+  readonly stateDir: string;
+  private readonly ownsDir: boolean;
+  private stopped = false;
+  private ca: DevCa | null = null;
+  private caLog: WriteStream | null = null;
+  private caRootPath = '';
+
+  constructor(private readonly opts: MeshRunnerOptions) {
+    this.ownsDir = opts.stateDir === '';
+    this.stateDir = opts.stateDir || mkdtempSync(join(tmpdir(), 'ztunnel-ts-mesh-'));
+  }
+
+  get localConfigPath(): string {
+    return join(this.stateDir, 'local-config.yaml');
+  }
+
+  /** Everything up and ready, or throws naming what failed (with the child's last log lines). */
+  async start(): Promise<void> {
+    const { config, out } = this.opts;
+    mkdirSync(join(this.stateDir, 'logs'), { recursive: true });
+    mkdirSync(join(this.stateDir, 'tokens'), { recursive: true });
+    writeFileSync(this.localConfigPath, config.localConfigYaml);
+    const tokens = config.nodes.map((n) => ({ node: n.name, token: randomBytes(18).toString('base64url') }));
+    const tokensPath = join(this.stateDir, 'ca-tokens.yaml');
+    writeFileSync(
+      tokensPath,
+      tokens.map((t) => `- { token: "${t.token}", namespace: istio-system, serviceAccount: ztunnel, node: "${t.node}" }`).join('\n') + '\n',
+      { mode: 0o600 },
+    );
+    for (const t of tokens) writeFileSync(join(this.stateDir, 'tokens', t.node), t.token, { mode: 0o600 });
+
+    this.apps = await startSampleApps(config.apps);
+    out(`started ${this.apps.count} sample apps`);
+    await this.startCa(tokensPath);
+    await Promise.all(config.nodes.map((n) => this.startNode(n)));
+  }
+
+  private baseEnv(): Record<string, string> {
+    return { PATH: this.opts.path, LOG_LEVEL: this.opts.logLevel, LOG_FORMAT: 'plain' };
+  }
+
+  /** The dev CA runs in this process (startDevCa); its log goes to logs/ca.log. */
+  private async startCa(tokensPath: string): Promise<void> {
+    const { config } = this.opts;
+    const ca = config.caListen;
+    const logFile = createWriteStream(join(this.stateDir, 'logs', 'ca.log'), { flags: 'a' });
+    this.caLog = logFile;
+    const logger = createLogger({ level: 'info', format: 'json', destination: logFile });
+    this.ca = await startDevCa({
+      dir: join(this.stateDir, 'ca'),
+      listenAddr: { host: ca.ip, port: ca.port },
+      tokensPath,
+      trustedNodeAccounts: ['istio-system/ztunnel'],
+      localXdsPath: this.localConfigPath,
+      trustDomain: config.trustDomain,
+      maxTtlMs: 24 * 3600 * 1000,
+      serverSans: ['localhost', '127.0.0.1', ca.ip],
+      logger,
+    });
+    this.caRootPath = this.ca.rootCertPath;
+    this.opts.out(`dev CA listening on ${this.ca.address} (in this process; log ${join(this.stateDir, 'logs', 'ca.log')})`);
+  }
+
+  private async startNode(n: MeshNode): Promise<void> {
+    const { config } = this.opts;
+    const ca = config.caListen;
+    const child = this.spawn(n.name, ['node'], {
+      ...this.baseEnv(),
+      NODE_NAME: n.name,
+      LOCAL_XDS_PATH: this.localConfigPath,
+      CA_ADDRESS: `https://${ca.ip}:${ca.port}`,
+      CA_ROOT_CA: this.caRootPath,
+      AUTH_TOKEN: join(this.stateDir, 'tokens', n.name),
+      TRUST_DOMAIN: config.trustDomain,
+      SOCKS5_ADDR: `${n.ip}:${n.ports.socks5}`,
+      ADMIN_ADDR: `${n.ip}:${n.ports.admin}`,
+      STATS_ADDR: `${n.ip}:${n.ports.stats}`,
+      READINESS_ADDR: `${n.ip}:${n.ports.readiness}`,
+      CONNECTION_TERMINATION_DEADLINE: '2s',
+      IPV6_ENABLED: 'false',
+    });
+    const r = await waitReady(n.ip, n.ports.readiness, 30_000, () => child.proc.exitCode === null);
+    if (!r.ready) throw new Error(`node proxy ${n.name} is not ready (last answer: ${r.last}; exit ${child.proc.exitCode}); log ${child.logPath}:\n${logTail(child)}`);
+    this.opts.out(`node proxy ${n.name} ready (pid ${child.proc.pid})`);
+  }
+
+  private spawn(name: string, args: string[], env: Record<string, string>): Child {
+    const c = startChild(name, this.opts.mainJs, args, env, join(this.stateDir, 'logs', `${name}.log`));
+    this.children.push(c);
+    return c;
+  }
+
+  /** Children that exited on their own (a crash while the mesh runs). */
+  deadChildren(): Child[] {
+    return this.children.filter((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
+  }
+
+  pids(): { name: string; pid: number | undefined; log: string }[] {
+    return this.children.map((c) => ({ name: c.name, pid: c.proc.pid, log: c.logPath }));
+  }
+
+  /** Stops node proxies first (they drain), then the CA, then the apps; removes a temp state dir. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.all(this.children.map((c) => stopChild(c)));
+    await this.ca?.close();
+    this.caLog?.end();
+    await this.apps?.close();
+    if (this.ownsDir) rmSync(this.stateDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,73 @@
+import { connect, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
+import { ProxyError, classifyError } from '../errors';
+import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
+
+export interface DialOptions {
+  readonly timeoutMs: number;
+  /** Source IP to bind (the client's workload IP on loopback meshes). */
+  readonly localAddress?: string | undefined;
+  /** Applied to the socket once connected (SO_MARK, keepalive, …). */
+  readonly configure?: ((s: Socket) => void) | undefined;
+}
+
+/**
+ * Plain TCP connect to an app or a non-mesh destination, with a timeout. allowHalfOpen is
+ * required by splice (a FIN from one side must not close the other direction). Rejects
+ * with ProxyError CONNECT / CONNECT_TIMEOUT naming the address; the socket is destroyed on
+ * failure, so the caller owns a socket only when this resolves.
+ */
+export function dialTcp(addr: SocketAddr, opts: DialOptions): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: addr.ip, port: addr.port, allowHalfOpen: true, noDelay: true, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    const target = formatSocketAddr(addr);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ProxyError('CONNECT_TIMEOUT', `connect to ${target} timed out after ${opts.timeoutMs}ms`, { target }));
+    }, opts.timeoutMs);
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      const reason = classifyError(err);
+      reject(new ProxyError(reason === 'INTERNAL' || reason === 'RESET' ? 'CONNECT' : reason, `connect to ${target} failed: ${err.message}`, { target }, err));
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      try {
+        // Applied once the descriptor exists (Node creates it inside connect); best effort.
+        opts.configure?.(socket);
+      } catch {
+        // e.g. SO_MARK without CAP_NET_ADMIN: reported by the configure function itself
+      }
+      resolve(socket);
+    });
+  });
+}
+
+/** Loopback IPs can be bound as a source by any process on the machine (the local mesh case). */
+export function isLoopbackIp(ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1';
+}
+
+/**
+ * Force-closes one leg (drain, late denial). A plain TCP socket is reset (RST) so the app
+ * sees an abort rather than a clean end (field-notes #14). An HTTP/2 stream is destroyed,
+ * which sends RST_STREAM(CANCEL): closing it with CONNECT_ERROR instead left the peer's
+ * raw socket spinning in the event loop after the session ended (seen with Node 20), so
+ * the peer proxy treats it as a clean end of that tunnel.
+ */
+export function abortLeg(d: Duplex | null | undefined): void {
+  if (!d || d.destroyed) return;
+  if (d instanceof Socket && !(d instanceof TLSSocket)) {
+    try {
+      d.resetAndDestroy();
+      return;
+    } catch {
+      // not connected yet: plain destroy below
+    }
+  }
+  d.destroy();
+}

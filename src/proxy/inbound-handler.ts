@@ -1,0 +1,140 @@
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ProxyError, REASONS, classifyError, errorMessage } from '../errors';
+import type { SpiffeId } from '../identity/spiffe';
+import type { AuthzContext } from '../policy/types';
+import type { Workload } from '../state/types';
+import type { StateView } from '../state/view';
+import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
+import { workloadIdentity } from './connection-context';
+import { ConnectionResult } from './connection-result';
+import { dialTcp, abortLeg, isLoopbackIp } from './dial';
+import type { InboundConnect } from './hbone/types';
+import type { InboundDeps, InboundTarget } from './inbound-types';
+
+/**
+ * The source workload for telemetry on inbound: the workload at the peer IP, but with a
+ * verified peer identity only if that workload's identity matches it (never attribute a
+ * connection to a workload whose identity the certificate does not prove).
+ */
+export function inboundSourceWorkload(state: StateView, network: string, ip: string, identity: SpiffeId | null): Workload | null {
+  const w = state.findWorkloadByAddr({ network, ip });
+  if (!w) return null;
+  if (identity && !workloadIdentity(w).equals(identity)) return null;
+  return w;
+}
+
+/** Authorization context for a connection to `t` (ztunnel assert_rbac inputs). */
+export function authzContextFor(srcIp: string, srcIdentity: SpiffeId | null, t: InboundTarget, workload: Workload = t.workload): AuthzContext {
+  return { srcIp, srcIdentity, dstIp: t.target.ip, dstPort: t.target.port, dstWorkload: workload };
+}
+
+/**
+ * Handles one CONNECT the HBONE server accepted (ztunnel inbound.rs), in three phases:
+ * validate (authority → local target; 400/503, early failure without metrics), admission
+ * (authorize → 401 DENY; dial the app → 503 CONNECT), then 200 + splice. The app socket is
+ * the plain TCP leg whose counters are the connection's bytes. Live connections are
+ * tracked so a policy change can close the now-denied ones (DENY_LATE).
+ */
+export class InboundHboneHandler {
+  constructor(private readonly deps: InboundDeps) {}
+
+  /** The HboneServer's onConnect. Never rejects. */
+  readonly onConnect = (req: InboundConnect): Promise<void> => this.handle(req);
+
+  private async handle(req: InboundConnect): Promise<void> {
+    const { deps } = this;
+    let target: InboundTarget;
+    try {
+      target = deps.resolveTarget(req.authority, req.localAddr);
+    } catch (err) {
+      const reason = classifyError(err);
+      const status = REASONS[reason].status === 503 ? 503 : 400;
+      deps.telemetry.metrics.earlyFailure('inbound', reason);
+      deps.telemetry.access.failed({ direction: 'inbound', src: req.peerAddr, dst: req.localAddr }, reason, errorMessage(err), {
+        'dst.hbone_addr': formatSocketAddr(req.authority),
+        'src.identity': req.peerIdentity.toString(),
+      });
+      req.reject(status, reason);
+      return;
+    }
+    const result = new ConnectionResult(deps.telemetry, {
+      direction: 'inbound',
+      src: req.peerAddr,
+      dst: req.localAddr,
+      hboneAddr: formatSocketAddr(req.authority),
+      srcWorkload: inboundSourceWorkload(deps.state, deps.settings.network, req.peerAddr.ip, req.peerIdentity),
+      dstWorkload: target.workload,
+      dstService: target.service,
+      srcIdentity: req.peerIdentity,
+      dstIdentity: workloadIdentity(target.workload),
+      mtls: true,
+    });
+    await this.admitAndProxy(req, target, result);
+  }
+
+  private async admitAndProxy(req: InboundConnect, target: InboundTarget, result: ConnectionResult): Promise<void> {
+    const { deps } = this;
+    const decision = deps.authorize(authzContextFor(req.peerAddr.ip, req.peerIdentity, target));
+    if (!decision.allowed) {
+      req.reject(401, 'DENY');
+      result.record({ reason: 'DENY', error: `denied: ${decision.why}`, policy: decision.policy });
+      return;
+    }
+    if (deps.isOwnAddress(target.target)) {
+      req.reject(503, 'ILLEGAL_PORT');
+      result.record({ reason: 'ILLEGAL_PORT', error: `target ${formatSocketAddr(target.target)} is this proxy's own listener (no transparent capture to reach the app behind it)` });
+      return;
+    }
+    let app: Socket | null = null;
+    let stream: Duplex | null = null;
+    let aborted = false;
+    void req.aborted.then(() => {
+      aborted = true;
+      app?.destroy();
+    });
+    result.onAbort(() => {
+      abortLeg(stream);
+      abortLeg(app);
+    });
+    try {
+      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress: appSourceIp(req.peerAddr.ip, target.target.ip), configure: deps.configureSocket });
+    } catch (err) {
+      const reason = classifyError(err);
+      req.reject(503, reason);
+      result.record({ reason, error: errorMessage(err) });
+      return;
+    }
+    if (aborted || result.terminatedReason !== null) {
+      app.destroy();
+      if (result.terminatedReason === null) req.reject(503, 'RESET');
+      result.record({ reason: 'RESET', error: 'the HBONE stream closed before the app connection was ready' });
+      return;
+    }
+    result.setByteSource(app, 'server');
+    const uid = target.workload.uid;
+    result.recheck = () => deps.authorize(authzContextFor(req.peerAddr.ip, req.peerIdentity, target, deps.state.findWorkloadByUid(uid) ?? target.workload));
+    try {
+      stream = req.accept();
+    } catch (err) {
+      app.destroy();
+      result.record({ reason: 'HBONE_RESET', error: errorMessage(err) });
+      return;
+    }
+    result.record(await deps.splice(stream, app));
+  }
+}
+
+/**
+ * The source IP for the dial to the app: on a loopback mesh the peer's own IP, so the app
+ * sees the real client as with ztunnel's original-source spoofing (binding a loopback
+ * address needs no privilege); otherwise the kernel's choice. Never the destination itself.
+ */
+export function appSourceIp(peerIp: string, targetIp: string): string | undefined {
+  return isLoopbackIp(peerIp) && isLoopbackIp(targetIp) && peerIp !== targetIp ? peerIp : undefined;
+}
+
+/** For callers that need a ProxyError for an unknown/illegal destination with a clear message. */
+export function unknownDestination(authority: SocketAddr, why: string): ProxyError {
+  return new ProxyError('UNKNOWN_DESTINATION', `CONNECT authority ${formatSocketAddr(authority)}: ${why}`);
+}

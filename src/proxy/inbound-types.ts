@@ -1,0 +1,47 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { AuthzContext, AuthzDecision } from '../policy/types';
+import type { Service, Workload } from '../state/types';
+import type { StateView } from '../state/view';
+import type { SocketAddr } from '../util/socket-addr';
+import type { Capture } from '../native/capture';
+import type { Splicer } from './outbound-types';
+import type { Telemetry } from './telemetry';
+
+/** Where an inbound connection goes: a local workload and the app address to dial. */
+export interface InboundTarget {
+  readonly workload: Workload;
+  /** podIP:targetPort (never one of the proxy's ports). */
+  readonly target: SocketAddr;
+  readonly service: Service | null;
+}
+
+/**
+ * Resolves a CONNECT authority (or a plaintext original destination) to a local target.
+ * Throws ProxyError UNKNOWN_DESTINATION (400) or ILLEGAL_PORT (503). The composition root
+ * adapts the state engine's resolveInboundTarget to this.
+ */
+export type InboundResolver = (authority: SocketAddr, localAddr: SocketAddr) => InboundTarget;
+
+export type Authorizer = (ctx: AuthzContext) => AuthzDecision;
+
+export interface InboundSettings {
+  readonly network: string;
+  readonly nodeName: string;
+  readonly connectTimeoutMs: number;
+}
+
+/** What inbound handlers need (style rule 9). No certificate access: TLS is the transport's job. */
+export interface InboundDeps {
+  readonly settings: InboundSettings;
+  readonly logger: Logger;
+  readonly state: StateView;
+  readonly telemetry: Telemetry;
+  readonly capture: Capture;
+  readonly resolveTarget: InboundResolver;
+  readonly authorize: Authorizer;
+  /** Whether an address is one of our own listeners: dialling it would loop back into the proxy. */
+  readonly isOwnAddress: (a: SocketAddr) => boolean;
+  readonly splice: Splicer;
+  readonly configureSocket?: (s: Socket) => void;
+}

@@ -1,0 +1,141 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { BoundListener, Component } from '../app/component';
+import { makeSocketAddr, type ListenAddr, type SocketAddr } from '../util/socket-addr';
+import { resolveDestination } from '../native/orig-dst';
+import type { Capture } from '../native/capture';
+import type { StateView } from '../state/view';
+import type { HboneClient } from './hbone/types';
+import { InboundHboneHandler } from './inbound-handler';
+import { InboundPlaintextConnection } from './inbound-plaintext';
+import type { InboundDeps } from './inbound-types';
+import { ListenerManager, type AcceptInfo, type ListenerName } from './listener-manager';
+import { OutboundConnection } from './outbound';
+import type { OutboundDeps } from './outbound-types';
+import type { Telemetry } from './telemetry';
+
+/** What the node proxy needs from the HBONE server: hand it an accepted TCP socket. */
+export interface HboneSocketServer {
+  handleSocket(socket: Socket, localAddr: SocketAddr): void;
+  close(): Promise<void>;
+  destroy(): void;
+}
+
+export interface NodeProxyAddrs {
+  readonly outbound: ListenAddr | null;
+  readonly inboundPlaintext: ListenAddr | null;
+  readonly inbound: ListenAddr | null;
+  readonly socks5: ListenAddr | null;
+}
+
+export interface NodeProxyOptions {
+  readonly logger: Logger;
+  readonly state: StateView;
+  readonly nodeName: string;
+  readonly addrs: NodeProxyAddrs;
+  readonly capture: Capture;
+  readonly telemetry: Telemetry;
+  readonly hboneClient: HboneClient;
+  readonly hboneServer: HboneSocketServer;
+  /** Everything but the shared pieces above, built by the composition root. */
+  readonly outbound: Omit<OutboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'hbone' | 'illegalPorts' | 'isOwnAddress'>;
+  readonly inbound: Omit<InboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'isOwnAddress'>;
+}
+
+/**
+ * The node proxy's data path as one component: listeners (per local workload or fixed),
+ * the outbound / SOCKS5 / plaintext-inbound connection handlers and the HBONE server hand-off.
+ * Drain (ztunnel run_with_drain): close() stops accepting, the HBONE server sends GOAWAY,
+ * and it resolves when every live connection finished; destroy() at the deadline
+ * force-closes what is left, which records DRAINED.
+ */
+export class NodeProxy implements Component {
+  readonly name = 'proxy';
+  readonly listenerManager: ListenerManager;
+  readonly inboundHandler: InboundHboneHandler;
+  private readonly outboundDeps: OutboundDeps;
+  private readonly inboundDeps: InboundDeps;
+  /** Accepted sockets not yet closed, so a forced stop reaches the ones still in their early phase. */
+  private readonly accepted = new Set<Socket>();
+
+  constructor(private readonly opts: NodeProxyOptions) {
+    const illegalPorts = (): ReadonlySet<number> => this.listenerManager.illegalPorts();
+    const isOwnAddress = (a: SocketAddr): boolean => this.listenerManager.isOwnAddress(a);
+    this.outboundDeps = { ...opts.outbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, hbone: opts.hboneClient, illegalPorts, isOwnAddress };
+    this.inboundDeps = { ...opts.inbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, isOwnAddress };
+    this.inboundHandler = new InboundHboneHandler(this.inboundDeps);
+    const a = opts.addrs;
+    this.listenerManager = new ListenerManager({
+      logger: opts.logger,
+      state: opts.state,
+      nodeName: opts.nodeName,
+      specs: [
+        { name: 'outbound', addr: a.outbound, onSocket: (s, i) => this.accept(s, i) },
+        { name: 'inbound_plaintext', addr: a.inboundPlaintext, onSocket: (s, i) => this.accept(s, i) },
+        { name: 'inbound', addr: a.inbound, onSocket: (s, i) => this.accept(s, i) },
+        { name: 'socks5', addr: a.socks5, onSocket: (s, i) => this.accept(s, i) },
+      ],
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.listenerManager.start();
+  }
+
+  listeners(): readonly BoundListener[] {
+    return this.listenerManager.listeners();
+  }
+
+  /** Stop accepting, GOAWAY on HBONE, then wait for live connections to finish. */
+  async close(): Promise<void> {
+    await this.listenerManager.close();
+    await Promise.all([this.opts.hboneServer.close().catch(() => undefined), this.opts.telemetry.tracker.idle()]);
+    await this.opts.hboneClient.close().catch(() => undefined);
+    this.opts.telemetry.tracker.close();
+  }
+
+  /** Force: every live connection is recorded DRAINED, then sockets and sessions go. */
+  destroy(): void {
+    this.listenerManager.destroy();
+    const n = this.opts.telemetry.tracker.terminateAll('DRAINED', 'force-closed at the drain deadline');
+    if (n > 0) this.opts.logger.warn({ connections: n }, 'drain deadline: force-closed live connections');
+    for (const s of this.accepted) s.destroy();
+    this.opts.hboneServer.destroy();
+    this.opts.hboneClient.destroy();
+    this.opts.telemetry.tracker.close();
+  }
+
+  dump(): unknown {
+    return { listeners: this.listenerManager.dump(), liveConnections: this.opts.telemetry.tracker.size };
+  }
+
+  private accept(socket: Socket, info: AcceptInfo): void {
+    this.accepted.add(socket);
+    socket.once('close', () => this.accepted.delete(socket));
+    socket.setNoDelay(true);
+    switch (info.listener as ListenerName) {
+      case 'outbound':
+        void new OutboundConnection(this.outboundDeps, socket, info, false).run();
+        return;
+      case 'socks5':
+        void new OutboundConnection(this.outboundDeps, socket, info, true).run();
+        return;
+      case 'inbound_plaintext':
+        void new InboundPlaintextConnection(this.inboundDeps, socket, info).run();
+        return;
+      case 'inbound':
+        this.opts.hboneServer.handleSocket(socket, this.inboundLocalAddr(socket, info));
+        return;
+    }
+  }
+
+  /** The address an HBONE connection arrived at: original destination (capture) or local address. */
+  private inboundLocalAddr(socket: Socket, info: AcceptInfo): SocketAddr {
+    if (info.workloadUid !== null) return info.bound;
+    try {
+      return resolveDestination(this.opts.capture, socket).addr;
+    } catch {
+      return socket.localAddress && socket.localPort ? makeSocketAddr(socket.localAddress, socket.localPort) : info.bound;
+    }
+  }
+}

@@ -1,0 +1,61 @@
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { CertificateSource } from '../identity/types';
+import type { Capture } from '../native/capture';
+import type { Service, Workload } from '../state/types';
+import type { StateView } from '../state/view';
+import type { SocketAddr } from '../util/socket-addr';
+import type { HboneClient } from './hbone/types';
+import type { RecordOutcome } from './connection-result';
+import type { Telemetry } from './telemetry';
+
+/**
+ * The routing decision the outbound path acts on (the composition root adapts the state
+ * engine's pure buildOutboundRoute to this). Throwing a ProxyError means "no route"
+ * (e.g. NO_HEALTHY_UPSTREAM), reported as an early failure.
+ */
+export type OutboundPlan =
+  | {
+      readonly kind: 'hbone';
+      readonly nextHop: SocketAddr;
+      readonly authority: string;
+      readonly expectedIdentities: readonly string[];
+      readonly peerUid: string;
+      readonly dstWorkload: Workload | null;
+      readonly dstService: Service | null;
+    }
+  | { readonly kind: 'tcp'; readonly target: SocketAddr; readonly dstWorkload: Workload | null; readonly dstService: Service | null }
+  | { readonly kind: 'passthrough'; readonly target: SocketAddr };
+
+export type OutboundRouter = (src: Workload, dst: SocketAddr, srcIp: string) => OutboundPlan;
+
+/** Copies both ways until both halves are done; resolves how it ended (never rejects). */
+export type Splicer = (client: Duplex, upstream: Duplex) => Promise<RecordOutcome>;
+
+export interface OutboundSettings {
+  readonly network: string;
+  readonly nodeName: string;
+  readonly connectTimeoutMs: number;
+  /** How long an unknown source IP may wait for its workload to appear in the state (C4). */
+  readonly localWorkloadWaitMs: number;
+  /** Time allowed for the SOCKS5 greeting + request. */
+  readonly socksHandshakeTimeoutMs: number;
+}
+
+/** What outbound connections need (style rule 9: only these capabilities). */
+export interface OutboundDeps {
+  readonly settings: OutboundSettings;
+  readonly logger: Logger;
+  readonly state: StateView;
+  readonly certs: CertificateSource;
+  readonly hbone: HboneClient;
+  readonly telemetry: Telemetry;
+  readonly capture: Capture;
+  readonly illegalPorts: () => ReadonlySet<number>;
+  /** Whether a dial target is one of our own listeners (a loop). */
+  readonly isOwnAddress: (a: SocketAddr) => boolean;
+  readonly route: OutboundRouter;
+  readonly splice: Splicer;
+  /** Socket options for dialled sockets (SO_MARK, keepalive); best effort. */
+  readonly configureSocket?: (s: import('node:net').Socket) => void;
+}

@@ -1,0 +1,238 @@
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ProxyError, classifyError, errorMessage, type Reason } from '../errors';
+import { SpiffeId } from '../identity/spiffe';
+import type { Service, Workload } from '../state/types';
+import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
+import { resolveDestination } from '../native/orig-dst';
+import { workloadIdentity, type ConnectionContext } from './connection-context';
+import { ConnectionResult } from './connection-result';
+import { dialTcp, isLoopbackIp, abortLeg } from './dial';
+import type { AcceptInfo } from './listener-manager';
+import { waitForLocalWorkload } from './local-source';
+import { buildOutboundHeaders } from './outbound-headers';
+import type { OutboundDeps, OutboundPlan } from './outbound-types';
+import { SocksError, buildSocksReply, describeSocksTarget, readSocksHandshake, socksReplyFor, type SocksTarget } from './socks5';
+
+/** Context phase result: everything needed to open the ConnectionResult. */
+interface Resolved {
+  readonly src: SocketAddr;
+  readonly dst: SocketAddr;
+  readonly srcWorkload: Workload;
+  readonly plan: OutboundPlan;
+}
+
+/**
+ * One outbound connection (captured on 15001, explicit on a fixed OUTBOUND_ADDR, or via
+ * SOCKS5). It owns the client socket from accept to close (style rule 1) and runs ztunnel's
+ * phases: destination → self-call → source workload → route (early failures: WARN + reason
+ * counter only) → open result → certificate + upstream → splice → record once.
+ */
+export class OutboundConnection {
+  private readonly closed: Promise<unknown>;
+  private src: SocketAddr | null = null;
+  private dst: SocketAddr | null = null;
+  /** Bytes the SOCKS5 handshake read from the client (not app data). */
+  private socksConsumed = 0;
+
+  constructor(
+    private readonly deps: OutboundDeps,
+    private readonly socket: Socket,
+    private readonly info: AcceptInfo,
+    private readonly socks: boolean,
+  ) {
+    socket.on('error', () => undefined); // errors surface through splice / the phases below
+    this.closed = once(socket, 'close').catch(() => undefined);
+  }
+
+  /** Never rejects: every outcome is recorded or logged as an early failure. */
+  async run(): Promise<void> {
+    let resolved: Resolved;
+    try {
+      resolved = await this.resolveContext();
+    } catch (err) {
+      this.earlyFailure(err);
+      return;
+    }
+    await this.proxy(resolved);
+  }
+
+  private async resolveContext(): Promise<Resolved> {
+    const { socket, deps } = this;
+    if (socket.remoteAddress === undefined || socket.remotePort === undefined) throw new ProxyError('RESET', 'client closed before the connection was handled');
+    const src = (this.src = makeSocketAddr(socket.remoteAddress, socket.remotePort));
+    let dst: SocketAddr;
+    if (this.socks) {
+      const hs = await readSocksHandshake(socket, deps.settings.socksHandshakeTimeoutMs);
+      this.socksConsumed = hs.consumed;
+      dst = this.dst = this.resolveSocksTarget(hs.target);
+    } else {
+      dst = this.dst = resolveDestination(deps.capture, socket).addr;
+    }
+    if (isLoopbackIp(dst.ip) && deps.illegalPorts().has(dst.port)) {
+      throw new ProxyError('SELF_CALL', `destination ${formatSocketAddr(dst)} is one of the proxy's own ports`);
+    }
+    const s = deps.settings;
+    const srcWorkload = await waitForLocalWorkload(deps.state, s.network, s.nodeName, src.ip, s.localWorkloadWaitMs, this.closed);
+    if (!srcWorkload && socket.destroyed) throw new ProxyError('RESET', `client ${formatSocketAddr(src)} went away while its workload was looked up`);
+    if (!srcWorkload) {
+      const listenerOwner = this.info.workloadUid ? ` (the connection arrived on the listener of workload ${this.info.workloadUid} at ${formatSocketAddr(this.info.bound)}; it is not used as a substitute)` : '';
+      throw new ProxyError('UNKNOWN_SOURCE', `source ${src.ip} is not a workload on node ${JSON.stringify(s.nodeName)} after waiting ${s.localWorkloadWaitMs}ms${listenerOwner}`);
+    }
+    const plan = deps.route(srcWorkload, dst, src.ip);
+    // Same-node HBONE to our own 15008 is normal (ztunnel does it too); a plain TCP dial
+    // to one of our listeners would loop.
+    if (plan.kind !== 'hbone' && deps.isOwnAddress(plan.target)) throw new ProxyError('SELF_CALL', `the route for ${formatSocketAddr(dst)} leads back to this proxy's listener ${formatSocketAddr(plan.target)}`);
+    return { src, dst, srcWorkload, plan };
+  }
+
+  /** A SOCKS domain resolves from the mesh state (service hostnames), never from DNS. */
+  private resolveSocksTarget(t: SocksTarget): SocketAddr {
+    if (t.kind === 'ip') return t.addr;
+    const svc = this.findServiceByHost(t.host);
+    const network = this.deps.settings.network;
+    const vip = svc?.vips.find((v) => v.network === network && v.prefixLen === (v.ip.includes(':') ? 128 : 32)) ?? svc?.vips[0];
+    if (!svc || !vip) throw new ProxyError('SOCKS_UNKNOWN_HOST', `SOCKS5 host ${describeSocksTarget(t)} is not a known service${svc ? ' with a VIP' : ''}`);
+    return makeSocketAddr(vip.ip, t.port);
+  }
+
+  /**
+   * Kubernetes FQDNs (`name.ns.svc.…`) name their namespace, so the index answers directly;
+   * other hostnames (ServiceEntry-style) fall back to a scan of the services.
+   */
+  private findServiceByHost(host: string): Service | undefined {
+    const labels = host.split('.');
+    if (labels.length >= 3 && labels[2] === 'svc') {
+      const hit = this.deps.state.findServiceByHostname(labels[1] as string, host);
+      if (hit) return hit;
+    }
+    return this.deps.state.allServices().find((s) => s.hostname === host);
+  }
+
+  private earlyFailure(err: unknown): void {
+    const reason = classifyError(err);
+    const msg = errorMessage(err);
+    this.deps.telemetry.metrics.earlyFailure('outbound', reason);
+    this.deps.telemetry.access.failed({ direction: 'outbound', src: this.src, dst: this.dst }, reason, msg, { listener: this.info.listener });
+    if (this.socks) {
+      const code = err instanceof SocksError ? err.reply : socksReplyFor(reason);
+      if (code !== null && this.socket.writable) {
+        this.socket.end(buildSocksReply(code));
+        setTimeout(() => this.socket.destroy(), 1000).unref();
+        return;
+      }
+    }
+    this.socket.destroy();
+  }
+
+  private buildContext(r: Resolved): ConnectionContext {
+    const p = r.plan;
+    const hbone = p.kind === 'hbone';
+    return {
+      direction: 'outbound',
+      src: r.src,
+      dst: p.kind === 'hbone' ? p.nextHop : p.target,
+      hboneAddr: p.kind === 'hbone' ? p.authority : null,
+      srcWorkload: r.srcWorkload,
+      dstWorkload: p.kind === 'passthrough' ? null : p.dstWorkload,
+      dstService: p.kind === 'passthrough' ? null : p.dstService,
+      srcIdentity: hbone ? workloadIdentity(r.srcWorkload) : null,
+      dstIdentity: hbone ? firstIdentity(p.expectedIdentities) : null,
+      mtls: hbone,
+    };
+  }
+
+  private async proxy(r: Resolved): Promise<void> {
+    const { socket, deps } = this;
+    const result = new ConnectionResult(deps.telemetry, this.buildContext(r));
+    let upstream: Duplex | null = null;
+    result.onAbort(() => {
+      abortLeg(socket);
+      abortLeg(upstream);
+    });
+    try {
+      upstream = await this.openUpstream(r);
+    } catch (err) {
+      const reason = classifyError(err);
+      this.closeWithFailure(reason);
+      result.record({ reason, error: errorMessage(err) });
+      return;
+    }
+    if (result.terminatedReason !== null || socket.destroyed) {
+      upstream.destroy();
+      result.record({ reason: 'RESET', error: 'client closed while the upstream was connecting' });
+      return;
+    }
+    if (this.socks) socket.write(buildSocksReply(0));
+    // Counted from here: the SOCKS5 handshake bytes are protocol, not app data.
+    result.setByteSource(socket, 'client', { read: this.socksConsumed, written: socket.bytesWritten ?? 0 });
+    const outcome = await deps.splice(socket, upstream);
+    result.record(outcome);
+  }
+
+  /** SOCKS clients get the mapped reply code before the close; captured ones just see the close. */
+  private closeWithFailure(reason: Reason): void {
+    if (this.socks && this.socket.writable) {
+      this.socket.end(buildSocksReply(socksReplyFor(reason)));
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+      return;
+    }
+    this.socket.destroy();
+  }
+
+  private async openUpstream(r: Resolved): Promise<Duplex> {
+    const { deps } = this;
+    const p = r.plan;
+    const localAddress = isLoopbackIp(r.src.ip) ? r.src.ip : undefined;
+    if (p.kind !== 'hbone') {
+      return dialTcp(p.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress, configure: deps.configureSocket });
+    }
+    const id = workloadIdentity(r.srcWorkload);
+    try {
+      await withTimeout(deps.certs.fetchCertificate(id, 'realtime'), deps.settings.connectTimeoutMs, `the CA did not issue one within ${deps.settings.connectTimeoutMs}ms`);
+    } catch (err) {
+      throw new ProxyError('IDENTITY_ERROR', `no certificate for ${id.toString()}: ${errorMessage(err)}`, {}, err);
+    }
+    const s = await deps.hbone
+      .connect({
+      nextHop: p.nextHop,
+      authority: p.authority,
+      expectedIdentities: p.expectedIdentities,
+      srcIdentity: id,
+      peerUid: p.peerUid,
+      headers: buildOutboundHeaders(r.srcWorkload, r.src, p.dstService),
+      ...(localAddress ? { localAddress } : {}),
+      })
+      .catch((err: unknown) => {
+        throw peerDenied(err) ?? err;
+      });
+    return s.stream;
+  }
+}
+
+/**
+ * A 401 from the peer proxy is its authorization DENY: reported as DENY here too (SOCKS
+ * reply 0x02), with the peer's message kept as the cause.
+ */
+function peerDenied(err: unknown): ProxyError | null {
+  if (!(err instanceof ProxyError) || err.reason !== 'HBONE_STATUS') return null;
+  const status = Number(err.details['status']);
+  if (status !== 401 && !/\b401\b/.test(err.message)) return null;
+  return new ProxyError('DENY', `the destination's node proxy denied the connection (HTTP 401): ${err.message}`, { status: 401 }, err);
+}
+
+/** Bounds a wait the connection cannot afford to make unbounded (the client is waiting). */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(what)), ms)));
+  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
+}
+
+function firstIdentity(ids: readonly string[]): SpiffeId | null {
+  for (const s of ids) {
+    const id = SpiffeId.tryParse(s);
+    if (id) return id;
+  }
+  return null;
+}

@@ -1,0 +1,201 @@
+import type { Socket } from 'node:net';
+import { isIP } from 'node:net';
+import { ProxyError, type Reason } from '../errors';
+import { canonicalIpString } from '../state/ip';
+import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
+
+/**
+ * SOCKS5 (RFC 1928) server side, the subset ztunnel serves: auth method 0x00 (none) and
+ * CMD=CONNECT, with ATYP IPv4, IPv6 or a domain name. The handshake is parsed here; the
+ * connection then goes through exactly the same outbound logic as captured traffic.
+ */
+
+export type SocksTarget = { readonly kind: 'ip'; readonly addr: SocketAddr } | { readonly kind: 'domain'; readonly host: string; readonly port: number };
+
+/** RFC 1928 §6 reply codes. */
+export const SOCKS_REPLY = {
+  SUCCEEDED: 0x00,
+  GENERAL_FAILURE: 0x01,
+  NOT_ALLOWED: 0x02,
+  NETWORK_UNREACHABLE: 0x03,
+  HOST_UNREACHABLE: 0x04,
+  CONNECTION_REFUSED: 0x05,
+  TTL_EXPIRED: 0x06,
+  COMMAND_NOT_SUPPORTED: 0x07,
+  ADDRESS_TYPE_NOT_SUPPORTED: 0x08,
+} as const;
+
+/** A malformed or unsupported request; `reply` is the code to send before closing (null = send nothing). */
+export class SocksError extends ProxyError {
+  constructor(
+    message: string,
+    readonly reply: number | null,
+  ) {
+    super('SOCKS_PROTOCOL', message);
+  }
+}
+
+/** Maps a failure reason to the reply code a SOCKS client should see. */
+export function socksReplyFor(reason: Reason): number {
+  switch (reason) {
+    case 'DENY':
+    case 'DENY_LATE':
+      return SOCKS_REPLY.NOT_ALLOWED;
+    case 'CONNECT':
+    case 'HBONE_STATUS':
+      return SOCKS_REPLY.CONNECTION_REFUSED;
+    case 'CONNECT_TIMEOUT':
+    case 'PEER_UNREACHABLE':
+    case 'NETWORK_POLICY':
+    case 'NO_HEALTHY_UPSTREAM':
+    case 'UNKNOWN_DESTINATION':
+    case 'SOCKS_UNKNOWN_HOST':
+      return SOCKS_REPLY.HOST_UNREACHABLE;
+    case 'SOCKS_PROTOCOL':
+      return SOCKS_REPLY.COMMAND_NOT_SUPPORTED;
+    default:
+      return SOCKS_REPLY.GENERAL_FAILURE;
+  }
+}
+
+/** Builds a reply: VER REP RSV ATYP BND.ADDR BND.PORT (bound address 0.0.0.0:0 unless given). */
+export function buildSocksReply(code: number, bound?: SocketAddr): Buffer {
+  if (bound && bound.family === 6) {
+    const b = Buffer.alloc(22);
+    b.set([5, code, 0, 4]);
+    ipv6Bytes(bound.ip).copy(b, 4);
+    b.writeUInt16BE(bound.port, 20);
+    return b;
+  }
+  const b = Buffer.alloc(10);
+  b.set([5, code, 0, 1]);
+  if (bound) bound.ip.split('.').forEach((o, i) => (b[4 + i] = Number(o)));
+  b.writeUInt16BE(bound?.port ?? 0, 8);
+  return b;
+}
+
+type Step<T> = { need: number } | { done: T; consumed: number };
+
+/** Greeting: VER NMETHODS METHODS… → the reply the server sends. */
+function parseGreeting(b: Buffer): Step<Buffer> {
+  if (b.length < 2) return { need: 2 };
+  if (b[0] !== 5) throw new SocksError(`unsupported SOCKS version ${b[0]} (only 5)`, null);
+  const n = b[1] as number;
+  if (n === 0) throw new SocksError('SOCKS greeting lists no auth methods', null);
+  if (b.length < 2 + n) return { need: 2 + n };
+  const methods = b.subarray(2, 2 + n);
+  if (!methods.includes(0)) return { done: Buffer.from([5, 0xff]), consumed: 2 + n };
+  return { done: Buffer.from([5, 0]), consumed: 2 + n };
+}
+
+/** Request: VER CMD RSV ATYP DST.ADDR DST.PORT. */
+function parseRequest(b: Buffer): Step<SocksTarget> {
+  if (b.length < 5) return { need: 5 };
+  if (b[0] !== 5) throw new SocksError(`bad SOCKS request version ${b[0]}`, SOCKS_REPLY.GENERAL_FAILURE);
+  if (b[1] !== 1) throw new SocksError(`SOCKS command ${b[1]} not supported (only CONNECT)`, SOCKS_REPLY.COMMAND_NOT_SUPPORTED);
+  const atyp = b[3];
+  if (atyp === 1) {
+    if (b.length < 10) return { need: 10 };
+    const ip = `${b[4]}.${b[5]}.${b[6]}.${b[7]}`;
+    return { done: { kind: 'ip', addr: makeSocketAddr(ip, b.readUInt16BE(8)) }, consumed: 10 };
+  }
+  if (atyp === 4) {
+    if (b.length < 22) return { need: 22 };
+    const groups: string[] = [];
+    for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(4 + i * 2).toString(16));
+    return { done: { kind: 'ip', addr: makeSocketAddr(canonicalIpString(groups.join(':')) ?? groups.join(':'), b.readUInt16BE(20)) }, consumed: 22 };
+  }
+  if (atyp === 3) {
+    const len = b[4] as number;
+    if (len === 0) throw new SocksError('SOCKS domain name is empty', SOCKS_REPLY.GENERAL_FAILURE);
+    if (b.length < 5 + len + 2) return { need: 5 + len + 2 };
+    const host = b.subarray(5, 5 + len).toString('latin1');
+    if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new SocksError(`SOCKS domain name ${JSON.stringify(host)} is not a host name`, SOCKS_REPLY.GENERAL_FAILURE);
+    const port = b.readUInt16BE(5 + len);
+    if (isIP(host)) return { done: { kind: 'ip', addr: makeSocketAddr(host, port) }, consumed: 7 + len };
+    return { done: { kind: 'domain', host: host.toLowerCase().replace(/\.$/, ''), port }, consumed: 7 + len };
+  }
+  throw new SocksError(`SOCKS address type ${atyp} not supported`, SOCKS_REPLY.ADDRESS_TYPE_NOT_SUPPORTED);
+}
+
+/**
+ * Reads one parse step from the socket (handshake only, not the data path). Leftover bytes
+ * are pushed back with unshift so the payload the client pipelined is not lost.
+ */
+function readStep<T>(socket: Socket, buffered: Buffer, parse: (b: Buffer) => Step<T>, deadline: number): Promise<{ value: T; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buf = buffered;
+    const timer = setTimeout(() => finish(new SocksError(`SOCKS handshake not completed within ${deadline}ms`, null)), deadline);
+    const finish = (err: Error | null, value?: T, rest?: Buffer): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.pause();
+      if (err) reject(err);
+      else resolve({ value: value as T, rest: rest as Buffer });
+    };
+    const tryParse = (): boolean => {
+      try {
+        const s = parse(buf);
+        if ('done' in s) {
+          finish(null, s.done, buf.subarray(s.consumed));
+          return true;
+        }
+        if (buf.length > 600) throw new SocksError('SOCKS handshake too long', null);
+      } catch (err) {
+        finish(err as Error);
+        return true;
+      }
+      return false;
+    };
+    const onData = (c: Buffer): void => {
+      buf = buf.length ? Buffer.concat([buf, c]) : c;
+      tryParse();
+    };
+    const onEnd = (): void => finish(new SocksError(`client closed during the SOCKS handshake after ${buf.length} bytes`, null));
+    if (tryParse()) return;
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    socket.resume();
+  });
+}
+
+/**
+ * Runs the greeting and reads the CONNECT request. On success the socket is paused with
+ * any pipelined payload unshifted; the caller replies with buildSocksReply once the
+ * upstream is open (success only after the upstream connected, RFC 1928 §6).
+ * Throws SocksError (reason SOCKS_PROTOCOL) carrying the reply code to send.
+ */
+export async function readSocksRequest(socket: Socket, timeoutMs: number): Promise<SocksTarget> {
+  return (await readSocksHandshake(socket, timeoutMs)).target;
+}
+
+/** As readSocksRequest, also returning how many bytes the handshake consumed (not app bytes). */
+export async function readSocksHandshake(socket: Socket, timeoutMs: number): Promise<{ target: SocksTarget; consumed: number }> {
+  const started = Date.now();
+  const g = await readStep(socket, Buffer.alloc(0), parseGreeting, timeoutMs);
+  if (g.value[1] === 0xff) {
+    socket.write(g.value);
+    throw new SocksError('SOCKS client offers no supported auth method (only 0x00 no-auth)', null);
+  }
+  socket.write(g.value);
+  const r = await readStep(socket, g.rest, parseRequest, Math.max(1, timeoutMs - (Date.now() - started)));
+  if (r.rest.length) socket.unshift(r.rest);
+  return { target: r.value, consumed: (socket.bytesRead ?? 0) - r.rest.length };
+}
+
+export function describeSocksTarget(t: SocksTarget): string {
+  return t.kind === 'ip' ? formatSocketAddr(t.addr) : `${t.host}:${t.port}`;
+}
+
+function ipv6Bytes(ip: string): Buffer {
+  const out = Buffer.alloc(16);
+  const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, ''];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16) || 0, i * 2));
+  return out;
+}

@@ -1,0 +1,49 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { AccessLog } from '../logging/access-log';
+import { ProxyMetrics } from '../metrics/proxy-metrics';
+import type { Clock } from '../util/clock';
+import type { ConnectionResult } from './connection-result';
+import { ConnectionTracker } from './connection-tracker';
+
+export interface TelemetryOptions {
+  readonly registry: Registry;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /** ACCESS_LOG_UPDATE_INTERVAL in ms (0 = only the closing line). */
+  readonly accessLogUpdateIntervalMs: number;
+  /** How often long-lived connections' bytes reach the counters. */
+  readonly flushIntervalMs?: number;
+}
+
+/**
+ * The telemetry bundle every connection handler receives: metrics, access log, clock and
+ * the live-connection tracker. Built once by the composition root.
+ */
+export class Telemetry {
+  readonly metrics: ProxyMetrics;
+  readonly access: AccessLog;
+  readonly clock: Clock;
+  readonly tracker: ConnectionTracker;
+  /** record() calls after the first, per connection. Must stay 0; tests assert it. */
+  duplicateRecords = 0;
+  private readonly logger: Logger;
+
+  constructor(opts: TelemetryOptions) {
+    this.metrics = new ProxyMetrics(opts.registry);
+    this.access = new AccessLog(opts.logger);
+    this.clock = opts.clock;
+    this.logger = opts.logger;
+    this.tracker = new ConnectionTracker({
+      logger: opts.logger,
+      clock: opts.clock,
+      updateIntervalMs: opts.accessLogUpdateIntervalMs,
+      flushIntervalMs: opts.flushIntervalMs ?? 5000,
+    });
+  }
+
+  noteDuplicateRecord(r: ConnectionResult): void {
+    this.duplicateRecords++;
+    this.logger.error({ ...r.fields }, 'internal: connection recorded twice (ignored)');
+  }
+}

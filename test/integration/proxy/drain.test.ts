@@ -1,0 +1,56 @@
+import test from 'ava';
+import { TestMesh, waitUntil } from '../../helpers/node-harness';
+import { loopbackBlock } from '../../helpers/loopback';
+import { startEchoServer, waitClosed } from '../../helpers/echo-server';
+import { socksConnect } from '../../helpers/socks-client';
+import { sumSamples } from '../../helpers/prom-text';
+
+const ip = loopbackBlock();
+
+test('drain on close: listeners stop, an in-flight connection gets the deadline, then is recorded DRAINED', async (t) => {
+  const mesh = new TestMesh(['node-a', 'node-b']);
+  t.teardown(() => mesh.close());
+  mesh.writeConfig({
+    workloads: [
+      { name: 'client', ips: [ip(10)], node: 'node-a' },
+      { name: 'server', ips: [ip(20)], node: 'node-b' },
+    ],
+  });
+  await mesh.startCa();
+  const app = await startEchoServer(ip(20), 8080);
+  t.teardown(() => app.close());
+  const a = await mesh.startNode('node-a', { SOCKS5_ADDR: `${ip(1)}:0`, CONNECTION_TERMINATION_DEADLINE: '600ms' });
+  const b = await mesh.startNode('node-b', { CONNECTION_TERMINATION_DEADLINE: '600ms' });
+  const socks = a.listener('socks5');
+  const s = await socksConnect(socks, { host: ip(20), port: 8080 }, ip(10));
+  s.write('in flight');
+  await new Promise<void>((r) => s.once('data', () => r()));
+  const closedP = waitClosed(s, 10_000);
+
+  const t0 = Date.now();
+  await a.close();
+  const took = Date.now() - t0;
+  await closedP;
+  t.true(took >= 550, `close waited for the deadline (${took}ms)`);
+  t.true(took < 5000, `close did not hang (${took}ms)`);
+  const line = a.access('connection complete').find((l) => l['reason'] === 'DRAINED');
+  t.truthy(line, 'the in-flight connection was recorded DRAINED');
+  t.like(line, { level: 'warn', direction: 'outbound', bytes_sent: 9, bytes_recv: 9 });
+  const m = await a.metrics();
+  t.is(sumSamples(m, 'ztunnel_ts_connection_failures_total', { reason: 'DRAINED' }), 1);
+  t.is(sumSamples(m, 'istio_tcp_connections_closed_total'), 1);
+  t.is(a.app.telemetry.duplicateRecords, 0);
+  t.truthy(a.logs.find((l) => l['msg'] === 'drain deadline: force-closed live connections').length);
+
+  // Listeners are gone: a new SOCKS connection is refused.
+  const { connect } = await import('node:net');
+  const c = connect({ host: socks.ip, port: socks.port });
+  const err = await new Promise<NodeJS.ErrnoException | null>((r) => {
+    c.once('error', (e) => r(e));
+    c.once('connect', () => r(null));
+  });
+  c.destroy();
+  t.is(err?.code, 'ECONNREFUSED');
+  // The peer side saw the HBONE stream end; it records once, without leaking a live entry.
+  await waitUntil(() => b.app.telemetry.tracker.size === 0, 5000, () => 'node-b recorded the stream');
+});
