@@ -8,9 +8,17 @@ export interface DialOptions {
   readonly timeoutMs: number;
   /** Source IP to bind (the client's workload IP on loopback meshes). */
   readonly localAddress?: string | undefined;
-  /** Applied to the socket once connected (SO_MARK, keepalive, …). */
-  readonly configure?: ((s: Socket) => void) | undefined;
+  /** Socket options for the dial (NODELAY, keepalive, SO_MARK before the SYN); see prepareDial. */
+  readonly prepare?: DialPreparer | undefined;
 }
+
+/**
+ * Prepares one outgoing socket: returns the local address to bind (marking needs a bind so
+ * the descriptor exists before connect) and attaches the options synchronously after
+ * net.connect(), so SO_MARK is on the descriptor before the first packet leaves and the
+ * capture rules never loop the proxy's own connection back into 15001.
+ */
+export type DialPreparer = (family: 4 | 6, localAddress: string | undefined) => { localAddress: string | undefined; attach: (s: Socket) => void };
 
 /**
  * Plain TCP connect to an app or a non-mesh destination, with a timeout. allowHalfOpen is
@@ -20,7 +28,10 @@ export interface DialOptions {
  */
 export function dialTcp(addr: SocketAddr, opts: DialOptions): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: addr.ip, port: addr.port, allowHalfOpen: true, noDelay: true, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    const prepared = opts.prepare?.(addr.family, opts.localAddress);
+    const localAddress = prepared ? prepared.localAddress : opts.localAddress;
+    const socket = connect({ host: addr.ip, port: addr.port, allowHalfOpen: true, noDelay: true, ...(localAddress ? { localAddress } : {}) });
+    prepared?.attach(socket);
     const target = formatSocketAddr(addr);
     const timer = setTimeout(() => {
       socket.destroy();
@@ -36,12 +47,6 @@ export function dialTcp(addr: SocketAddr, opts: DialOptions): Promise<Socket> {
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
-      try {
-        // Applied once the descriptor exists (Node creates it inside connect); best effort.
-        opts.configure?.(socket);
-      } catch {
-        // e.g. SO_MARK without CAP_NET_ADMIN: reported by the configure function itself
-      }
       resolve(socket);
     });
   });

@@ -98,7 +98,7 @@ export class InboundHboneHandler {
       abortLeg(app);
     });
     try {
-      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress: appSourceIp(req.peerAddr.ip, target.target.ip), configure: deps.configureSocket });
+      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress: appSourceIp(req.peerAddr.ip, target.target.ip), prepare: deps.prepareDial });
     } catch (err) {
       const reason = classifyError(err);
       req.reject(503, reason);

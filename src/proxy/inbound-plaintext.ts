@@ -85,7 +85,7 @@ export class InboundPlaintextConnection {
       abortLeg(app);
     });
     try {
-      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress: appSourceIp(src.ip, target.target.ip), configure: deps.configureSocket });
+      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress: appSourceIp(src.ip, target.target.ip), prepare: deps.prepareDial });
     } catch (err) {
       socket.destroy();
       result.record({ reason: classifyError(err), error: errorMessage(err) });

@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { DialPreparer } from './dial';
 import type { Logger } from 'pino';
 import type { AuthzContext, AuthzDecision } from '../policy/types';
 import type { Service, Workload } from '../state/types';
@@ -43,5 +43,5 @@ export interface InboundDeps {
   /** Whether an address is one of our own listeners: dialling it would loop back into the proxy. */
   readonly isOwnAddress: (a: SocketAddr) => boolean;
   readonly splice: Splicer;
-  readonly configureSocket?: (s: Socket) => void;
+  readonly prepareDial?: DialPreparer;
 }

@@ -1,9 +1,10 @@
+import { networkInterfaces } from 'node:os';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { BoundListener, Component } from '../app/component';
 import type { StateView } from '../state/view';
 import type { Workload } from '../state/types';
-import { formatListenAddr, formatSocketAddr, makeSocketAddr, type ListenAddr, type SocketAddr } from '../util/socket-addr';
+import { canonicalIp, formatListenAddr, formatSocketAddr, makeSocketAddr, type ListenAddr, type SocketAddr } from '../util/socket-addr';
 
 export type ListenerName = 'outbound' | 'inbound_plaintext' | 'inbound' | 'socks5';
 
@@ -92,9 +93,18 @@ export class ListenerManager implements Component {
     return s;
   }
 
-  /** Whether `a` is one of our listeners (dialling it would loop back into the proxy). */
+  /**
+   * Whether `a` is one of our listeners (dialling it would loop back into the proxy). A
+   * wildcard listener only covers addresses of this host's own interfaces: treating it as
+   * "every IP" made a one-proxy-per-pod setup (0.0.0.0:15008) refuse HBONE to every peer.
+   * The interface list is read only when a wildcard listener's port matches.
+   */
   isOwnAddress(a: SocketAddr): boolean {
-    for (const b of this.bound.values()) if (b.address.port === a.port && (b.address.ip === a.ip || b.address.ip === '0.0.0.0' || b.address.ip === '::')) return true;
+    for (const b of this.bound.values()) {
+      if (b.address.port !== a.port) continue;
+      if (b.address.ip === a.ip) return true;
+      if ((b.address.ip === '0.0.0.0' || b.address.ip === '::') && isLocalInterfaceIp(a.ip)) return true;
+    }
     return false;
   }
 
@@ -211,4 +221,11 @@ function listenOn(server: Server, host: string, port: number): Promise<SocketAdd
       resolve(makeSocketAddr(a.address, a.port));
     });
   });
+}
+
+/** True for loopback and for any address configured on this host's (this netns's) interfaces. */
+function isLocalInterfaceIp(ip: string): boolean {
+  if (ip.startsWith('127.') || ip === '::1') return true;
+  for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) if (canonicalIp(i.address) === ip) return true;
+  return false;
 }

@@ -8,13 +8,14 @@ import type { Clock } from '../util/clock';
 import { HbonePool } from './hbone/pool';
 import { HboneServer } from './hbone/server';
 import type { InboundConnect, ServerCertResolver } from './hbone/types';
-import { applySocketOptions, type SocketOptions } from './socket-opts';
+import { prepareDial, type SocketOptions } from './socket-opts';
+import type { DialPreparer } from './dial';
 
 export interface NodeTransport {
   readonly client: HbonePool;
   readonly server: HboneServer;
-  /** Options for every TCP leg the proxy dials (NODELAY, keepalive, SO_MARK when capture is on). */
-  readonly configureSocket: (s: Socket) => void;
+  /** Options for every TCP leg the proxy dials (NODELAY, keepalive, SO_MARK before the SYN when capture is on). */
+  readonly prepareDial: DialPreparer;
 }
 
 export interface NodeTransportDeps {
@@ -67,12 +68,14 @@ export function createNodeTransport(d: NodeTransportDeps): NodeTransport {
     maxConcurrentStreams: c.maxStreamsPerPeer,
     h2,
   });
-  const configureSocket = (s: Socket): void => {
-    const err = applySocketOptions(s, socket);
-    if (err && !markWarned) {
-      markWarned = true;
-      logger.warn({ error: err.message, mark: c.packetMark }, 'cannot set SO_MARK on proxy sockets; capture rules may loop them back (needs CAP_NET_ADMIN)');
-    }
+  const onMarkError = (err: Error): void => {
+    if (markWarned) return;
+    markWarned = true;
+    logger.warn({ error: err.message, mark: c.packetMark }, 'cannot set SO_MARK on proxy sockets; capture rules may loop them back (needs CAP_NET_ADMIN)');
   };
-  return { client, server, configureSocket };
+  const prepare: DialPreparer = (family, localAddress) => {
+    const d = prepareDial(family, localAddress, socket);
+    return { localAddress: d.localAddress, attach: (s) => d.attach(s, onMarkError) };
+  };
+  return { client, server, prepareDial: prepare };
 }

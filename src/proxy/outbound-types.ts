@@ -1,3 +1,4 @@
+import type { DialPreparer } from './dial';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CertificateSource } from '../identity/types';
@@ -56,6 +57,6 @@ export interface OutboundDeps {
   readonly isOwnAddress: (a: SocketAddr) => boolean;
   readonly route: OutboundRouter;
   readonly splice: Splicer;
-  /** Socket options for dialled sockets (SO_MARK, keepalive); best effort. */
-  readonly configureSocket?: (s: import('node:net').Socket) => void;
+  /** Prepares dialled sockets (NODELAY, keepalive, SO_MARK before the SYN). */
+  readonly prepareDial?: DialPreparer;
 }

@@ -186,7 +186,7 @@ export class OutboundConnection {
     const p = r.plan;
     const localAddress = isLoopbackIp(r.src.ip) ? r.src.ip : undefined;
     if (p.kind !== 'hbone') {
-      return dialTcp(p.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress, configure: deps.configureSocket });
+      return dialTcp(p.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress, prepare: deps.prepareDial });
     }
     const id = workloadIdentity(r.srcWorkload);
     try {

@@ -1,4 +1,5 @@
 import { constants, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors';
 import type { SpiffeId } from '../../identity/spiffe';
@@ -28,7 +29,16 @@ export interface ServerConnectionInit {
   readonly maxControlFrames?: number;
   /** Bytes the peer may park in streams we have not answered yet, summed over the connection (default: connectionWindow). */
   readonly maxPreAcceptBytes?: number;
+  /**
+   * The session's TLS socket. When we drop a session, Node only end()s the socket and
+   * waits for our writes to flush; a peer that never reads would keep it (and its
+   * buffers) forever, so we destroy it after a short grace.
+   */
+  readonly socket?: Socket;
 }
+
+/** How long a dropped session's socket may take to flush its GOAWAY before it is destroyed. */
+const CLOSE_GRACE_MS = 1000;
 
 /** Window for counting peer resets of unanswered streams and control frames (abuse defences). */
 const RESET_WINDOW_MS = 10_000;
@@ -109,6 +119,16 @@ export class ServerConnection {
 
   destroy(): void {
     this.session.destroy();
+    this.init.socket?.destroy();
+  }
+
+  /** After we dropped the session: the socket gets CLOSE_GRACE_MS to flush, then goes. */
+  private reapSocket(): void {
+    const sock = this.init.socket;
+    if (!sock || sock.destroyed) return;
+    const timer = this.init.clock.setTimeout(() => sock.destroy(), CLOSE_GRACE_MS);
+    timer.unref?.();
+    sock.once('close', () => this.init.clock.clearTimeout(timer));
   }
 
   dump(): Record<string, unknown> {
@@ -182,6 +202,7 @@ export class ServerConnection {
       // already going away
     }
     this.session.destroy();
+    this.reapSocket();
   }
 
   /**
@@ -249,11 +270,14 @@ export class ServerConnection {
 
   private readonly onError = (err: Error): void => {
     this.init.logger.debug({ peer: formatSocketAddr(this.init.peerAddr), err: errorMessage(err) }, 'HBONE server session error');
+    // nghttp2 tore the session down (flood, invalid frames): same stalled-socket risk.
+    this.reapSocket();
   };
 
   private readonly onClose = (): void => {
     this.clearFirstHeaders();
     this.keepalive.stop();
+    this.reapSocket();
     this.init.onClosed(this);
   };
 
@@ -275,6 +299,7 @@ export class ServerConnection {
       // already closing
     }
     this.session.destroy();
+    this.reapSocket();
   };
 }
 

@@ -41,6 +41,7 @@ export interface HboneServerOptions {
 
 /** Connection context handed from the TLS phase to the synchronous http2 'session' event. */
 interface Attaching {
+  readonly socket: TLSSocket;
   readonly peerIdentity: SpiffeId;
   readonly peerAddr: SocketAddr;
   readonly localAddr: SocketAddr;
@@ -215,7 +216,7 @@ export class HboneServer {
         tls.destroy();
         return;
       }
-      this.attach(tls, { peerIdentity, peerAddr, localAddr });
+      this.attach(tls, { socket: tls, peerIdentity, peerAddr, localAddr });
     });
   }
 
