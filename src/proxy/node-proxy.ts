@@ -12,6 +12,7 @@ import type { InboundDeps } from './inbound-types';
 import { ListenerManager, type AcceptInfo, type ListenerName } from './listener-manager';
 import { OutboundConnection } from './outbound';
 import type { OutboundDeps } from './outbound-types';
+import { OutboundHeaders } from './outbound-headers';
 import type { Telemetry } from './telemetry';
 
 /** What the node proxy needs from the HBONE server: hand it an accepted TCP socket. */
@@ -38,7 +39,7 @@ export interface NodeProxyOptions {
   readonly hboneClient: HboneClient;
   readonly hboneServer: HboneSocketServer;
   /** Everything but the shared pieces above, built by the composition root. */
-  readonly outbound: Omit<OutboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'hbone' | 'illegalPorts' | 'isOwnAddress'>;
+  readonly outbound: Omit<OutboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'hbone' | 'illegalPorts' | 'isOwnAddress' | 'headers'>;
   readonly inbound: Omit<InboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'isOwnAddress'>;
 }
 
@@ -61,7 +62,7 @@ export class NodeProxy implements Component {
   constructor(private readonly opts: NodeProxyOptions) {
     const illegalPorts = (): ReadonlySet<number> => this.listenerManager.illegalPorts();
     const isOwnAddress = (a: SocketAddr): boolean => this.listenerManager.isOwnAddress(a);
-    this.outboundDeps = { ...opts.outbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, hbone: opts.hboneClient, illegalPorts, isOwnAddress };
+    this.outboundDeps = { ...opts.outbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, hbone: opts.hboneClient, illegalPorts, isOwnAddress, headers: new OutboundHeaders() };
     this.inboundDeps = { ...opts.inbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, isOwnAddress };
     this.inboundHandler = new InboundHboneHandler(this.inboundDeps);
     const a = opts.addrs;

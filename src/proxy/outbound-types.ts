@@ -1,3 +1,4 @@
+import type { OutboundHeaders } from './outbound-headers';
 import type { DialPreparer } from './dial';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -45,6 +46,8 @@ export interface OutboundSettings {
 
 /** What outbound connections need (style rule 9: only these capabilities). */
 export interface OutboundDeps {
+  /** CONNECT header builder (baggage memo, pooled trace ids); one per proxy. */
+  readonly headers: OutboundHeaders;
   readonly settings: OutboundSettings;
   readonly logger: Logger;
   readonly state: StateView;

@@ -11,7 +11,7 @@ import { ConnectionResult } from './connection-result';
 import { dialTcp, isLoopbackIp, abortLeg } from './dial';
 import type { AcceptInfo } from './listener-manager';
 import { waitForLocalWorkload } from './local-source';
-import { buildOutboundHeaders } from './outbound-headers';
+
 import type { OutboundDeps, OutboundPlan } from './outbound-types';
 import { SocksError, buildSocksReply, describeSocksTarget, readSocksHandshake, socksReplyFor, type SocksTarget } from './socks5';
 
@@ -201,7 +201,7 @@ export class OutboundConnection {
       expectedIdentities: p.expectedIdentities,
       srcIdentity: id,
       peerUid: p.peerUid,
-      headers: buildOutboundHeaders(r.srcWorkload, r.src, p.dstService),
+      headers: deps.headers.build(r.srcWorkload, r.src, p.dstService),
       ...(localAddress ? { localAddress } : {}),
       })
       .catch((err: unknown) => {
