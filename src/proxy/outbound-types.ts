@@ -1,10 +1,11 @@
+import type { OutboundRoute } from '../state/route-types';
 import type { OutboundHeaders } from './outbound-headers';
 import type { DialPreparer } from './dial';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CertificateSource } from '../identity/types';
 import type { Capture } from '../native/capture';
-import type { Service, Workload } from '../state/types';
+import type { Workload } from '../state/types';
 import type { StateView } from '../state/view';
 import type { SocketAddr } from '../util/socket-addr';
 import type { HboneClient } from './hbone/types';
@@ -12,22 +13,11 @@ import type { RecordOutcome } from './connection-result';
 import type { Telemetry } from './telemetry';
 
 /**
- * The routing decision the outbound path acts on (the composition root adapts the state
- * engine's pure buildOutboundRoute to this). Throwing a ProxyError means "no route"
- * (e.g. NO_HEALTHY_UPSTREAM), reported as an early failure.
+ * The routing decision the outbound path acts on: the state engine's pure
+ * buildOutboundRoute result minus its error case (the router throws a ProxyError with the
+ * same reason for that, reported as an early failure).
  */
-export type OutboundPlan =
-  | {
-      readonly kind: 'hbone';
-      readonly nextHop: SocketAddr;
-      readonly authority: string;
-      readonly expectedIdentities: readonly string[];
-      readonly peerUid: string;
-      readonly dstWorkload: Workload | null;
-      readonly dstService: Service | null;
-    }
-  | { readonly kind: 'tcp'; readonly target: SocketAddr; readonly dstWorkload: Workload | null; readonly dstService: Service | null }
-  | { readonly kind: 'passthrough'; readonly target: SocketAddr };
+export type OutboundPlan = Exclude<OutboundRoute, { kind: 'error' }>;
 
 export type OutboundRouter = (src: Workload, dst: SocketAddr, srcIp: string) => OutboundPlan;
 

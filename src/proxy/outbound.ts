@@ -83,7 +83,7 @@ export class OutboundConnection {
     const plan = deps.route(srcWorkload, dst, src.ip);
     // Same-node HBONE to our own 15008 is normal (ztunnel does it too); a plain TCP dial
     // to one of our listeners would loop.
-    if (plan.kind !== 'hbone' && deps.isOwnAddress(plan.target)) throw new ProxyError('SELF_CALL', `the route for ${formatSocketAddr(dst)} leads back to this proxy's listener ${formatSocketAddr(plan.target)}`);
+    if (plan.kind !== 'hbone' && deps.isOwnAddress(plan.nextHop)) throw new ProxyError('SELF_CALL', `the route for ${formatSocketAddr(dst)} leads back to this proxy's listener ${formatSocketAddr(plan.nextHop)}`);
     return { src, dst, srcWorkload, plan };
   }
 
@@ -132,11 +132,11 @@ export class OutboundConnection {
     return {
       direction: 'outbound',
       src: r.src,
-      dst: p.kind === 'hbone' ? p.nextHop : p.target,
+      dst: p.nextHop,
       hboneAddr: p.kind === 'hbone' ? p.authority : null,
       srcWorkload: r.srcWorkload,
-      dstWorkload: p.kind === 'passthrough' ? null : p.dstWorkload,
-      dstService: p.kind === 'passthrough' ? null : p.dstService,
+      dstWorkload: p.kind === 'passthrough' ? null : p.destWorkload,
+      dstService: p.destService,
       srcIdentity: hbone ? workloadIdentity(r.srcWorkload) : null,
       dstIdentity: hbone ? firstIdentity(p.expectedIdentities) : null,
       mtls: hbone,
@@ -186,7 +186,7 @@ export class OutboundConnection {
     const p = r.plan;
     const localAddress = isLoopbackIp(r.src.ip) ? r.src.ip : undefined;
     if (p.kind !== 'hbone') {
-      return dialTcp(p.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress, prepare: deps.prepareDial });
+      return dialTcp(p.nextHop, { timeoutMs: deps.settings.connectTimeoutMs, localAddress, prepare: deps.prepareDial });
     }
     const id = workloadIdentity(r.srcWorkload);
     try {
@@ -200,8 +200,8 @@ export class OutboundConnection {
       authority: p.authority,
       expectedIdentities: p.expectedIdentities,
       srcIdentity: id,
-      peerUid: p.peerUid,
-      headers: deps.headers.build(r.srcWorkload, r.src, p.dstService),
+      peerUid: p.destWorkload.uid,
+      headers: deps.headers.build(r.srcWorkload, r.src, p.destService),
       ...(localAddress ? { localAddress } : {}),
       })
       .catch((err: unknown) => {

@@ -13,24 +13,8 @@ import type { OutboundRouter } from './outbound-types';
 export function createOutboundRouter(state: StateView, network: string, illegalPorts: () => ReadonlySet<number>): OutboundRouter {
   return (srcWorkload, dst, srcIp) => {
     const r = buildOutboundRoute(state, { srcWorkload, dst, network, srcIp, illegalPorts: illegalPorts() });
-    switch (r.kind) {
-      case 'error':
-        throw new ProxyError(r.reason, r.message);
-      case 'hbone':
-        return {
-          kind: 'hbone',
-          nextHop: r.nextHop,
-          authority: r.authority,
-          expectedIdentities: r.expectedIdentities,
-          peerUid: r.destWorkload.uid,
-          dstWorkload: r.destWorkload,
-          dstService: r.destService,
-        };
-      case 'tcp':
-        return { kind: 'tcp', target: r.nextHop, dstWorkload: r.destWorkload, dstService: r.destService };
-      case 'passthrough':
-        return { kind: 'passthrough', target: r.nextHop };
-    }
+    if (r.kind === 'error') throw new ProxyError(r.reason, r.message);
+    return r;
   };
 }
 

@@ -225,10 +225,12 @@ export class ServerConnection {
     const original = readable.push;
     readable.push = (chunk, encoding) => {
       if (this.ourResets.has(stream)) return false; // refused: drop what is still in flight
-      if (stream.headersSent || !Buffer.isBuffer(chunk)) {
+      if (stream.headersSent) {
         this.release(stream);
         return original.call(stream, chunk, encoding);
       }
+      // END_STREAM (null): the parked bytes stay parked until answered or closed.
+      if (!Buffer.isBuffer(chunk)) return original.call(stream, chunk, encoding);
       if (this.preAcceptBytes + chunk.length > this.maxPreAccept) this.releaseAnswered();
       if (this.preAcceptBytes + chunk.length > this.maxPreAccept) {
         this.refuseParked(stream);
