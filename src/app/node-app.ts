@@ -132,14 +132,14 @@ export class NodeApp {
         certs: this.certs,
         route: createOutboundRouter(this.state, network, illegalPorts),
         splice,
-        configureSocket: this.transport.configureSocket,
+        prepareDial: this.transport.prepareDial,
       },
       inbound: {
         settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout },
         resolveTarget: createInboundResolver(this.state, network, illegalPorts),
         authorize: (ctx) => authorizeWithState(this.state, ctx),
         splice,
-        configureSocket: this.transport.configureSocket,
+        prepareDial: this.transport.prepareDial,
       },
     });
 
