@@ -65,8 +65,10 @@ type Push = (chunk: unknown, encoding?: BufferEncoding) => boolean;
 
 /**
  * One accepted, authenticated HBONE connection (the HTTP/2 phase). Owns its session:
- * first-HEADERS timeout (slowloris, field-notes H7), PING liveness, and per-stream
- * CONNECT validation before anything reaches the node proxy's handler.
+ * first-HEADERS timeout (slowloris, field-notes H7), PING liveness, per-stream CONNECT
+ * validation before anything reaches the node proxy's handler, and the abuse limits
+ * nghttp2 lacks (H8/H10): rapid reset, paced PING/SETTINGS floods, bytes parked on
+ * unanswered streams, and reaping the socket of a session we dropped.
  */
 export class ServerConnection {
   readonly session: ServerHttp2Session;
@@ -83,6 +85,7 @@ export class ServerConnection {
   /** Streams we reset ourselves (so the rapid-reset counter does not blame the peer for them). */
   private readonly ourResets = new WeakSet<ServerHttp2Stream>();
   private preAcceptWarned = false;
+  private reaping = false;
 
   constructor(init: ServerConnectionInit) {
     this.init = init;
@@ -125,7 +128,8 @@ export class ServerConnection {
   /** After we dropped the session: the socket gets CLOSE_GRACE_MS to flush, then goes. */
   private reapSocket(): void {
     const sock = this.init.socket;
-    if (!sock || sock.destroyed) return;
+    if (!sock || sock.destroyed || this.reaping) return;
+    this.reaping = true;
     const timer = this.init.clock.setTimeout(() => sock.destroy(), CLOSE_GRACE_MS);
     timer.unref?.();
     sock.once('close', () => this.init.clock.clearTimeout(timer));

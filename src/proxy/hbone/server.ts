@@ -61,6 +61,12 @@ interface Attaching {
  * certificate (IDENTITY_ERROR), pending cap (STREAM_LIMIT), TLS (TLS_FAILURE,
  * TLS_NO_CLIENT_CERT, TLS_TRUST_DOMAIN, HANDSHAKE_TIMEOUT), then per connection
  * HEADERS_TIMEOUT and per stream BAD_REQUEST (see ServerConnection).
+ *
+ * HTTP/2 abuse (field-notes H8/H10), each proven by test/integration/hbone/abuse-*.test.ts:
+ * nghttp2 + the options below handle CONTINUATION floods, oversized or too many headers,
+ * HPACK bombs, excess streams and unread-ACK floods; ServerConnection adds what they miss
+ * (paced PING/SETTINGS floods, rapid reset, DATA parked on unanswered streams, and
+ * sockets of dropped sessions whose peer never reads), each logged as STREAM_LIMIT.
  */
 export class HboneServer {
   private readonly h2: http2.Http2Server;
@@ -95,6 +101,8 @@ export class HboneServer {
       // whose streams keep being refused or that keeps sending bad frames is torn down.
       maxSessionRejectedStreams: 100,
       maxSessionInvalidFrames: 100,
+      // Oversized headers / HPACK bombs (H10): past 128 pairs or 64 KiB decoded, Node
+      // refuses the stream (RST_STREAM ENHANCE_YOUR_CALM) before any 'stream' event.
       maxHeaderListPairs: 128,
     });
     this.h2.on('session', this.onSession);
