@@ -151,6 +151,9 @@ export class IstioCaClient implements CaClient {
       options['grpc.ssl_target_name_override'] = this.opts.altHostname;
       options['grpc.default_authority'] = this.opts.altHostname;
     }
+    // close() may have run while the root file was being read: never open a channel after
+    // it, or that channel's sockets and timers would keep the process alive.
+    if (this.closed) throw this.error('CA_UNREACHABLE', req, 'the CA client is closed');
     const client = new Client(this.target, creds, options);
     this.channel = { client, rootKey };
     return client;
