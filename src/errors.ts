@@ -31,7 +31,7 @@ export const REASONS = {
   HANDSHAKE_TIMEOUT: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer did not finish the TLS handshake in time' },
   HEADERS_TIMEOUT: { flag: 'CONNECT', status: 0, hint: 'the peer opened a session but sent no CONNECT in time' },
   IDLE_TIMEOUT: { flag: '-', status: 0, hint: 'no bytes moved for the idle timeout' },
-  STREAM_LIMIT: { flag: 'CONNECT', status: 503, hint: 'too many streams or pending handshakes from this peer' },
+  STREAM_LIMIT: { flag: 'CONNECT', status: 503, hint: 'the peer exceeded a per-connection limit: concurrent streams, pending handshakes, control-frame rate or bytes parked before the CONNECT was answered' },
   SOCKS_UNKNOWN_HOST: { flag: 'CONNECT', status: 0, hint: 'the SOCKS5 domain name is not the hostname of a known service (names resolve from the mesh state, never DNS)' },
   SOCKS_PROTOCOL: { flag: 'CONNECT', status: 0, hint: 'malformed or unsupported SOCKS5 request (only no-auth CONNECT is served)' },
   RESET: { flag: '-', status: 0, hint: 'a side reset the connection; the reset was carried to the other side' },

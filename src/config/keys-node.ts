@@ -41,6 +41,8 @@ export const NODE_KEYS = {
   idleTimeout: key({ env: 'IDLE_TIMEOUT', doc: 'close a proxied connection idle this long (0 = never)', default: '0', parse: p.duration(0) }),
   maxStreamsPerPeer: key({ env: 'INBOUND_MAX_STREAMS', doc: 'max concurrent CONNECT streams per inbound HBONE connection (advertised)', default: '200', parse: p.int(1, 100000) }),
   maxPendingHandshakesPerPeer: key({ env: 'INBOUND_MAX_PENDING_HANDSHAKES_PER_PEER', doc: 'cap on TLS handshakes in progress from one peer IP', default: '64', parse: p.int(1, 100000) }),
+  maxControlFrames: key({ env: 'INBOUND_MAX_CONTROL_FRAMES', doc: 'SETTINGS/PING frames one HBONE connection may send per 10 s before it is dropped (flood defence)', default: '1000', parse: p.int(10, 1_000_000) }),
+  maxPreAcceptBytes: key({ env: 'INBOUND_MAX_PRE_ACCEPT_BYTES', doc: 'bytes one HBONE connection may park in streams not yet answered (default = connection window)', default: String(16 * 1024 * 1024), parse: p.int(65535, 2 ** 31 - 1) }),
   localWorkloadWait: key({ env: 'WORKLOAD_WAIT_TIMEOUT', doc: 'how long an outbound connection from an unknown source IP waits for its workload to appear in the state before it is refused (UNKNOWN_SOURCE)', default: '5s', parse: p.duration(0) }),
   accessLogUpdateInterval: key({ env: 'ACCESS_LOG_UPDATE_INTERVAL', doc: 'long-lived connections log bytes this often (0 = only at close)', default: '60s', parse: p.duration(0) }),
   packetMark: key({ env: 'PACKET_MARK', doc: 'SO_MARK on the proxy sockets so capture rules skip them', default: '1337', parse: p.intOrHex(0, 0xffffffff) }),

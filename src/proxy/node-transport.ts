@@ -66,6 +66,8 @@ export function createNodeTransport(d: NodeTransportDeps): NodeTransport {
     firstHeadersTimeout: c.headersTimeout,
     maxPendingHandshakesPerPeer: c.maxPendingHandshakesPerPeer,
     maxConcurrentStreams: c.maxStreamsPerPeer,
+    maxControlFrames: c.maxControlFrames,
+    maxPreAcceptBytes: c.maxPreAcceptBytes,
     h2,
   });
   const onMarkError = (err: Error): void => {

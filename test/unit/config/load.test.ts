@@ -25,6 +25,9 @@ test('node defaults match ztunnel', (t) => {
   t.is(c.h2ConnectionWindow, 16 * 1024 * 1024);
   t.is(c.h2FrameSize, 1024 * 1024);
   t.is(c.packetMark, 1337);
+  t.is(c.maxControlFrames, 1000);
+  t.is(c.maxPreAcceptBytes, 16 * 1024 * 1024);
+  t.is(c.localWorkloadWait, 5000);
   t.is(c.logFormat, 'json');
   t.is(c.logLevel, 'info');
 });
