@@ -5,6 +5,7 @@ import type { PathDef, Availability } from './types';
 import { benchAddr } from './addr';
 import { freePort, waitForTcp } from '../lib/net-util';
 import { ManagedProc } from '../lib/managed';
+import { startTwoHop } from './two-hop';
 
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -64,27 +65,6 @@ export const haproxy: PathDef = {
     );
     const hopB = new ManagedProc(ctx.procs, { name: 'haproxy-b', cmd: 'haproxy', args: ['-f', cfgB, '-db'], logPath: path.join(ctx.dir, 'haproxy-b.log'), ready: (alive) => waitForTcp({ host: hostB, port: portB }, 5000, alive) });
     const hopA = new ManagedProc(ctx.procs, { name: 'haproxy-a', cmd: 'haproxy', args: ['-f', cfgA, '-db'], logPath: path.join(ctx.dir, 'haproxy-a.log'), ready: (alive) => waitForTcp({ host: hostA, port: portA }, 5000, alive) });
-    const stop = async (): Promise<void> => {
-      await Promise.all([hopA.stop(), hopB.stop()]);
-    };
-    try {
-      await hopB.start();
-      await hopA.start();
-    } catch (err) {
-      await stop();
-      throw err;
-    }
-    return {
-      id: 'haproxy',
-      entry: { first: { host: hostA, port: portA }, localAddress: benchAddr(1, 9) },
-      pids: () => [hopA.pid, hopB.pid],
-      restart: async () => {
-        await hopB.restart();
-        await hopA.restart();
-      },
-      metricsUrls: [],
-      describe: `client → haproxy ${hostA}:${portA} (tcp) → mTLS 1.3 → haproxy ${hostB}:${portB} → server ${server.port}`,
-      stop,
-    };
+    return startTwoHop('haproxy', hopA, hopB, { first: { host: hostA, port: portA }, localAddress: benchAddr(1, 9) }, `client → haproxy ${hostA}:${portA} (tcp) → mTLS 1.3 → haproxy ${hostB}:${portB} → server ${server.port}`);
   },
 };

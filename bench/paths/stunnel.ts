@@ -5,6 +5,7 @@ import type { PathDef, Availability } from './types';
 import { benchAddr } from './addr';
 import { freePort, waitForTcp } from '../lib/net-util';
 import { ManagedProc } from '../lib/managed';
+import { startTwoHop } from './two-hop';
 
 const BINARIES = ['stunnel4', 'stunnel'];
 
@@ -61,27 +62,6 @@ export const stunnel: PathDef = {
     );
     const hopB = new ManagedProc(ctx.procs, { name: 'stunnel-b', cmd: found.bin, args: [cfgB], logPath: path.join(ctx.dir, 'stunnel-b.log'), ready: (alive) => waitForTcp({ host: hostB, port: portB }, 5000, alive) });
     const hopA = new ManagedProc(ctx.procs, { name: 'stunnel-a', cmd: found.bin, args: [cfgA], logPath: path.join(ctx.dir, 'stunnel-a.log'), ready: (alive) => waitForTcp({ host: hostA, port: portA }, 5000, alive) });
-    const stop = async (): Promise<void> => {
-      await Promise.all([hopA.stop(), hopB.stop()]);
-    };
-    try {
-      await hopB.start();
-      await hopA.start();
-    } catch (err) {
-      await stop();
-      throw err;
-    }
-    return {
-      id: 'stunnel',
-      entry: { first: { host: hostA, port: portA }, localAddress: benchAddr(2, 9) },
-      pids: () => [hopA.pid, hopB.pid],
-      restart: async () => {
-        await hopB.restart();
-        await hopA.restart();
-      },
-      metricsUrls: [],
-      describe: `client → stunnel ${hostA}:${portA} (client mode) → mTLS 1.3 → stunnel ${hostB}:${portB} → server ${server.port}`,
-      stop,
-    };
+    return startTwoHop('stunnel', hopA, hopB, { first: { host: hostA, port: portA }, localAddress: benchAddr(2, 9) }, `client → stunnel ${hostA}:${portA} (client mode) → mTLS 1.3 → stunnel ${hostB}:${portB} → server ${server.port}`);
   },
 };

@@ -1,3 +1,4 @@
+import { match } from '../../src/policy/authorize';
 import type { Authorization, Service, Workload } from '../../src/state/types';
 
 /** A complete Workload with test defaults; override what the test is about. */
@@ -56,7 +57,7 @@ export function denyPrincipal(name: string, principal: string, namespace = 'defa
     scope: 'WorkloadSelector',
     action: 'Deny',
     dryRun: false,
-    rules: [[[{ ...emptyMatch(), principals: [{ kind: 'Exact', value: principal }] }]]],
+    rules: [[[match({ principals: [{ kind: 'Exact', value: principal }] })]]],
   };
 }
 
@@ -68,23 +69,7 @@ export function strictPolicy(): Authorization {
     scope: 'WorkloadSelector',
     action: 'Deny',
     dryRun: false,
-    rules: [[[{ ...emptyMatch(), notPrincipals: [{ kind: 'Presence' }] }]]],
+    rules: [[[match({ notPrincipals: [{ kind: 'Presence' }] })]]],
   };
 }
 
-function emptyMatch() {
-  return {
-    namespaces: [],
-    notNamespaces: [],
-    principals: [],
-    notPrincipals: [],
-    serviceAccounts: [],
-    notServiceAccounts: [],
-    sourceIps: [],
-    notSourceIps: [],
-    destinationIps: [],
-    notDestinationIps: [],
-    destinationPorts: [],
-    notDestinationPorts: [],
-  };
-}
