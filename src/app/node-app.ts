@@ -12,6 +12,7 @@ import { StateUpdater } from '../state/proxy-state';
 import { LocalConfigSource } from '../state/local-source';
 import { stateDump } from '../state/dump';
 import { createStateMetrics } from '../metrics/state-metrics';
+import { registerPoolMetrics } from '../metrics/pool-metrics';
 import type { StateChange, StateView } from '../state/view';
 import type { Workload } from '../state/types';
 import { createIdentityManager } from '../identity/create';
@@ -113,6 +114,7 @@ export class NodeApp {
       certs: this.certs,
       capture: this.capture,
       onConnect: (req) => void this.proxy.inboundHandler.onConnect(req),
+      onFailure: (reason) => this.telemetry.metrics.earlyFailure('inbound', reason),
       resolveCert: async (localAddr) => {
         const w = findLocalWorkload(this.state, network, c.nodeName, localAddr.ip);
         return w ? this.certs.fetchCertificate(workloadIdentity(w), 'realtime') : undefined;
@@ -158,6 +160,7 @@ export class NodeApp {
     });
     this.runtime.admin.addDumpSection('state', () => stateDump(this.state));
     this.runtime.admin.addDumpSection('pools', () => this.transport.client.dump());
+    registerPoolMetrics(this.registry, this.transport.client);
     this.runtime.admin.addDumpSection('hbone_server', () => this.transport.server.dump());
     registerDebugConnections(this.runtime.admin, this.telemetry.tracker);
     this.runtime.admin.addHandler('/debug/explain', 'which route and policy decide a connection: ?src=<ip>&dst=<ip:port>[&identity=<spiffe|none>]', explainHandler(this.state, network));

@@ -1,3 +1,4 @@
+import type { Reason } from '../errors';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { NodeConfig } from '../config/node-config';
@@ -26,6 +27,8 @@ export interface NodeTransportDeps {
   readonly capture: Capture;
   readonly resolveCert: ServerCertResolver;
   readonly onConnect: (req: InboundConnect) => void;
+  /** Early inbound failures (TLS, bad CONNECT, timeouts, abuse) by reason, for the failure counter. */
+  readonly onFailure: (reason: Reason) => void;
 }
 
 /**
@@ -66,6 +69,7 @@ export function createNodeTransport(d: NodeTransportDeps): NodeTransport {
     firstHeadersTimeout: c.headersTimeout,
     maxPendingHandshakesPerPeer: c.maxPendingHandshakesPerPeer,
     maxConcurrentStreams: c.maxStreamsPerPeer,
+    onFailure: d.onFailure,
     maxControlFrames: c.maxControlFrames,
     maxPreAcceptBytes: c.maxPreAcceptBytes,
     h2,

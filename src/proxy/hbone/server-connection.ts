@@ -1,3 +1,4 @@
+import type { Reason } from '../../errors';
 import { constants, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -21,6 +22,8 @@ export interface ServerConnectionInit {
   readonly keepalive: KeepaliveOptions;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Counts an early failure by reason (the node proxy's failure counter). */
+  readonly onFailure: (reason: Reason) => void;
   readonly onConnect: (req: InboundConnect) => void;
   readonly onClosed: (c: ServerConnection) => void;
   /** Streams the peer may reset before we answered, per RESET_WINDOW_MS, before the session is dropped. */
@@ -157,6 +160,7 @@ export class ServerConnection {
     stream.once('close', () => this.onStreamClose(stream));
     const check = checkConnectHeaders(headers);
     if (!check.ok) {
+      this.init.onFailure('BAD_REQUEST');
       this.init.logger.warn(
         { reason: 'BAD_REQUEST', status: check.status, peer: formatSocketAddr(this.init.peerAddr), peerIdentity: this.init.peerIdentity.toString() },
         `HBONE request refused: ${check.message}`,
@@ -196,6 +200,7 @@ export class ServerConnection {
 
   /** GOAWAY(ENHANCE_YOUR_CALM) and drop the session now: its open streams die with it. */
   private dropAbusive(why: string): void {
+    this.init.onFailure('STREAM_LIMIT');
     this.init.logger.warn(
       { reason: 'STREAM_LIMIT', peer: formatSocketAddr(this.init.peerAddr), peerIdentity: this.init.peerIdentity.toString() },
       `${why}; dropping the session`,
@@ -266,6 +271,7 @@ export class ServerConnection {
     this.ourResets.add(stream);
     if (!this.preAcceptWarned) {
       this.preAcceptWarned = true;
+      this.init.onFailure('STREAM_LIMIT');
       this.init.logger.warn(
         { reason: 'STREAM_LIMIT', peer: formatSocketAddr(this.init.peerAddr), peerIdentity: this.init.peerIdentity.toString() },
         `peer sent more than ${this.maxPreAccept} bytes on CONNECT streams not answered yet; resetting them (ENHANCE_YOUR_CALM)`,
@@ -289,6 +295,7 @@ export class ServerConnection {
 
   private readonly onFirstHeadersTimeout = (): void => {
     this.firstHeaders = null;
+    this.init.onFailure('HEADERS_TIMEOUT');
     this.init.logger.warn(
       { reason: 'HEADERS_TIMEOUT', peer: formatSocketAddr(this.init.peerAddr), peerIdentity: this.init.peerIdentity.toString() },
       `no CONNECT within ${this.init.firstHeadersTimeout}ms of the handshake; closing`,
@@ -298,6 +305,7 @@ export class ServerConnection {
   };
 
   private readonly onKeepaliveDead = (why: string): void => {
+    this.init.onFailure('NETWORK_POLICY');
     this.init.logger.warn({ reason: 'NETWORK_POLICY', peer: formatSocketAddr(this.init.peerAddr) }, `HBONE server connection dropped: ${why}`);
     try {
       this.session.goaway(constants.NGHTTP2_NO_ERROR);

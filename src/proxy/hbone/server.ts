@@ -2,7 +2,7 @@ import * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { ProxyError, errorMessage } from '../../errors';
+import { type Reason, ProxyError, errorMessage } from '../../errors';
 import type { SpiffeId } from '../../identity/spiffe';
 import { systemClock, type Clock } from '../../util/clock';
 import { canonicalIp, formatSocketAddr, makeSocketAddr, type SocketAddr } from '../../util/socket-addr';
@@ -37,6 +37,8 @@ export interface HboneServerOptions {
    * yet (default: the connection window, 16 MiB); past it such streams are reset.
    */
   readonly maxPreAcceptBytes?: number;
+  /** Called once per early failure (TLS, bad CONNECT, timeouts, abuse drops) with its reason, for the failure counter. */
+  readonly onFailure?: (reason: Reason) => void;
 }
 
 /** Connection context handed from the TLS phase to the synchronous http2 'session' event. */
@@ -255,6 +257,7 @@ export class HboneServer {
       onConnect: this.o.onConnect,
       onClosed: (c) => this.connections.delete(c),
       maxEarlyResets: this.o.maxEarlyResets ?? 100,
+      onFailure: this.o.onFailure ?? ignore,
       ...(this.o.maxControlFrames !== undefined ? { maxControlFrames: this.o.maxControlFrames } : {}),
       ...(this.o.maxPreAcceptBytes !== undefined ? { maxPreAcceptBytes: this.o.maxPreAcceptBytes } : {}),
     });
@@ -262,6 +265,7 @@ export class HboneServer {
   };
 
   private fail(peer: string, err: ProxyError): void {
+    this.o.onFailure?.(err.reason);
     this.o.logger.warn({ reason: err.reason, peer, err: err.message }, 'connection failed');
   }
 }
