@@ -156,6 +156,27 @@ test.serial('SOCKS5 round trip through two node proxies: bytes, metrics and acce
   t.is(app.peers.length, 1);
 });
 
+test.serial('a non-TLS client on 15008 is an early failure: counted by reason, logged once, no istio_tcp series', async (t) => {
+  const before = await totals(b);
+  const failuresBefore = sumSamples(await b.metrics(), 'ztunnel_ts_connection_failures_total', { reporter: 'destination', reason: 'TLS_FAILURE' });
+  const hbone = b.listener('inbound', SERVER);
+  await new Promise<void>((resolve) => {
+    const s = connect({ host: hbone.ip, port: hbone.port });
+    s.on('connect', () => s.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n'));
+    s.on('data', () => undefined);
+    s.on('error', () => resolve());
+    s.on('close', () => resolve());
+  });
+  let failures = failuresBefore;
+  for (let i = 0; i < 100 && failures === failuresBefore; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    failures = sumSamples(await b.metrics(), 'ztunnel_ts_connection_failures_total', { reporter: 'destination', reason: 'TLS_FAILURE' });
+  }
+  t.is(failures, failuresBefore + 1);
+  t.deepEqual(await totals(b), before);
+  t.true(b.logs.find((l) => l['msg'] === 'connection failed' && l['reason'] === 'TLS_FAILURE').length >= 1);
+});
+
 test.serial('outbound listener with an explicit destination (fixed OUTBOUND_ADDR = service VIP:80): routed to the endpoint', async (t) => {
   const before = await totals(b, { reporter: 'destination' });
   const s = connect({ host: VIP, port: 80, localAddress: CLIENT, allowHalfOpen: true });
@@ -348,25 +369,4 @@ test.serial('a workload that leaves the state: its metric series and listeners g
   const after = await a.metrics();
   t.false(after.samples.some((s) => s.name.startsWith('istio_tcp_') && s.labels['source_workload'] === 'client-deploy'), 'series naming the removed workload are gone');
   t.is(a.app.certs.stateOf(SpiffeId.of('cluster.local', 'default', 'client')), undefined);
-});
-
-test.serial('a non-TLS client on 15008 is an early failure: counted by reason, logged once, no istio_tcp series', async (t) => {
-  const before = await totals(b);
-  const failuresBefore = sumSamples(await b.metrics(), 'ztunnel_ts_connection_failures_total', { reporter: 'destination', reason: 'TLS_FAILURE' });
-  const hbone = b.listener('inbound', SERVER);
-  await new Promise<void>((resolve) => {
-    const s = connect({ host: hbone.ip, port: hbone.port });
-    s.on('connect', () => s.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n'));
-    s.on('data', () => undefined);
-    s.on('error', () => resolve());
-    s.on('close', () => resolve());
-  });
-  let failures = failuresBefore;
-  for (let i = 0; i < 100 && failures === failuresBefore; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    failures = sumSamples(await b.metrics(), 'ztunnel_ts_connection_failures_total', { reporter: 'destination', reason: 'TLS_FAILURE' });
-  }
-  t.is(failures, failuresBefore + 1);
-  t.deepEqual(await totals(b), before);
-  t.true(b.logs.find((l) => l['msg'] === 'connection failed' && l['reason'] === 'TLS_FAILURE').length >= 1);
 });
