@@ -1,12 +1,18 @@
+import forge from 'node-forge';
+
 /**
- * Minimal DER (X.690) writer and reader for the PKCS#10 and X.509 structures ztunnel-ts
- * builds and checks. node-forge cannot sign or parse ECDSA, and Node has no ASN.1 API, so
- * the few structures we need are encoded here by hand; signatures come from node:crypto.
- * The reader keeps the raw bytes of every element, because a signature covers the exact
- * bytes that were signed (re-encoding a parsed tree could differ).
+ * DER (X.690) for the PKCS#10 and X.509 structures ztunnel-ts builds and checks, on
+ * node-forge's ASN.1 codec. forge's pki layer only knows RSA keys, so it cannot produce or
+ * read ECDSA certificates; its asn1 layer is key-agnostic, and that is what we use for every
+ * structure. Signatures come from node:crypto. This module keeps a Buffer-based API so the
+ * signing code works on the exact bytes that are signed.
  */
 
-/** Universal tags (X.680) of the types the certificate structures use. */
+const asn1 = forge.asn1;
+// forge accepts an options object here; @types/node-forge only declares the older boolean form.
+const fromDer = asn1.fromDer as unknown as (bytes: forge.util.ByteStringBuffer, options: { strict: boolean; parseAllBytes: boolean; decodeBitStrings: boolean }) => forge.asn1.Asn1;
+
+/** Universal tags (X.680) of the types the certificate structures use (full identifier octets). */
 export const TAG = {
   BOOLEAN: 0x01,
   INTEGER: 0x02,
@@ -42,73 +48,7 @@ export const OID = {
   clientAuth: '1.3.6.1.5.5.7.3.2',
 } as const;
 
-function lengthBytes(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
-}
-
-/** One TLV element. */
-export function tlv(tag: number, content: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([tag]), lengthBytes(content.length), content]);
-}
-
-/** Encoders for the DER types we emit; each returns a complete TLV. */
-export const der = {
-  seq: (...items: Buffer[]): Buffer => tlv(TAG.SEQUENCE, Buffer.concat(items)),
-  set: (...items: Buffer[]): Buffer => tlv(TAG.SET, Buffer.concat(items)),
-  /** Context-specific constructed [n] (EXPLICIT tagging, or IMPLICIT of a constructed type). */
-  explicit: (n: number, inner: Buffer): Buffer => tlv(0xa0 | n, inner),
-  /** Context-specific primitive [n] (IMPLICIT of a primitive type, e.g. GeneralName URI [6]). */
-  implicit: (n: number, content: Buffer): Buffer => tlv(0x80 | n, content),
-  bool: (v: boolean): Buffer => tlv(TAG.BOOLEAN, Buffer.from([v ? 0xff : 0x00])),
-  null: (): Buffer => tlv(TAG.NULL, Buffer.alloc(0)),
-  octets: (b: Buffer): Buffer => tlv(TAG.OCTET_STRING, b),
-  /** BIT STRING with zero unused bits. */
-  bits: (b: Buffer): Buffer => tlv(TAG.BIT_STRING, Buffer.concat([Buffer.from([0]), b])),
-  utf8: (s: string): Buffer => tlv(TAG.UTF8_STRING, Buffer.from(s, 'utf8')),
-  ia5: (s: string): Buffer => tlv(TAG.IA5_STRING, Buffer.from(s, 'ascii')),
-  /** A non-negative INTEGER from big-endian magnitude bytes (adds the sign byte when needed). */
-  uint: (magnitude: Buffer): Buffer => {
-    let i = 0;
-    while (i < magnitude.length - 1 && magnitude[i] === 0) i++;
-    const m = magnitude.subarray(i);
-    return tlv(TAG.INTEGER, m.length > 0 && (m[0] as number) & 0x80 ? Buffer.concat([Buffer.from([0]), m]) : m.length ? m : Buffer.from([0]));
-  },
-  int: (n: number): Buffer => {
-    const h = n.toString(16);
-    return der.uint(Buffer.from(h.length % 2 ? '0' + h : h, 'hex'));
-  },
-  oid: (dotted: string): Buffer => tlv(TAG.OID, encodeOid(dotted)),
-  /** RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050. */
-  time: (ms: number): Buffer => {
-    const iso = new Date(Math.floor(ms / 1000) * 1000).toISOString(); // 2026-11-22T03:56:40.000Z
-    const digits = iso.slice(0, 19).replace(/[-:T]/g, '') + 'Z'; // 20261122035640Z
-    const year = new Date(ms).getUTCFullYear();
-    return year < 2050 ? tlv(TAG.UTC_TIME, Buffer.from(digits.slice(2), 'ascii')) : tlv(TAG.GENERALIZED_TIME, Buffer.from(digits, 'ascii'));
-  },
-};
-
-function encodeOid(dotted: string): Buffer {
-  const parts = dotted.split('.').map(Number);
-  const out: number[] = [40 * (parts[0] as number) + (parts[1] as number)];
-  for (const p of parts.slice(2)) {
-    const chunk: number[] = [p & 0x7f];
-    for (let v = Math.floor(p / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
-    out.push(...chunk);
-  }
-  return Buffer.from(out);
-}
-
-/** A decoded element; `raw` is the whole TLV, `content` its value bytes. */
-export interface DerNode {
-  readonly tag: number;
-  readonly raw: Buffer;
-  readonly content: Buffer;
-}
-
-/** Thrown for truncated or malformed DER; the caller adds which structure it was reading. */
+/** Thrown for truncated, malformed or non-canonical DER; the caller adds which structure it was reading. */
 export class DerError extends Error {
   constructor(what: string) {
     super(`malformed DER: ${what}`);
@@ -116,41 +56,119 @@ export class DerError extends Error {
   }
 }
 
-/** Reads the element at `offset`; definite lengths only (DER). */
-export function readNode(buf: Buffer, offset = 0): DerNode {
-  if (offset + 2 > buf.length) throw new DerError('truncated header');
-  const tag = buf[offset] as number;
-  let len = buf[offset + 1] as number;
-  let hdr = 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 4 || offset + 2 + n > buf.length) throw new DerError('bad length');
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + (buf[offset + 2 + i] as number);
-    hdr += n;
+const bin = (b: Buffer | Uint8Array): string => Buffer.from(b).toString('binary');
+const encode = (o: forge.asn1.Asn1): Buffer => Buffer.from(asn1.toDer(o).getBytes(), 'binary');
+
+function decode(buf: Buffer): forge.asn1.Asn1 {
+  try {
+    // strict + parseAllBytes: definite lengths only, nothing trailing. Bit strings stay raw so
+    // re-encoding reproduces the input bytes.
+    return fromDer(forge.util.createBuffer(bin(buf)), { strict: true, parseAllBytes: true, decodeBitStrings: false });
+  } catch (err) {
+    throw new DerError(err instanceof Error ? err.message : String(err));
   }
-  const end = offset + hdr + len;
-  if (end > buf.length) throw new DerError('element runs past the end');
-  return { tag, raw: buf.subarray(offset, end), content: buf.subarray(offset + hdr, end) };
+}
+
+/** A primitive element with raw content bytes; `tag` is the full identifier octet. */
+function primitive(tag: number, content: Buffer): Buffer {
+  return encode(asn1.create(tag & 0xc0, tag & 0x1f, false, bin(content)));
+}
+
+/** A constructed element over already-encoded children (each one complete TLV). */
+function constructed(tag: number, items: readonly Buffer[]): Buffer {
+  return encode(asn1.create(tag & 0xc0, tag & 0x1f, true, items.map(decode)));
+}
+
+/** Encoders for the DER types we emit; each returns a complete TLV. */
+export const der = {
+  seq: (...items: Buffer[]): Buffer => constructed(TAG.SEQUENCE, items),
+  set: (...items: Buffer[]): Buffer => constructed(TAG.SET, items),
+  /** Context-specific constructed [n] (EXPLICIT tagging, or IMPLICIT of a constructed type). */
+  explicit: (n: number, inner: Buffer): Buffer => constructed(0xa0 | n, [inner]),
+  /** Context-specific primitive [n] (IMPLICIT of a primitive type, e.g. GeneralName URI [6]). */
+  implicit: (n: number, content: Buffer): Buffer => primitive(0x80 | n, content),
+  bool: (v: boolean): Buffer => primitive(TAG.BOOLEAN, Buffer.from([v ? 0xff : 0x00])),
+  null: (): Buffer => primitive(TAG.NULL, Buffer.alloc(0)),
+  octets: (b: Buffer): Buffer => primitive(TAG.OCTET_STRING, b),
+  /** BIT STRING with zero unused bits. */
+  bits: (b: Buffer): Buffer => primitive(TAG.BIT_STRING, Buffer.concat([Buffer.from([0]), b])),
+  utf8: (s: string): Buffer => primitive(TAG.UTF8_STRING, Buffer.from(s, 'utf8')),
+  ia5: (s: string): Buffer => primitive(TAG.IA5_STRING, Buffer.from(s, 'ascii')),
+  /** A non-negative INTEGER from big-endian magnitude bytes (adds the sign byte when needed). */
+  uint: (magnitude: Buffer): Buffer => {
+    let i = 0;
+    while (i < magnitude.length - 1 && magnitude[i] === 0) i++;
+    const m = magnitude.subarray(i);
+    return primitive(TAG.INTEGER, m.length > 0 && (m[0] as number) & 0x80 ? Buffer.concat([Buffer.from([0]), m]) : m.length ? m : Buffer.from([0]));
+  },
+  int: (n: number): Buffer => encode(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, asn1.integerToDer(n).getBytes())),
+  oid: (dotted: string): Buffer => encode(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(dotted).getBytes())),
+  /** RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 (whole seconds). */
+  time: (ms: number): Buffer => {
+    const d = new Date(Math.floor(ms / 1000) * 1000);
+    return d.getUTCFullYear() < 2050
+      ? encode(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.UTCTIME, false, asn1.dateToUtcTime(d)))
+      : encode(asn1.create(asn1.Class.UNIVERSAL, asn1.Type.GENERALIZEDTIME, false, asn1.dateToGeneralizedTime(d)));
+  },
+};
+
+/** A decoded element; `raw` is the whole TLV, `content` its value bytes. */
+export interface DerNode {
+  readonly tag: number;
+  readonly raw: Buffer;
+  readonly content: Buffer;
+  /** forge's parsed element, for walking children. */
+  readonly node: forge.asn1.Asn1;
+}
+
+function wrap(node: forge.asn1.Asn1): DerNode {
+  const raw = encode(node);
+  const tag = node.tagClass | node.type | (node.constructed ? 0x20 : 0);
+  const content = Array.isArray(node.value) ? Buffer.concat(node.value.map(encode)) : Buffer.from(node.value as string, 'binary');
+  return { tag, raw, content, node };
+}
+
+/**
+ * Parses a whole buffer as exactly one DER element. The input must be canonical DER: a
+ * signature covers the exact bytes that were signed, and re-encoding is how raw element
+ * bytes are recovered here, so anything that would not re-encode identically is refused.
+ */
+export function parseDer(buf: Buffer): DerNode {
+  const n = wrap(decode(buf));
+  if (!n.raw.equals(buf)) throw new DerError('not canonical DER');
+  return n;
 }
 
 /** The elements inside a constructed node, in order. */
 export function children(node: DerNode): DerNode[] {
-  const out: DerNode[] = [];
-  for (let off = 0; off < node.content.length; ) {
-    const c = readNode(node.content, off);
-    out.push(c);
-    off += c.raw.length;
-    if (out.length > 10_000) throw new DerError('too many elements');
+  const v = node.node.value;
+  if (!Array.isArray(v)) {
+    // An IMPLICIT-tagged or OCTET STRING-wrapped structure arrives as raw bytes: parse them.
+    const out: DerNode[] = [];
+    for (let rest = node.content; rest.length > 0; ) {
+      const first = firstElement(rest);
+      out.push(first);
+      rest = rest.subarray(first.raw.length);
+    }
+    return out;
   }
-  return out;
+  return v.map(wrap);
 }
 
-/** Parses a whole buffer as exactly one element. */
-export function parseDer(buf: Buffer): DerNode {
-  const n = readNode(buf, 0);
-  if (n.raw.length !== buf.length) throw new DerError('trailing bytes');
-  return n;
+/** The first complete element of `buf` (its length comes from the DER header). */
+function firstElement(buf: Buffer): DerNode {
+  if (buf.length < 2) throw new DerError('truncated header');
+  let len = buf[1] as number;
+  let hdr = 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4 || 2 + n > buf.length) throw new DerError('bad length');
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + (buf[2 + i] as number);
+    hdr += n;
+  }
+  if (hdr + len > buf.length) throw new DerError('element runs past the end');
+  return parseDer(buf.subarray(0, hdr + len));
 }
 
 export function expectTag(node: DerNode | undefined, tag: number, what: string): DerNode {
@@ -159,19 +177,8 @@ export function expectTag(node: DerNode | undefined, tag: number, what: string):
 }
 
 export function decodeOid(node: DerNode): string {
-  const b = node.content;
-  if (b.length === 0) throw new DerError('empty OID');
-  const first = b[0] as number;
-  const parts = [Math.min(2, Math.floor(first / 40)), first - 40 * Math.min(2, Math.floor(first / 40))];
-  let v = 0;
-  for (let i = 1; i < b.length; i++) {
-    v = v * 128 + ((b[i] as number) & 0x7f);
-    if (!((b[i] as number) & 0x80)) {
-      parts.push(v);
-      v = 0;
-    }
-  }
-  return parts.join('.');
+  if (node.content.length === 0) throw new DerError('empty OID');
+  return asn1.derToOid(bin(node.content));
 }
 
 /** BIT STRING contents without the unused-bits byte. */
