@@ -26,6 +26,7 @@ import { createInboundResolver, createOutboundRouter } from '../proxy/routing';
 import { workloadIdentity } from '../proxy/connection-context';
 import { findLocalWorkload } from '../proxy/local-source';
 import { registerDebugConnections } from '../admin/debug-connections';
+import { sendJson, sendText } from '../admin/http-util';
 import { explainHandler } from '../policy/explain-render';
 import { createSplicer } from '../proxy/splice-outcome';
 import { createNodeTransport, type NodeTransport } from '../proxy/node-transport';
@@ -163,6 +164,11 @@ export class NodeApp {
     registerPoolMetrics(this.registry, this.transport.client);
     this.runtime.admin.addDumpSection('hbone_server', () => this.transport.server.dump());
     registerDebugConnections(this.runtime.admin, this.telemetry.tracker);
+    this.runtime.admin.addHandler('/certificates/reissue', 'POST: re-issue every workload certificate now (after a CA rotation)', (req, res) => {
+      if (req.method !== 'POST') return sendText(res, 405, 'method not allowed; use POST\n');
+      return sendJson(res, 200, { queued: this.certs.reissueAll() });
+    });
+
     this.runtime.admin.addHandler('/debug/explain', 'which route and policy decide a connection: ?src=<ip>&dst=<ip:port>[&identity=<spiffe|none>]', explainHandler(this.state, network));
   }
 

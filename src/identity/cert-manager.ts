@@ -157,6 +157,24 @@ export class CertManager implements CertificateSource, Component {
     return [...this.entries.values()].sort((a, b) => (a.id.toString() < b.id.toString() ? -1 : 1)).map(dumpEntry);
   }
 
+  /**
+   * Re-issues every known identity now instead of at half-life: the admin action after a
+   * CA root or intermediate rotation (field notes item 16, where ztunnel waits TTL/2).
+   * Current certificates keep serving until each replacement arrives. Returns how many
+   * identities were queued (ones already being fetched are left as they are).
+   */
+  reissueAll(): number {
+    let queued = 0;
+    for (const e of this.entries.values()) {
+      if (e.inFlight || this.queue.has(e)) continue;
+      e.backoff.reset();
+      this.enqueue(e, 'warmup');
+      queued++;
+    }
+    this.log.info({ identities: queued }, 're-issuing workload certificates on request');
+    return queued;
+  }
+
   /** Fetches in flight and queued (for tests and /config_dump debugging). */
   stats(): { inFlight: number; queued: number; identities: number } {
     return { inFlight: this.active, queued: this.queue.size, identities: this.entries.size };

@@ -164,3 +164,17 @@ test('measured: CSR + issue latency per certificate, sequential and with 8 in pa
   const lat = logs.find((l) => l['msg'] === 'fetched workload certificate').map((l) => Number(l['latencyMs'])).sort((a, b) => a - b);
   t.log(`sequential: ${(seqMs / seq.length).toFixed(1)} ms/cert over ${seq.length}; parallel(8): ${par.length} certs in ${parMs.toFixed(0)} ms = ${(par.length / (parMs / 1000)).toFixed(0)} certs/s; fetch latency p50 ${lat[Math.floor(lat.length / 2)]} ms, max ${lat[lat.length - 1]} ms`);
 });
+
+test('reissueAll: every identity gets a new certificate now; the old one serves until the new one arrives', async (t) => {
+  const h = await harness(t);
+  const { manager: m, logs } = manager(t, identityConfig(h.ca), systemClock);
+  const [app0, db0] = await Promise.all([m.fetchCertificate(APP), m.fetchCertificate(DB)]);
+  t.is(h.ca.stats().issued, 2);
+  t.is(m.reissueAll(), 2);
+  // Until the replacement lands, callers still get the current certificate at once.
+  t.is(m.findCertificate(APP)?.serialNumber, app0.serialNumber);
+  t.true(await eventually(() => m.findCertificate(APP)?.serialNumber !== app0.serialNumber && m.findCertificate(DB)?.serialNumber !== db0.serialNumber, 10_000));
+  t.is(h.ca.stats().issued, 4);
+  t.is(m.stateOf(APP), 'available');
+  t.is(logs.find((l) => l['msg'] === 're-issuing workload certificates on request')[0]?.['identities'], 2);
+});

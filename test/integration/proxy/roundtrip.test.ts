@@ -1,3 +1,4 @@
+import { httpRequest } from '../../helpers/http';
 import test from 'ava';
 import { connect } from 'node:net';
 import { once } from 'node:events';
@@ -369,4 +370,25 @@ test.serial('a workload that leaves the state: its metric series and listeners g
   const after = await a.metrics();
   t.false(after.samples.some((s) => s.name.startsWith('istio_tcp_') && s.labels['source_workload'] === 'client-deploy'), 'series naming the removed workload are gone');
   t.is(a.app.certs.stateOf(SpiffeId.of('cluster.local', 'default', 'client')), undefined);
+});
+
+test.serial('POST /certificates/reissue re-issues the node\'s workload certificates now (new serial in /config_dump)', async (t) => {
+  const admin = b.addrs.admin!;
+  const serials = async (): Promise<string[]> => {
+    const dump = JSON.parse((await httpRequest(admin, '/config_dump')).body) as { certificates: { serialNumber?: string; certChain?: { serialNumber: string }[] }[] };
+    return dump.certificates.map((c) => JSON.stringify(c.serialNumber ?? c.certChain?.[0]?.serialNumber)).sort();
+  };
+  const before = await serials();
+  t.true(before.length >= 1);
+  t.is((await httpRequest(admin, '/certificates/reissue', 'GET')).status, 405);
+  const r = await httpRequest(admin, '/certificates/reissue', 'POST');
+  t.is(r.status, 200);
+  t.is((JSON.parse(r.body) as { queued: number }).queued, before.length);
+  let after = before;
+  for (let i = 0; i < 100 && after.some((s) => before.includes(s)); i++) {
+    await new Promise((res) => setTimeout(res, 50));
+    after = await serials();
+  }
+  t.is(after.length, before.length);
+  t.false(after.some((s) => before.includes(s)), 'every certificate was replaced');
 });
