@@ -1,3 +1,4 @@
+import type { Server as NetServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -85,10 +86,12 @@ export async function startDevCa(o: DevCaOptions): Promise<DevCa> {
     },
   });
   const creds = ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certPem) }], false);
+  boundHandshakes(creds);
   const host = o.listenAddr.host ?? '[::]';
   const port = await new Promise<number>((resolve, reject) => server.bindAsync(`${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${o.listenAddr.port}`, creds, (err, p) => (err ? reject(new Error(`dev CA cannot listen on ${formatListenAddr(o.listenAddr)}: ${err.message}`)) : resolve(p))));
   const address = `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
   log.info({ address, sans: o.serverSans, callers: callers.size, trustDomain: o.trustDomain, maxTtlMs: o.maxTtlMs }, 'dev CA listening');
+  const accepted = trackAcceptedSockets(server);
   let closing: Promise<void> | null = null;
   return {
     address,
@@ -96,10 +99,13 @@ export async function startDevCa(o: DevCaOptions): Promise<DevCa> {
     rootCertPath: join(o.dir, ROOT_CERT_FILE),
     stats: () => ({ ...stats, arrivals: [...stats.arrivals] }),
     close() {
-      closing ??= new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      closing ??= new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => destroyAll(accepted));
       return closing;
     },
-    destroy: () => server.forceShutdown(),
+    destroy: () => {
+      server.forceShutdown();
+      destroyAll(accepted);
+    },
   };
 }
 
@@ -146,4 +152,43 @@ async function handle(call: ServerUnaryCall<IstioCertificateRequest, IstioCertif
     c.log.warn({ caller: who, identity: identity?.toString() ?? impersonated, code, err: err instanceof Error ? err.message : String(err) }, 'refused certificate request');
     throw err;
   }
+}
+
+/** How long a caller may take to finish the TLS handshake with the CA (Node's default is 120 s). */
+const CA_HANDSHAKE_TIMEOUT_MS = 5000;
+
+/**
+ * grpc-js hands the credentials' constructor options to http2.createSecureServer but has
+ * no option of its own for the TLS handshake timeout, and its forceShutdown() only
+ * destroys established HTTP/2 sessions. A connection still in its handshake at shutdown
+ * (or a client that stalls there on purpose) would otherwise hold the process open for
+ * Node's default 120 s. A short handshake timeout bounds both.
+ */
+function boundHandshakes(creds: ServerCredentials): void {
+  const internal = creds as unknown as { serverConstructorOptions?: Record<string, unknown> | null };
+  if (internal.serverConstructorOptions) internal.serverConstructorOptions['handshakeTimeout'] = CA_HANDSHAKE_TIMEOUT_MS;
+}
+
+/**
+ * The TCP connections the CA's listeners accepted, so shutdown can end every one of them.
+ * grpc-js's shutdown only ends the HTTP/2 sessions it registered; a connection that arrives
+ * while it is shutting down is never registered and would keep the process alive. grpc-js
+ * does not expose its listeners, so this reads its internal map, and degrades to grpc-js's
+ * own behaviour if that internal ever changes.
+ */
+function trackAcceptedSockets(server: Server): Set<Socket> {
+  const sockets = new Set<Socket>();
+  const listeners = (server as unknown as { http2Servers?: Map<NetServer, unknown> }).http2Servers;
+  for (const l of listeners?.keys() ?? []) {
+    l.on('connection', (s: Socket) => {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+    });
+  }
+  return sockets;
+}
+
+function destroyAll(sockets: Set<Socket>): void {
+  for (const s of sockets) s.destroy();
+  sockets.clear();
 }

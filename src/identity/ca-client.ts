@@ -146,7 +146,10 @@ export class IstioCaClient implements CaClient {
     if (this.channel && this.channel.rootKey === rootKey) return this.channel.client;
     this.channel?.client.close();
     const creds: ChannelCredentials = credentials.createSsl(root === null ? null : Buffer.from(root));
-    const options: Record<string, string | number> = { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 };
+    // A local subchannel pool: with grpc-js's process-global pool a dropped channel's
+    // connection (and its reconnect backoff) would be shared by the next channel and would
+    // outlive close(), keeping sockets open after the client is gone.
+    const options: Record<string, string | number> = { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.use_local_subchannel_pool': 1 };
     if (this.opts.altHostname) {
       options['grpc.ssl_target_name_override'] = this.opts.altHostname;
       options['grpc.default_authority'] = this.opts.altHostname;
