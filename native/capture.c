@@ -7,10 +7,6 @@
  *   getMark(fd)                   SO_MARK as set (tests and diagnostics)
  *   setTransparent(fd, on)        IP_TRANSPARENT / IPV6_TRANSPARENT (bind to a non-local source)
  *   setFreebind(fd)               IP_FREEBIND / IPV6_FREEBIND
- *   createTcpSocket(family)       an unconnected non-blocking TCP socket, so options such as SO_MARK
- *                                 are in place BEFORE the SYN (net.connect has no such hook)
- *   createTcpListener(family, ip, port, backlog, reusePort, transparent, mark)
- *                                 a listening socket with SO_REUSEPORT / IP_TRANSPARENT set before bind()
  *
  * Plain Node-API C (node_api.h, NAPI_VERSION 8): no npm dependency and ABI-stable across Node
  * versions. Every failure throws an Error whose `code` is the errno name (ENOENT, EPERM, ...)
@@ -259,101 +255,6 @@ static napi_value set_freebind(napi_env env, napi_callback_info info) {
   return set_family_flag(env, fd, 1, IP_FREEBIND, IPV6_FREEBIND, "setsockopt(IP_FREEBIND)", "setsockopt(IPV6_FREEBIND)");
 }
 
-static int family_arg(napi_env env, napi_value *argv, size_t argc, int *af) {
-  int32_t fam;
-  if (!arg_int(env, argv, argc, 0, "family", &fam)) return 0;
-  if (fam != 4 && fam != 6) {
-    throw_type(env, "argument 1 (family) must be 4 or 6");
-    return 0;
-  }
-  *af = fam == 4 ? AF_INET : AF_INET6;
-  return 1;
-}
-
-/*
- * createTcpSocket(family): socket(2) only, non-blocking and close-on-exec. The caller sets
- * options and hands the fd to `new net.Socket({fd})`, whose connect() then uses it: the only
- * way to have SO_MARK on the socket before the SYN leaves.
- */
-static napi_value create_tcp_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  int af;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!family_arg(env, argv, argc, &af)) return NULL;
-  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (fd < 0) return throw_errno(env, "socket", errno);
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
-}
-
-/*
- * createTcpListener(family, ip, port, backlog, reusePort, transparent, mark): socket, options,
- * bind, listen; returns the fd for `server.listen({fd})`. Node 20 cannot set SO_REUSEPORT or
- * IP_TRANSPARENT before bind(), which ztunnel's in-pod listeners need. A dual-stack v6
- * listener keeps IPV6_V6ONLY off, as ztunnel's [::] binds do.
- */
-static napi_value create_tcp_listener(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  int af, reuse, transparent;
-  int32_t port, backlog;
-  uint32_t mark = 0;
-  char ip[INET6_ADDRSTRLEN + 1];
-  size_t iplen = 0;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!family_arg(env, argv, argc, &af)) return NULL;
-  napi_valuetype t;
-  if (argc < 2 || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_string) return throw_type(env, "argument 2 (ip) must be a string");
-  napi_get_value_string_utf8(env, argv[1], ip, sizeof ip, &iplen);
-  if (!arg_int(env, argv, argc, 2, "port", &port)) return NULL;
-  if (!arg_int(env, argv, argc, 3, "backlog", &backlog)) return NULL;
-  if (!arg_bool(env, argv, argc, 4, "reusePort", &reuse)) return NULL;
-  if (!arg_bool(env, argv, argc, 5, "transparent", &transparent)) return NULL;
-  if (argc < 7 || napi_typeof(env, argv[6], &t) != napi_ok || t != napi_number) return throw_type(env, "argument 7 (mark) must be a number");
-  napi_get_value_uint32(env, argv[6], &mark);
-  if (port < 0 || port > 65535) return throw_type(env, "argument 3 (port) must be 0-65535");
-
-  struct sockaddr_storage ss;
-  socklen_t slen;
-  memset(&ss, 0, sizeof ss);
-  if (af == AF_INET) {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, ip, &a->sin_addr) != 1) return throw_type(env, "argument 2 (ip) is not an IPv4 address");
-    slen = sizeof *a;
-  } else {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, ip, &a->sin6_addr) != 1) return throw_type(env, "argument 2 (ip) is not an IPv6 address");
-    slen = sizeof *a;
-  }
-
-  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (fd < 0) return throw_errno(env, "socket", errno);
-  int one = 1, off = 0;
-  const char *failed = NULL;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) failed = "setsockopt(SO_REUSEADDR)";
-  else if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) failed = "setsockopt(SO_REUSEPORT)";
-  else if (af == AF_INET6 && setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) failed = "setsockopt(IPV6_V6ONLY)";
-  else if (transparent && af == AF_INET && setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) != 0) failed = "setsockopt(IP_TRANSPARENT)";
-  else if (transparent && af == AF_INET6 && setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one) != 0) failed = "setsockopt(IPV6_TRANSPARENT)";
-  else if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) failed = "setsockopt(SO_MARK)";
-  else if (bind(fd, (struct sockaddr *)&ss, slen) != 0) failed = "bind";
-  else if (listen(fd, backlog > 0 ? backlog : 511) != 0) failed = "listen";
-  if (failed) {
-    int e = errno;
-    close(fd);
-    return throw_errno(env, failed, e);
-  }
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"getOriginalDst", NULL, get_original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -361,8 +262,6 @@ static napi_value init(napi_env env, napi_value exports) {
     {"getMark", NULL, get_mark, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setTransparent", NULL, set_transparent, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setFreebind", NULL, set_freebind, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"createTcpSocket", NULL, create_tcp_socket, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"createTcpListener", NULL, create_tcp_listener, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

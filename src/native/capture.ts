@@ -23,10 +23,6 @@ export interface CaptureAddon {
   setTransparent(fd: number, on: boolean): void;
   /** IP_FREEBIND or IPV6_FREEBIND by the socket's family. */
   setFreebind(fd: number): void;
-  /** An unconnected, non-blocking, close-on-exec TCP socket. */
-  createTcpSocket(family: 4 | 6): number;
-  /** socket + options + bind + listen; the fd is for `server.listen({ fd })`. */
-  createTcpListener(family: 4 | 6, ip: string, port: number, backlog: number, reusePort: boolean, transparent: boolean, mark: number): number;
 }
 
 /** The addon loaded: its functions are usable. */
@@ -48,7 +44,7 @@ export type Capture = CaptureAvailable | CaptureUnavailable;
 /** node-gyp's output name (binding.gyp target `ztunnel_capture`). */
 export const ADDON_FILE = 'build/Release/ztunnel_capture.node';
 
-const EXPORTS: readonly (keyof CaptureAddon)[] = ['getOriginalDst', 'setMark', 'getMark', 'setTransparent', 'setFreebind', 'createTcpSocket', 'createTcpListener'];
+const EXPORTS: readonly (keyof CaptureAddon)[] = ['getOriginalDst', 'setMark', 'getMark', 'setTransparent', 'setFreebind'];
 
 /**
  * Where the addon may be: the package root seen from dist/src/native (compiled, the normal
