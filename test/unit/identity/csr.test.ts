@@ -6,20 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateCsr } from '../../../src/identity/csr';
 import { SpiffeId } from '../../../src/identity/spiffe';
+import { hasOpenssl } from '../../helpers/openssl';
 import { CsrError, verifyCsr } from '../../../src/ca/csr-verify';
 import { derToPem } from '../../../src/identity/pem';
 import { buildCsrDer } from '../../../src/identity/x509-build';
 
 const ID = SpiffeId.parse('spiffe://cluster.local/ns/default/sa/app');
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('CSR: P-256 PKCS#8 key, verifies, exactly one URI SAN = the identity', (t) => {
   const { csrPem, keyPem } = generateCsr(ID);

@@ -7,17 +7,10 @@ import { join } from 'node:path';
 import { issueLeaf } from '../../../src/ca/issuer';
 import { issueServingCertificate, loadOrCreateRoot } from '../../../src/ca/root';
 import { SpiffeId } from '../../../src/identity/spiffe';
+import { hasOpenssl } from '../../helpers/openssl';
 
 const ID = SpiffeId.parse('spiffe://cluster.local/ns/default/sa/app');
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 (hasOpenssl() ? test : test.skip)('dev CA root, serving and leaf certificates as OpenSSL reads them; the leaf verifies against the root', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-issuer-'));
