@@ -9,13 +9,8 @@ import type { Splicer } from './outbound-types';
 export function createSplicer(idleTimeoutMs: number): Splicer {
   const opts = idleTimeoutMs > 0 ? { idleTimeout: idleTimeoutMs } : {};
   return async (client, upstream) => {
-    const running = splice(client, upstream, opts);
-    // A source explicitly paused earlier (the SOCKS5 handshake reader pauses the socket so
-    // no payload is read before the upstream exists) does not flow again just because
-    // splice added 'data' listeners; its listeners are attached now, so resume it.
-    if (client.isPaused()) client.resume();
-    if (upstream.isPaused()) upstream.resume();
-    const o = await running;
+    // splice() resumes sources paused before the hand-off (the SOCKS5 reader pauses its socket).
+    const o = await splice(client, upstream, opts);
     return { reason: o.reason, error: o.error === undefined ? null : errorMessage(o.error) };
   };
 }

@@ -9,7 +9,7 @@ import { TRAFFIC_LABELS } from '../../../src/metrics/proxy-metrics';
 import { SpiffeId } from '../../../src/identity/spiffe';
 import { makeSocketAddr } from '../../../src/util/socket-addr';
 import { systemClock } from '../../../src/util/clock';
-import { parsePrometheusText } from '../../helpers/prom-text';
+import { parsePrometheusText, sumSamples } from '../../helpers/prom-text';
 import { workload, service } from '../../helpers/workloads';
 
 function setup(updateMs = 0) {
@@ -104,7 +104,7 @@ test('ConnectionResult: labels in Istio order, bytes equal socket counters, reco
     destination_region: 'unknown',
     destination_zone: 'unknown',
   });
-  const val = (name: string): number => m.samples.filter((s) => s.name === name).reduce((a, s) => a + s.value, 0);
+  const val = (name: string): number => sumSamples(m, name);
   t.is(val('istio_tcp_connections_opened_total'), 1);
   t.is(val('istio_tcp_connections_closed_total'), 1);
   t.is(val('istio_tcp_connections_failed_total'), 0);
