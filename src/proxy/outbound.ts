@@ -189,10 +189,15 @@ export class OutboundConnection {
       return dialTcp(p.nextHop, { timeoutMs: deps.settings.connectTimeoutMs, localAddress, prepare: deps.prepareDial });
     }
     const id = workloadIdentity(r.srcWorkload);
-    try {
-      await withTimeout(deps.certs.fetchCertificate(id, 'realtime'), deps.settings.connectTimeoutMs, `the CA did not issue one within ${deps.settings.connectTimeoutMs}ms`);
-    } catch (err) {
-      throw new ProxyError('IDENTITY_ERROR', `no certificate for ${id.toString()}: ${errorMessage(err)}`, {}, err);
+    // The common case has a valid certificate cached: skip the bounded wait (a timer and a
+    // race per connection). Otherwise wait for the CA here so a missing certificate is
+    // reported as IDENTITY_ERROR within the connect timeout rather than as a dial failure.
+    if (!deps.certs.findCertificate(id)) {
+      try {
+        await withTimeout(deps.certs.fetchCertificate(id, 'realtime'), deps.settings.connectTimeoutMs, `the CA did not issue one within ${deps.settings.connectTimeoutMs}ms`);
+      } catch (err) {
+        throw new ProxyError('IDENTITY_ERROR', `no certificate for ${id.toString()}: ${errorMessage(err)}`, {}, err);
+      }
     }
     const s = await deps.hbone
       .connect({
