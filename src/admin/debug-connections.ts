@@ -1,6 +1,6 @@
 import type { AdminServer } from './admin-server';
 import { sendJson } from './http-util';
-import type { ConnectionTracker } from '../proxy/connection-tracker';
+import type { ConnectionTracker } from '../telemetry/connection-tracker';
 
 /**
  * GET /debug/connections: every live proxied connection with direction, addresses, HBONE

@@ -20,15 +20,15 @@ import type { CertManager } from '../identity/cert-manager';
 import type { SpiffeId } from '../identity/spiffe';
 import { describeCapture, loadCapture, type Capture } from '../native/capture';
 import { authorizeWithState } from '../policy/authorize';
-import { Telemetry } from '../proxy/telemetry';
+import { Telemetry } from '../telemetry/telemetry';
 import { NodeProxy } from '../proxy/node-proxy';
 import { createInboundResolver, createOutboundRouter } from '../proxy/routing';
-import { workloadIdentity } from '../proxy/connection-context';
+import { workloadIdentity } from '../telemetry/connection-context';
 import { findLocalWorkload } from '../proxy/local-source';
 import { registerDebugConnections } from '../admin/debug-connections';
 import { sendJson, sendText } from '../admin/http-util';
 import { explainHandler } from '../policy/explain-render';
-import { createSplicer } from '../proxy/splice-outcome';
+import { createSplicer } from '../transport/splice-outcome';
 import { createNodeTransport, type NodeTransport } from '../proxy/node-transport';
 
 export interface NodeAppOptions {

@@ -6,10 +6,10 @@ import type { AuthzContext } from '../policy/types';
 import type { Workload } from '../state/types';
 import type { StateView } from '../state/view';
 import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
-import { workloadIdentity } from './connection-context';
-import { ConnectionResult } from './connection-result';
-import { dialTcp, abortLeg, isLoopbackIp } from './dial';
-import type { InboundConnect } from './hbone/types';
+import { workloadIdentity } from '../telemetry/connection-context';
+import { ConnectionResult } from '../telemetry/connection-result';
+import { dialTcp, abortLeg, isLoopbackIp } from '../transport/dial';
+import type { InboundConnect } from '../transport/hbone/types';
 import type { InboundDeps, InboundTarget } from './inbound-types';
 
 /**

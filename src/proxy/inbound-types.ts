@@ -1,12 +1,12 @@
-import type { DialPreparer } from './dial';
+import type { DialPreparer } from '../transport/dial';
 import type { Logger } from 'pino';
 import type { AuthzContext, AuthzDecision } from '../policy/types';
 import type { Service, Workload } from '../state/types';
 import type { StateView } from '../state/view';
 import type { SocketAddr } from '../util/socket-addr';
 import type { Capture } from '../native/capture';
-import type { Splicer } from './outbound-types';
-import type { Telemetry } from './telemetry';
+import type { Splicer } from '../transport/splice-outcome';
+import type { Telemetry } from '../telemetry/telemetry';
 
 /** Where an inbound connection goes: a local workload and the app address to dial. */
 export interface InboundTarget {

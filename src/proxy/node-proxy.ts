@@ -5,7 +5,7 @@ import { makeSocketAddr, type ListenAddr, type SocketAddr } from '../util/socket
 import { resolveDestination } from '../native/orig-dst';
 import type { Capture } from '../native/capture';
 import type { StateView } from '../state/view';
-import type { HboneClient } from './hbone/types';
+import type { HboneClient } from '../transport/hbone/types';
 import { InboundHboneHandler } from './inbound-handler';
 import { InboundPlaintextConnection } from './inbound-plaintext';
 import type { InboundDeps } from './inbound-types';
@@ -13,7 +13,7 @@ import { ListenerManager, type AcceptInfo, type ListenerName } from './listener-
 import { OutboundConnection } from './outbound';
 import type { OutboundDeps } from './outbound-types';
 import { OutboundHeaders } from './outbound-headers';
-import type { Telemetry } from './telemetry';
+import type { Telemetry } from '../telemetry/telemetry';
 
 /** What the node proxy needs from the HBONE server: hand it an accepted TCP socket. */
 export interface HboneSocketServer {

@@ -6,18 +6,11 @@ import type { CertificateSource } from '../identity/types';
 import type { Capture } from '../native/capture';
 import { socketFd } from '../native/socket-fd';
 import type { Clock } from '../util/clock';
-import { HbonePool } from './hbone/pool';
-import { HboneServer } from './hbone/server';
-import type { InboundConnect, ServerCertResolver } from './hbone/types';
-import { prepareDial, type SocketOptions } from './socket-opts';
-import type { DialPreparer } from './dial';
+import { createHboneTransport, type HboneTransport } from '../transport/hbone-transport';
+import type { InboundConnect, ServerCertResolver } from '../transport/hbone/types';
+import type { SocketOptions } from '../transport/socket-opts';
 
-export interface NodeTransport {
-  readonly client: HbonePool;
-  readonly server: HboneServer;
-  /** Options for every TCP leg the proxy dials (NODELAY, keepalive, SO_MARK before the SYN when capture is on). */
-  readonly prepareDial: DialPreparer;
-}
+export type NodeTransport = HboneTransport;
 
 export interface NodeTransportDeps {
   readonly config: NodeConfig;
@@ -32,10 +25,10 @@ export interface NodeTransportDeps {
 }
 
 /**
- * Builds the HBONE client pool and server from the node config (the transport is another
- * stream's module; this is only its configuration). SO_MARK needs the native addon, so it
- * is applied only when transparent capture is available (that is when capture rules exist
- * that must skip the proxy's own sockets).
+ * The node proxy's HBONE transport: only maps the node config onto the role-neutral
+ * transport options. SO_MARK needs the native addon, so it is applied only when
+ * transparent capture is available (that is when capture rules exist that must skip the
+ * proxy's own sockets).
  */
 export function createNodeTransport(d: NodeTransportDeps): NodeTransport {
   const c = d.config;
@@ -47,41 +40,23 @@ export function createNodeTransport(d: NodeTransportDeps): NodeTransport {
     keepaliveTime: c.keepaliveTime,
     ...(markSocket ? { mark: c.packetMark, markSocket } : {}),
   };
-  const h2 = { streamWindow: c.h2StreamWindow, connectionWindow: c.h2ConnectionWindow, frameSize: c.h2FrameSize };
-  const logger = d.logger.child({ scope: 'hbone' });
-  let markWarned = false;
-  const client = new HbonePool({
+  return createHboneTransport({
+    logger: d.logger.child({ scope: 'hbone' }),
+    clock: d.clock,
     certs: d.certs,
-    logger,
-    clock: d.clock,
-    maxStreamsPerConnection: c.poolMaxStreams,
-    unusedReleaseTimeout: c.poolUnusedReleaseTimeout,
-    connectTimeout: c.connectTimeout,
-    h2,
-    socket,
-  });
-  const server = new HboneServer({
-    logger,
-    clock: d.clock,
     resolveCert: d.resolveCert,
     onConnect: d.onConnect,
+    onFailure: d.onFailure,
+    connectTimeout: c.connectTimeout,
     handshakeTimeout: c.handshakeTimeout,
     firstHeadersTimeout: c.headersTimeout,
+    maxStreamsPerConnection: c.poolMaxStreams,
+    unusedReleaseTimeout: c.poolUnusedReleaseTimeout,
     maxPendingHandshakesPerPeer: c.maxPendingHandshakesPerPeer,
     maxConcurrentStreams: c.maxStreamsPerPeer,
-    onFailure: d.onFailure,
     maxControlFrames: c.maxControlFrames,
     maxPreAcceptBytes: c.maxPreAcceptBytes,
-    h2,
+    h2: { streamWindow: c.h2StreamWindow, connectionWindow: c.h2ConnectionWindow, frameSize: c.h2FrameSize },
+    socket,
   });
-  const onMarkError = (err: Error): void => {
-    if (markWarned) return;
-    markWarned = true;
-    logger.warn({ error: err.message, mark: c.packetMark }, 'cannot set SO_MARK on proxy sockets; capture rules may loop them back (needs CAP_NET_ADMIN)');
-  };
-  const prepare: DialPreparer = (family, localAddress) => {
-    const d = prepareDial(family, localAddress, socket);
-    return { localAddress: d.localAddress, attach: (s) => d.attach(s, onMarkError) };
-  };
-  return { client, server, prepareDial: prepare };
 }

@@ -1,16 +1,15 @@
 import type { OutboundRoute } from '../state/route-types';
 import type { OutboundHeaders } from './outbound-headers';
-import type { DialPreparer } from './dial';
-import type { Duplex } from 'node:stream';
+import type { DialPreparer } from '../transport/dial';
+import type { Splicer } from '../transport/splice-outcome';
 import type { Logger } from 'pino';
 import type { CertificateSource } from '../identity/types';
 import type { Capture } from '../native/capture';
 import type { Workload } from '../state/types';
 import type { StateView } from '../state/view';
 import type { SocketAddr } from '../util/socket-addr';
-import type { HboneClient } from './hbone/types';
-import type { RecordOutcome } from './connection-result';
-import type { Telemetry } from './telemetry';
+import type { HboneClient } from '../transport/hbone/types';
+import type { Telemetry } from '../telemetry/telemetry';
 
 /**
  * The routing decision the outbound path acts on: the state engine's pure
@@ -20,9 +19,6 @@ import type { Telemetry } from './telemetry';
 export type OutboundPlan = Exclude<OutboundRoute, { kind: 'error' }>;
 
 export type OutboundRouter = (src: Workload, dst: SocketAddr, srcIp: string) => OutboundPlan;
-
-/** Copies both ways until both halves are done; resolves how it ended (never rejects). */
-export type Splicer = (client: Duplex, upstream: Duplex) => Promise<RecordOutcome>;
 
 export interface OutboundSettings {
   readonly network: string;

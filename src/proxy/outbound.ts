@@ -6,9 +6,9 @@ import { SpiffeId } from '../identity/spiffe';
 import type { Service, Workload } from '../state/types';
 import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
 import { resolveDestination } from '../native/orig-dst';
-import { workloadIdentity, type ConnectionContext } from './connection-context';
-import { ConnectionResult } from './connection-result';
-import { dialTcp, isLoopbackIp, abortLeg } from './dial';
+import { workloadIdentity, type ConnectionContext } from '../telemetry/connection-context';
+import { ConnectionResult } from '../telemetry/connection-result';
+import { dialTcp, isLoopbackIp, abortLeg } from '../transport/dial';
 import type { AcceptInfo } from './listener-manager';
 import { waitForLocalWorkload } from './local-source';
 

@@ -3,11 +3,13 @@ import type { GatewayAddress, Service, Workload } from './types';
 import type { StateView } from './view';
 import type { OutboundRoute, OutboundRouteInput } from './route-types';
 import { isLoopback } from './ip';
-import { loadBalance, pickIp } from './load-balance';
-import { familyOf, isFromWaypoint, resolveGateway, serviceWaypoint, workloadIdentity } from './waypoint';
+import { pickIp } from './load-balance';
+import { expectedIdentities, pickServiceEndpoint } from './service-endpoint';
+import { familyOf, isFromWaypoint, resolveGateway, serviceWaypoint } from './waypoint';
 
 export type { OutboundRoute, OutboundRouteInput, InboundTargetInput, InboundTargetResult, WaypointHop } from './route-types';
 export { resolveInboundTarget } from './inbound-target';
+export { pickServiceEndpoint, type ServiceEndpoint, type ServiceEndpointOptions, type ServiceEndpointPick } from './service-endpoint';
 
 export const DEFAULT_HBONE_PORT = 15008;
 
@@ -49,12 +51,8 @@ export function buildOutboundRoute(view: StateView, input: OutboundRouteInput): 
   if (svc.loadBalancer?.mode === 'Passthrough') {
     return { kind: 'passthrough', nextHop: dst, destService: svc, why: `service ${svc.namespace}/${svc.hostname} uses load-balancer mode Passthrough` };
   }
-  const lb = loadBalance(view, svc, dst.port, { src, family, random });
-  if (!lb.ok) return { kind: 'error', reason: 'NO_HEALTHY_UPSTREAM', message: lb.why };
-  const ep = lb.endpoint;
-  if (ep.workload.network !== network) {
-    return { kind: 'error', reason: 'CROSS_NETWORK', message: `endpoint ${ep.workload.uid} of ${svc.namespace}/${svc.hostname} is on network ${JSON.stringify(ep.workload.network)}` };
-  }
+  const ep = pickServiceEndpoint(view, svc, dst.port, { src, network, family, random });
+  if (!ep.ok) return { kind: 'error', reason: ep.reason, message: ep.message };
   return direct(ep.workload, svc, ep.ip, ep.targetPort, hbonePort);
 }
 
@@ -66,7 +64,7 @@ function direct(w: Workload, svc: Service | null, ip: string, targetPort: number
       kind: 'hbone',
       nextHop: makeSocketAddr(chosen, hbonePort),
       authority: formatSocketAddr({ ip: chosen, port: targetPort }),
-      expectedIdentities: identities(w, svc),
+      expectedIdentities: expectedIdentities(w, svc),
       destWorkload: w,
       destService: svc,
       viaWaypoint: false,
@@ -94,7 +92,7 @@ function viaWaypoint(
     nextHop: makeSocketAddr(r.ip, r.port),
     // The waypoint routes on what the app dialled (VIP:port or podIP:port), untranslated.
     authority: formatSocketAddr(o.dst),
-    expectedIdentities: identities(r.workload, r.service),
+    expectedIdentities: expectedIdentities(r.workload, r.service),
     destWorkload: r.workload,
     destService: o.service,
     viaWaypoint: true,
@@ -102,11 +100,4 @@ function viaWaypoint(
     finalWorkload: o.finalWorkload,
     targetPort: o.dst.port,
   };
-}
-
-/** The workload identity plus the Service's SANs, without duplicates. */
-function identities(w: Workload, svc: Service | null): string[] {
-  const out = [workloadIdentity(w)];
-  for (const san of svc?.subjectAltNames ?? []) if (!out.includes(san)) out.push(san);
-  return out;
 }

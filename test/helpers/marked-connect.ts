@@ -1,7 +1,7 @@
 import * as net from 'node:net';
 import type { CaptureAvailable } from '../../src/native/capture';
 import { socketFd } from '../../src/native/socket-fd';
-import { prepareDial } from '../../src/proxy/socket-opts';
+import { prepareDial } from '../../src/transport/socket-opts';
 
 /**
  * Dials the way the node proxy dials (prepareDial: bind, then SO_MARK on the descriptor at

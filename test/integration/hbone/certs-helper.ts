@@ -6,7 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { SpiffeId } from '../../../src/identity/spiffe';
 import type { CertificateSource, WorkloadCertificate } from '../../../src/identity/types';
-import { HBONE_SECURE_CONTEXT_OPTIONS } from '../../../src/proxy/hbone/tls';
+import { HBONE_SECURE_CONTEXT_OPTIONS } from '../../../src/transport/hbone/tls';
 
 /**
  * Test-only certificate minting with the openssl CLI (a real root + P-256 leaves with

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
-import { checkConnectHeaders } from '../../../src/proxy/hbone/headers';
+import { checkConnectHeaders } from '../../../src/transport/hbone/headers';
 import { rapidReset, rawRequest } from './raw-h2';
 import { eventually, startHbone, type HboneSide } from './fixture';
 

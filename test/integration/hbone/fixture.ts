@@ -3,10 +3,10 @@ import type { ExecutionContext } from 'ava';
 import { createLogger, LogCollector } from '../../../src/logging/logger';
 import { SpiffeId } from '../../../src/identity/spiffe';
 import type { WorkloadCertificate } from '../../../src/identity/types';
-import { HbonePool, type HbonePoolOptions } from '../../../src/proxy/hbone/pool';
-import { HboneServer, type HboneServerOptions } from '../../../src/proxy/hbone/server';
-import type { HboneTarget, InboundConnect } from '../../../src/proxy/hbone/types';
-import { splice, type SpliceOutcome } from '../../../src/proxy/splice';
+import { HbonePool, type HbonePoolOptions } from '../../../src/transport/hbone/pool';
+import { HboneServer, type HboneServerOptions } from '../../../src/transport/hbone/server';
+import type { HboneTarget, InboundConnect } from '../../../src/transport/hbone/types';
+import { splice, type SpliceOutcome } from '../../../src/transport/splice';
 import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../../../src/util/socket-addr';
 import { StaticCerts, TestCa } from './certs-helper';
 

@@ -2,7 +2,7 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { HboneStream } from '../../../src/proxy/hbone/types';
+import type { HboneStream } from '../../../src/transport/hbone/types';
 import { eventually, startApp, startHbone } from './fixture';
 
 /**

@@ -254,7 +254,7 @@ test('a failing SO_MARK hook is reported, the dial still works', async (t) => {
 });
 
 test('InboundConnect.aborted resolves when the client gives up before accept; accept() then throws HBONE_RESET', async (t) => {
-  let req: import('../../../src/proxy/hbone/types').InboundConnect | undefined;
+  let req: import('../../../src/transport/hbone/types').InboundConnect | undefined;
   const side = await startHbone(t, { onConnect: (r) => (req = r) });
   const pending = side.pool.connect(side.target('127.0.0.1:9'));
   pending.catch(() => undefined);

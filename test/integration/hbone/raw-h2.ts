@@ -3,8 +3,8 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { InboundConnect } from '../../../src/proxy/hbone/types';
-import { splice } from '../../../src/proxy/splice';
+import type { InboundConnect } from '../../../src/transport/hbone/types';
+import { splice } from '../../../src/transport/splice';
 import type { SocketAddr } from '../../../src/util/socket-addr';
 import { echo, readAll, startApp, startHbone, type HboneSide, type HboneSideOptions } from './fixture';
 

@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import * as net from 'node:net';
 import { ProxyError } from '../../../src/errors';
-import { splice, type SpliceOutcome } from '../../../src/proxy/splice';
+import { splice, type SpliceOutcome } from '../../../src/transport/splice';
 import { closeServer, listen, readAll } from './fixture';
 
 /** TCP↔TCP through splice(): client → proxy → app, all loopback sockets. */

@@ -4,10 +4,10 @@ import * as tls from 'node:tls';
 import * as http2 from 'node:http2';
 import { ProxyError } from '../../../src/errors';
 import { SpiffeId } from '../../../src/identity/spiffe';
-import { HBONE_SECURE_CONTEXT_OPTIONS } from '../../../src/proxy/hbone/tls';
+import { HBONE_SECURE_CONTEXT_OPTIONS } from '../../../src/transport/hbone/tls';
 import { StaticCerts, TestCa } from './certs-helper';
 import { CLIENT_ID, closeServer, echo, eventually, listen, readAll, startApp, startHbone, SERVER_ID } from './fixture';
-import { HbonePool } from '../../../src/proxy/hbone/pool';
+import { HbonePool } from '../../../src/transport/hbone/pool';
 import { createLogger, LogCollector } from '../../../src/logging/logger';
 
 test('server certificate without an expected SAN is refused at the handshake (TLS_PEER_IDENTITY)', async (t) => {

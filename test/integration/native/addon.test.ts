@@ -15,7 +15,7 @@ import { resolveDestination, originalDestination } from '../../../src/native/ori
 import { socketFd } from '../../../src/native/socket-fd';
 import { ProxyError } from '../../../src/errors';
 import { markedConnect } from '../../helpers/marked-connect';
-import { prepareDial } from '../../../src/proxy/socket-opts';
+import { prepareDial } from '../../../src/transport/socket-opts';
 
 const capture = loadCapture();
 

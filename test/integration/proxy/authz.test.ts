@@ -5,7 +5,7 @@ import { loopbackBlock } from '../../helpers/loopback';
 import { startEchoServer, exchange, waitClosed, waitEndOrClose, type EchoServer } from '../../helpers/echo-server';
 import { socksConnect, SocksReplyError } from '../../helpers/socks-client';
 import { sumSamples } from '../../helpers/prom-text';
-import { HbonePool } from '../../../src/proxy/hbone/pool';
+import { HbonePool } from '../../../src/transport/hbone/pool';
 import { createLogger, LogCollector } from '../../../src/logging/logger';
 import { SpiffeId } from '../../../src/identity/spiffe';
 import { makeSocketAddr } from '../../../src/util/socket-addr';

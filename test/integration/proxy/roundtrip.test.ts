@@ -8,7 +8,7 @@ import { loopbackBlock } from '../../helpers/loopback';
 import { startEchoServer, exchange, waitClosed, type EchoServer } from '../../helpers/echo-server';
 import { socksConnect, SocksReplyError } from '../../helpers/socks-client';
 import { sumSamples } from '../../helpers/prom-text';
-import { TRAFFIC_LABELS } from '../../../src/metrics/proxy-metrics';
+import { TRAFFIC_LABELS } from '../../../src/telemetry/tcp-metrics';
 import { SpiffeId } from '../../../src/identity/spiffe';
 
 /**

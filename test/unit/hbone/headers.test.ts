@@ -1,6 +1,6 @@
 import test from 'ava';
 import { SpiffeId } from '../../../src/identity/spiffe';
-import { buildConnectHeaders, checkConnectHeaders } from '../../../src/proxy/hbone/headers';
+import { buildConnectHeaders, checkConnectHeaders } from '../../../src/transport/hbone/headers';
 import { makeSocketAddr } from '../../../src/util/socket-addr';
 
 const target = {

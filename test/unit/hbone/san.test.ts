@@ -1,5 +1,5 @@
 import test from 'ava';
-import { parseSubjectAltName, spiffeSans, uriSans } from '../../../src/proxy/hbone/san';
+import { parseSubjectAltName, spiffeSans, uriSans } from '../../../src/transport/hbone/san';
 
 test('parses Node subjectaltname with several entries', (t) => {
   t.deepEqual(parseSubjectAltName('DNS:a.example, URI:spiffe://td/ns/a/sa/b, IP Address:10.0.0.1'), [

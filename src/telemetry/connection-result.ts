@@ -1,8 +1,9 @@
 import type { Socket } from 'node:net';
 import { REASONS, type Reason } from '../errors';
-import { AccessLog, type AccessBytes } from '../logging/access-log';
-import { buildTrafficLabels, type ConnectionCounters, type TrafficLabels } from '../metrics/proxy-metrics';
+import { AccessLog, type AccessBytes } from './access-log';
+import { buildTrafficLabels, type ConnectionCounters, type TrafficLabels } from './tcp-metrics';
 import type { ConnectionContext } from './connection-context';
+import type { TrackedConnection } from './connection-tracker';
 import type { Telemetry } from './telemetry';
 
 /** How the owner saw the connection end; `reason` null = clean close. */
@@ -27,7 +28,7 @@ export type ByteSourceRole = 'client' | 'server';
  * TCP leg's socket counters: at close, and from the tracker's single shared flusher for
  * long-lived connections, so the metrics equal the bytes that really moved.
  */
-export class ConnectionResult {
+export class ConnectionResult implements TrackedConnection {
   readonly fields: Record<string, string>;
   readonly startedAt: number;
   private readonly labels: TrafficLabels;

@@ -1,6 +1,15 @@
-import { errorMessage } from '../errors';
+import type { Duplex } from 'node:stream';
+import { errorMessage, type Reason } from '../errors';
 import { splice } from './splice';
-import type { Splicer } from './outbound-types';
+
+/** How a splice ended, as a connection record takes it: the reason (null = clean) and a loggable message. */
+export interface SpliceResult {
+  readonly reason: Reason | null;
+  readonly error: string | null;
+}
+
+/** Copies both ways until both halves are done; resolves how it ended (never rejects). */
+export type Splicer = (client: Duplex, upstream: Duplex) => Promise<SpliceResult>;
 
 /**
  * The splicer the connection handlers use: the transport's splice() with IDLE_TIMEOUT, its

@@ -1,6 +1,6 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Reason, ResponseFlag } from '../errors';
-import type { ConnectionContext, Direction } from '../proxy/connection-context';
+import type { ConnectionContext, Direction } from './connection-context';
 import type { Workload } from '../state/types';
 
 /** Istio's CommonTrafficLabels, in Istio's order, then the four locality labels (ztunnel-wire §7). */
@@ -99,7 +99,7 @@ export interface ConnectionCounters {
  * (field-notes #8: ztunnel's series grow until the scrape is too large), and every
  * failure also counts in ztunnel_ts_connection_failures_total{reporter, reason}.
  */
-export class ProxyMetrics {
+export class TcpMetrics {
   readonly opened: Counter<TrafficLabelName>;
   readonly closed: Counter<TrafficLabelName>;
   readonly received: Counter<TrafficLabelName>;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { REASONS, type Reason } from '../errors';
-import type { ConnectionContext, EarlyFailure } from '../proxy/connection-context';
+import type { ConnectionContext, EarlyFailure } from './connection-context';
 import { formatSocketAddr } from '../util/socket-addr';
 
 /** Bytes from the local app's point of view (outbound: bytes_sent = client→server). */

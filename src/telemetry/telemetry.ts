@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { AccessLog } from '../logging/access-log';
-import { ProxyMetrics } from '../metrics/proxy-metrics';
+import { AccessLog } from './access-log';
+import { TcpMetrics } from './tcp-metrics';
 import type { Clock } from '../util/clock';
-import type { ConnectionResult } from './connection-result';
 import { ConnectionTracker } from './connection-tracker';
 
 export interface TelemetryOptions {
@@ -21,7 +20,7 @@ export interface TelemetryOptions {
  * the live-connection tracker. Built once by the composition root.
  */
 export class Telemetry {
-  readonly metrics: ProxyMetrics;
+  readonly metrics: TcpMetrics;
   readonly access: AccessLog;
   readonly clock: Clock;
   readonly tracker: ConnectionTracker;
@@ -30,7 +29,7 @@ export class Telemetry {
   private readonly logger: Logger;
 
   constructor(opts: TelemetryOptions) {
-    this.metrics = new ProxyMetrics(opts.registry);
+    this.metrics = new TcpMetrics(opts.registry);
     this.access = new AccessLog(opts.logger);
     this.clock = opts.clock;
     this.logger = opts.logger;
@@ -42,7 +41,7 @@ export class Telemetry {
     });
   }
 
-  noteDuplicateRecord(r: ConnectionResult): void {
+  noteDuplicateRecord(r: { readonly fields: Record<string, string> }): void {
     this.duplicateRecords++;
     this.logger.error({ ...r.fields }, 'internal: connection recorded twice (ignored)');
   }

@@ -2,7 +2,24 @@ import type { Logger } from 'pino';
 import type { Reason } from '../errors';
 import type { Clock } from '../util/clock';
 import { formatSocketAddr } from '../util/socket-addr';
-import type { ConnectionResult } from './connection-result';
+import type { ConnectionContext } from './connection-context';
+
+/**
+ * What the tracker needs of a live connection (ConnectionResult implements it). Declared
+ * here so the tracker does not depend on the record that registers with it.
+ */
+export interface TrackedConnection {
+  readonly ctx: ConnectionContext;
+  readonly fields: Record<string, string>;
+  readonly startedAt: number;
+  readonly lastUpdateAt: number;
+  /** For inbound connections: re-runs authorization after a policy change. */
+  readonly recheck: (() => { allowed: boolean; policy: string | null; why: string }) | null;
+  bytes(): { c2s: number; s2c: number };
+  flush(): void;
+  logUpdate(now: number): void;
+  terminate(reason: Reason, error: string, policy?: string | null): void;
+}
 
 export interface TrackerOptions {
   readonly logger: Logger;
@@ -38,7 +55,7 @@ export interface ConnectionRow {
  * - drain: at the deadline every remaining connection is terminated with DRAINED.
  */
 export class ConnectionTracker {
-  private readonly live = new Set<ConnectionResult>();
+  private readonly live = new Set<TrackedConnection>();
   private timer: NodeJS.Timeout | null = null;
   /** Resolved when the last live connection is recorded (drain waits on it). */
   private idleWaiters: (() => void)[] = [];
@@ -49,7 +66,7 @@ export class ConnectionTracker {
     return this.live.size;
   }
 
-  add(r: ConnectionResult): void {
+  add(r: TrackedConnection): void {
     this.live.add(r);
     if (!this.timer) {
       const every = this.opts.updateIntervalMs > 0 ? Math.min(this.opts.flushIntervalMs, this.opts.updateIntervalMs) : this.opts.flushIntervalMs;
@@ -58,7 +75,7 @@ export class ConnectionTracker {
     }
   }
 
-  remove(r: ConnectionResult): void {
+  remove(r: TrackedConnection): void {
     this.live.delete(r);
     if (this.live.size !== 0) return;
     if (this.timer) {

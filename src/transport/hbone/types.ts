@@ -4,7 +4,7 @@ import type { WorkloadCertificate } from '../../identity/types';
 import type { SocketAddr } from '../../util/socket-addr';
 
 /**
- * Contract between the HBONE transport (src/proxy/hbone: TLS, HTTP/2, pool, CONNECT framing)
+ * Contract between the HBONE transport (src/transport/hbone: TLS, HTTP/2, pool, CONNECT framing)
  * and the node proxy's connection handling (outbound/inbound phases, telemetry).
  */
 
