@@ -1,3 +1,7 @@
+import type { Cidr, StringMatch } from '../../state/types';
+
+export type { Cidr };
+
 /**
  * The waypoint's L7 configuration model: Gateway API HTTPRoute/GRPCRoute and Istio's L7
  * AuthorizationPolicy, as parsed from the objects a user applies. Plain readonly data so
@@ -94,13 +98,8 @@ export interface Route {
   readonly rules: readonly RouteRule[];
 }
 
-/** Istio string match: exact, prefix `abc*`, suffix `*abc`, presence `*`. */
-export type IstioMatch = { readonly kind: 'Exact' | 'Prefix' | 'Suffix'; readonly value: string } | { readonly kind: 'Presence' };
-
-export interface Cidr {
-  readonly ip: string;
-  readonly prefixLen: number;
-}
+/** Istio string match: exact, prefix `abc*`, suffix `*abc`, presence `*` (the L4 policy model's type). */
+export type IstioMatch = StringMatch;
 
 export interface SourceMatch {
   readonly principals: readonly IstioMatch[];

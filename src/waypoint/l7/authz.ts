@@ -1,4 +1,5 @@
 import { bytesInCidr, ipBytes, parseCidr } from '../../state/ip';
+import { stringMatches as strMatches } from '../../policy/authorize';
 import type { Service } from '../../state/types';
 import type { Cidr, Condition, IstioMatch, L7Policy, OperationMatch, PolicyRule, SourceMatch } from '../config/types';
 import { istioMatch } from '../config/policy-schema';
@@ -113,20 +114,6 @@ function anyOrUnset<T>(list: readonly T[], f: (t: T) => boolean): boolean {
 
 function noneMatch<T>(list: readonly T[], f: (t: T) => boolean): boolean {
   return !list.some(f);
-}
-
-/** Presence needs a non-empty value (a request without a peer identity has principal ""). */
-export function strMatches(m: IstioMatch, s: string): boolean {
-  switch (m.kind) {
-    case 'Presence':
-      return s !== '';
-    case 'Exact':
-      return s === m.value;
-    case 'Prefix':
-      return s.startsWith(m.value);
-    case 'Suffix':
-      return s.endsWith(m.value);
-  }
 }
 
 /** Hosts compare case-insensitively, with or without the port of the Host header. */
