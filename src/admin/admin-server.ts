@@ -1,7 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { ListenAddr, SocketAddr } from '../util/socket-addr';
-import { LOG_LEVELS, type LogLevel } from '../config/key';
+import { logLevelsOf } from '../logging/logger';
+import { parseLevelSpec, type LogLevels } from '../logging/levels';
+import { isLoopback } from '../state/ip';
 import { listen, closeServer } from './listen';
 import { sendJson, sendText, type Handler } from './http-util';
 
@@ -21,10 +23,19 @@ export class AdminServer {
   private readonly sections = new Map<string, () => unknown>();
   private readonly handlers = new Map<string, { doc: string; handler: Handler }>();
   private bound: SocketAddr | null = null;
+  private readonly levels: LogLevels;
 
   constructor(private readonly deps: AdminDeps) {
+    this.levels = logLevelsOf(deps.logger);
     this.server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://admin');
+      // DNS rebinding: a page in a browser on the node can make it POST to a name that
+      // resolves to 127.0.0.1, but the browser then sends that name as Host. Changing
+      // requests are served only when Host names the loopback itself.
+      if (req.method !== 'GET' && req.method !== 'HEAD' && !isLocalHostHeader(req.headers.host)) {
+        deps.logger.warn({ path: url.pathname, host: req.headers.host ?? null }, 'admin request refused: Host is not a loopback address or localhost');
+        return sendText(res, 403, `forbidden: Host ${JSON.stringify(req.headers.host ?? '')} is not a loopback address or localhost\n`);
+      }
       Promise.resolve(this.route(req.method ?? 'GET', url, req, res)).catch((err: unknown) => {
         deps.logger.error({ err, path: url.pathname }, 'admin handler failed');
         if (!res.headersSent) sendText(res, 500, 'internal error\n');
@@ -78,22 +89,26 @@ export class AdminServer {
     return sendText(res, 404, 'not found; see / for the endpoints\n');
   }
 
+  /** ztunnel's /logging: `?level=debug`, `?level=info,access=debug,hbone=warn`, `?reset`. */
   private logging(method: string, url: URL, res: Parameters<Handler>[1]): void {
     const level = url.searchParams.get('level');
     if (level !== null || url.searchParams.has('reset')) {
       if (method !== 'POST') return sendText(res, 405, 'changing the level needs POST\n');
-      const want = (url.searchParams.has('reset') ? 'info' : (level ?? '').split(',')[0]!.trim().toLowerCase()) as LogLevel;
-      if (!(LOG_LEVELS as readonly string[]).includes(want)) return sendText(res, 400, `invalid level ${JSON.stringify(level)}: expected one of ${LOG_LEVELS.join(', ')}\n`);
-      this.deps.logger.level = want;
-      this.deps.logger.info({ level: want }, 'log level changed');
+      if (url.searchParams.has('reset')) this.levels.reset();
+      else {
+        const parsed = parseLevelSpec(level ?? '');
+        const applied = parsed.ok ? this.levels.apply(parsed.spec) : parsed;
+        if (!applied.ok) return sendText(res, 400, `invalid level ${JSON.stringify(level)}: ${applied.error}\n`);
+      }
+      this.deps.logger.info({ level: this.levels.describe() }, 'log level changed');
     }
-    return sendText(res, 200, `current log level is ${this.deps.logger.level}\n`);
+    return sendText(res, 200, `current log level is ${this.levels.describe()}\n`);
   }
 
   private index(): string {
     const rows = [
       ['/config_dump', 'configuration, workload state, certificates (never keys), listeners, pools'],
-      ['/logging', 'show the log level; POST ?level=debug to change it, ?reset for info'],
+      ['/logging', 'show the log level; POST ?level=debug or ?level=info,access=debug,hbone=warn to change it, ?reset for the start-up level'],
       ['/quitquitquit', 'POST: drain and exit'],
       ...[...this.handlers].map(([p, h]) => [p, h.doc]),
     ];
@@ -101,4 +116,12 @@ export class AdminServer {
       .map(([p, d]) => `<tr><td><a href="${p}">${p}</a></td><td>${d}</td></tr>`)
       .join('')}</table></body></html>\n`;
   }
+}
+
+/** Host header (`127.0.0.1:15000`, `[::1]:15000`, `localhost`) names this machine's loopback. */
+export function isLocalHostHeader(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const h = host.trim().toLowerCase();
+  const name = h.startsWith('[') ? h.slice(1, h.indexOf(']') < 0 ? h.length : h.indexOf(']')) : h.replace(/:\d*$/, '');
+  return name === 'localhost' || isLoopback(name);
 }

@@ -1,6 +1,6 @@
 import type { Server as NetServer, Socket } from 'node:net';
 import { join } from 'node:path';
-import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { loadCaService, IMPERSONATED_IDENTITY, type IstioCertificateRequest, type IstioCertificateResponse } from '../identity/ca-proto';
 import type { SpiffeId } from '../identity/spiffe';
@@ -123,6 +123,7 @@ async function handle(call: ServerUnaryCall<IstioCertificateRequest, IstioCertif
   const req = call.request;
   const impersonated = req.metadata?.fields?.[IMPERSONATED_IDENTITY]?.stringValue ?? null;
   const token = bearerToken(call.metadata.get('authorization'));
+  const extra = extraMetadata(call.metadata);
   let identity: SpiffeId | null = null;
   let who = 'unauthenticated caller';
   try {
@@ -145,13 +146,23 @@ async function handle(call: ServerUnaryCall<IstioCertificateRequest, IstioCertif
     if (c.o.issueDelayMs) await new Promise((r) => setTimeout(r, c.o.issueDelayMs));
     const leaf = issueLeaf(c.root, csr.spkiDer, identity, validityMs, c.clock.now());
     c.stats.issued++;
-    c.log.info({ identity: identity.toString(), caller: who, impersonated: impersonated !== null, serial: leaf.serialNumber, notBefore: new Date(leaf.notBefore).toISOString(), notAfter: new Date(leaf.notAfter).toISOString() }, 'issued certificate');
+    c.log.info({ identity: identity.toString(), caller: who, impersonated: impersonated !== null, serial: leaf.serialNumber, notBefore: new Date(leaf.notBefore).toISOString(), notAfter: new Date(leaf.notAfter).toISOString(), ...extra }, 'issued certificate');
     return { cert_chain: [leaf.pem, c.root.certPem + (c.o.extraRootsPem ?? []).join('')] };
   } catch (err) {
     const code = err instanceof CaDenied ? status[err.code] : 'INTERNAL';
-    c.log.warn({ caller: who, identity: identity?.toString() ?? impersonated, code, err: err instanceof Error ? err.message : String(err) }, 'refused certificate request');
+    c.log.warn({ caller: who, identity: identity?.toString() ?? impersonated, code, err: err instanceof Error ? err.message : String(err), ...extra }, 'refused certificate request');
     throw err;
   }
+}
+
+/** Metadata every gRPC call carries, or that holds the caller's secret. */
+const STANDARD_METADATA = new Set(['authorization', 'content-type', 'user-agent', 'te', 'grpc-accept-encoding', 'grpc-encoding', 'grpc-timeout', 'accept-encoding']);
+
+/** The request's other metadata (clusterid, a client's CA_HEADER_* extras), for the log line. */
+function extraMetadata(md: Metadata): { metadata?: Record<string, string> } {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(md.getMap())) if (!STANDARD_METADATA.has(k) && typeof v === 'string') out[k] = v;
+  return Object.keys(out).length > 0 ? { metadata: out } : {};
 }
 
 /** How long a caller may take to finish the TLS handshake with the CA (Node's default is 120 s). */

@@ -20,10 +20,20 @@ export interface KeyDef<T> {
   readonly bare?: boolean;
   /** Keys whose value must never be printed (tokens). */
   readonly secret?: boolean;
+  /**
+   * `env` is a prefix (CA_HEADER_): the value is every `<env><NAME>` variable, collected as
+   * `NAME=value` lines (see collectPrefixed). Such a key has no flag.
+   */
+  readonly prefix?: boolean;
 }
 
 export type KeySet = Readonly<Record<string, KeyDef<unknown>>>;
 export type ConfigOf<K extends KeySet> = { readonly [P in keyof K]: K[P] extends KeyDef<infer T> ? T : never };
+
+/** How a key is shown in errors and help: `CA_HEADER_<NAME>` for a prefix key. */
+export function envLabel(def: Pick<KeyDef<unknown>, 'env' | 'prefix'>): string {
+  return def.prefix ? `${def.env}<NAME>` : def.env;
+}
 
 export function flagName(envName: string): string {
   return '--' + envName.toLowerCase().replace(/_/g, '-');

@@ -1,5 +1,6 @@
 import { key, p, type Env } from './key';
 import { COMMON_KEYS } from './keys-common';
+import { parseGrpcHeaders } from './headers';
 
 const caDefault = (e: Env): string => (e['KUBERNETES_SERVICE_HOST'] ? 'https://istiod.istio-system.svc:15012' : 'https://localhost:15012');
 
@@ -12,6 +13,7 @@ export const IDENTITY_KEYS = {
   trustDomain: key({ env: 'TRUST_DOMAIN', doc: "trust domain of this proxy's own identity", default: 'cluster.local', parse: p.string }),
   clusterId: key({ env: 'CLUSTER_ID', doc: 'cluster id sent to the CA (ISTIO_META_CLUSTER_ID wins)', default: (e) => e['ISTIO_META_CLUSTER_ID'] ?? 'Kubernetes', parse: p.string }),
   secretTtl: key({ env: 'SECRET_TTL', doc: 'requested workload certificate validity', default: '24h', parse: p.duration(1000) }),
+  caHeaders: key({ env: 'CA_HEADER_', prefix: true, secret: true, doc: 'extra gRPC metadata on every CA call: CA_HEADER_X_TENANT=a sends x_tenant: a', default: '', parse: parseGrpcHeaders('CA_HEADER_') }),
 } as const;
 
 /** Keys of the node proxy (DaemonSet role). Names follow ztunnel's src/config.rs. */

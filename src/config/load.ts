@@ -1,4 +1,5 @@
-import { flagName, type ConfigOf, type Env, type KeySet } from './key';
+import { envLabel, flagName, type ConfigOf, type Env, type KeySet } from './key';
+import { collectPrefixed } from './headers';
 
 /** One bad key: which key, the value given, what was expected. */
 export interface ConfigIssue {
@@ -30,7 +31,7 @@ export type CrossCheck<K extends KeySet> = (c: Partial<ConfigOf<K>>, raw: Readon
 export function loadConfig<K extends KeySet>(keys: K, env: Env, argv: readonly string[], cross?: CrossCheck<K>): Loaded<K> {
   const issues: ConfigIssue[] = [];
   const byFlag = new Map<string, string>();
-  for (const [field, def] of Object.entries(keys)) byFlag.set(flagName(def.env), field);
+  for (const [field, def] of Object.entries(keys)) if (!def.prefix) byFlag.set(flagName(def.env), field);
 
   const fromFlags = new Map<string, string>();
   const positionals: string[] = [];
@@ -57,12 +58,12 @@ export function loadConfig<K extends KeySet>(keys: K, env: Env, argv: readonly s
   const out: Record<string, unknown> = {};
   const raw: Record<string, string> = {};
   for (const [field, def] of Object.entries(keys)) {
-    const given = fromFlags.get(field) ?? env[def.env];
+    const given = def.prefix ? collectPrefixed(env, def.env) : (fromFlags.get(field) ?? env[def.env]);
     const value = given ?? (typeof def.default === 'function' ? def.default(env) : def.default) ?? '';
     raw[field] = value;
     const r = def.parse(value);
     if (r.ok) out[field] = r.value;
-    else issues.push({ key: fromFlags.has(field) ? flagName(def.env) : def.env, value: def.secret ? '<redacted>' : value, expected: r.expected });
+    else issues.push({ key: fromFlags.has(field) ? flagName(def.env) : envLabel(def), value: def.secret ? '<redacted>' : value, expected: r.expected });
   }
   // Cross-field rules run on whatever parsed, so one run reports every problem at once;
   // a rule whose inputs failed to parse is skipped (its key is already reported).
@@ -91,7 +92,7 @@ export function describeKeys(keys: KeySet): string {
   const lines: string[] = [];
   for (const def of Object.values(keys)) {
     const d = typeof def.default === 'function' ? '(computed)' : JSON.stringify(def.default ?? '');
-    lines.push(`  ${def.env.padEnd(34)} ${flagName(def.env)}`);
+    lines.push(`  ${envLabel(def).padEnd(34)} ${def.prefix ? '(environment only)' : flagName(def.env)}`);
     lines.push(`      ${def.doc}; default ${d}`);
   }
   return lines.join('\n');

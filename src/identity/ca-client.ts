@@ -1,5 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { Client, Metadata, credentials, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { open, readFile } from 'node:fs/promises';
+import { Client, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { CaChannelCredentials, targetHost } from './ca-credentials';
 import { ProxyError, type Reason } from '../errors';
 import type { SpiffeId } from './spiffe';
 import { IMPERSONATED_IDENTITY, loadCaService, type CaServiceDefinition, type IstioCertificateRequest, type IstioCertificateResponse } from './ca-proto';
@@ -38,6 +39,8 @@ export interface IstioCaClientOptions {
   /** AUTH_TOKEN: a file path (re-read on every call) or a literal token. */
   readonly authToken: string;
   readonly clusterId: string;
+  /** CA_HEADER_<NAME>: extra gRPC metadata on every call, as (lower-case name, value). */
+  readonly headers?: readonly (readonly [string, string])[];
   /** Time to establish the channel (ztunnel: 5s). */
   readonly connectTimeoutMs?: number;
   /** Time for the CA to answer once connected. */
@@ -62,6 +65,13 @@ export function reasonForGrpcError(err: ServiceError): Reason {
       return 'CA_REJECTED';
   }
 }
+
+/**
+ * The longest bearer token sent. A Kubernetes service-account JWT is 1-3 KiB; a larger
+ * value is a wrong AUTH_TOKEN (another file), and gRPC servers cap request headers: past
+ * the cap a call fails obscurely (a stream reset, or no answer until the deadline).
+ */
+export const MAX_TOKEN_BYTES = 16 * 1024;
 
 /** `https://host:port` or `host:port` → the gRPC target `host:port`. */
 export function caTarget(address: string): string {
@@ -92,6 +102,7 @@ export class IstioCaClient implements CaClient {
     const token = await this.token(req);
     if (token !== null) metadata.set('authorization', `Bearer ${token}`);
     metadata.set('clusterid', this.opts.clusterId);
+    for (const [name, value] of this.opts.headers ?? []) metadata.add(name, value);
     const body: IstioCertificateRequest = { csr: req.csrPem, validity_duration: req.validitySeconds };
     if (req.impersonate) body.metadata = { fields: { [IMPERSONATED_IDENTITY]: { stringValue: req.identity.toString() } } };
     const deadline = Date.now() + (this.opts.connectTimeoutMs ?? 5000) + (this.opts.requestTimeoutMs ?? 10_000);
@@ -145,15 +156,12 @@ export class IstioCaClient implements CaClient {
     const rootKey = root ?? 'SYSTEM';
     if (this.channel && this.channel.rootKey === rootKey) return this.channel.client;
     this.channel?.client.close();
-    const creds: ChannelCredentials = credentials.createSsl(root === null ? null : Buffer.from(root));
+    const creds = new CaChannelCredentials(root, targetHost(this.target), this.opts.altHostname);
     // A local subchannel pool: with grpc-js's process-global pool a dropped channel's
     // connection (and its reconnect backoff) would be shared by the next channel and would
     // outlive close(), keeping sockets open after the client is gone.
     const options: Record<string, string | number> = { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.use_local_subchannel_pool': 1 };
-    if (this.opts.altHostname) {
-      options['grpc.ssl_target_name_override'] = this.opts.altHostname;
-      options['grpc.default_authority'] = this.opts.altHostname;
-    }
+    if (this.opts.altHostname) options['grpc.default_authority'] = this.opts.altHostname;
     // close() may have run while the root file was being read: never open a channel after
     // it, or that channel's sockets and timers would keep the process alive.
     if (this.closed) throw this.error('CA_UNREACHABLE', req, 'the CA client is closed');
@@ -177,20 +185,46 @@ export class IstioCaClient implements CaClient {
     }
   }
 
-  /** AUTH_TOKEN: file contents if the file exists; a path-like value that is missing sends no token. */
+  /**
+   * AUTH_TOKEN: file contents if the file exists; a path-like value that is missing sends no
+   * token. Longer than MAX_TOKEN_BYTES fails at once (CA_AUTH) instead of at the deadline.
+   */
   private async token(req: CaRequest): Promise<string | null> {
     const v = this.opts.authToken;
     if (v === '') return null;
+    let token: string;
     try {
-      return (await readFile(v, 'utf8')).trim();
+      token = (await readBounded(v, MAX_TOKEN_BYTES + 1)).trim();
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENAMETOOLONG' || code === 'ENOTDIR') return /^(\.{0,2}\/)/.test(v) ? null : v;
-      throw this.error('CA_AUTH', req, `cannot read the AUTH_TOKEN file (${code ?? 'error'})`);
+      if (code !== 'ENOENT' && code !== 'ENAMETOOLONG' && code !== 'ENOTDIR') throw this.error('CA_AUTH', req, `cannot read the AUTH_TOKEN file (${code ?? 'error'})`);
+      if (/^(\.{0,2}\/)/.test(v)) return null;
+      token = v;
     }
+    if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) {
+      throw this.error('CA_AUTH', req, `the AUTH_TOKEN token is longer than ${MAX_TOKEN_BYTES} bytes and is not sent (a service-account token is about 1 KiB; does AUTH_TOKEN name the token file?)`);
+    }
+    return token;
   }
 
   private error(reason: Reason, req: CaRequest, why: string, cause?: unknown): ProxyError {
     return new ProxyError(reason, `certificate for ${req.identity} from CA ${this.opts.address}: ${why}`, { identity: req.identity.toString(), ca: this.opts.address }, cause);
+  }
+}
+
+/** Reads at most `limit` bytes of a file (a wrong AUTH_TOKEN path must not load a huge file). */
+async function readBounded(path: string, limit: number): Promise<string> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(limit);
+    let n = 0;
+    while (n < limit) {
+      const { bytesRead } = await fh.read(buf, n, limit - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    await fh.close();
   }
 }

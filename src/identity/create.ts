@@ -32,7 +32,7 @@ export function createIdentityManager(o: IdentityManagerOptions): CertManager {
   const c = o.config;
   const caClient =
     o.caClient ??
-    new IstioCaClient({ address: c.caAddress, rootCa: c.caRootCa, altHostname: c.altCaHostname, authToken: c.authToken, clusterId: c.clusterId });
+    new IstioCaClient({ address: c.caAddress, rootCa: c.caRootCa, altHostname: c.altCaHostname, authToken: c.authToken, clusterId: c.clusterId, headers: c.caHeaders });
   return new CertManager({
     caClient,
     caAddress: c.caAddress,

@@ -1,5 +1,6 @@
 import pino, { type Logger, type DestinationStream } from 'pino';
 import type { LogLevel } from '../config/key';
+import { LogLevels } from './levels';
 
 export type { Logger };
 
@@ -21,16 +22,32 @@ const REDACT = ['privateKey', 'key', 'keyPem', '*.privateKey', '*.key', '*.keyPe
 /** Builds the root logger. Called once, by a composition root; never at import time. */
 export function createLogger(opts: LoggerOptions): Logger {
   const dest = opts.destination ?? (opts.format === 'plain' ? plainDestination(process.stdout) : pino.destination({ dest: 1, sync: false }));
-  return pino(
+  const holder: { levels: LogLevels | null } = { levels: null };
+  const root = pino(
     {
       level: opts.level,
       base: opts.base ?? {},
       redact: { paths: REDACT, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      onChild: (child) => holder.levels?.track(child),
     },
     dest,
   );
+  holder.levels = new LogLevels(root, opts.level);
+  (root as Logger & { [LEVELS]?: LogLevels })[LEVELS] = holder.levels;
+  return root;
+}
+
+const LEVELS = Symbol('ztunnel-ts.logLevels');
+
+/**
+ * The per-scope level control of a root logger made by createLogger (the admin /logging
+ * endpoint). A logger from elsewhere gets a control that only knows the root.
+ */
+export function logLevelsOf(root: Logger): LogLevels {
+  const own = (root as Logger & { [LEVELS]?: LogLevels })[LEVELS];
+  return own ?? new LogLevels(root, root.level as LogLevel);
 }
 
 const SKIP = new Set(['level', 'time', 'msg', 'scope']);

@@ -8,9 +8,9 @@ export interface HttpResult {
 }
 
 /** A plain HTTP/1.1 request to a test server; bounded by a timeout. */
-export function httpRequest(addr: SocketAddr, path: string, method = 'GET', timeoutMs = 10_000): Promise<HttpResult> {
+export function httpRequest(addr: SocketAddr, path: string, method = 'GET', timeoutMs = 10_000, headers: Record<string, string> = {}): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: addr.ip, port: addr.port, path, method, timeout: timeoutMs }, (res) => {
+    const req = request({ host: addr.ip, port: addr.port, path, method, timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));

@@ -91,6 +91,7 @@ export function identityConfig(ca: DevCa, over: Partial<IdentityConfig> = {}): I
     trustDomain: 'cluster.local',
     clusterId: 'Kubernetes',
     secretTtl: 24 * 3600_000,
+    caHeaders: [],
     ...over,
   };
 }
