@@ -11,9 +11,14 @@ export const REASONS = {
   NETWORK_POLICY: { flag: 'NETWORK_POLICY', status: 503, hint: 'maybe a NetworkPolicy is blocking HBONE port 15008, or the peer node proxy is down' },
   PEER_UNREACHABLE: { flag: 'CONNECT', status: 503, hint: 'the peer node proxy refused the connection on 15008 (not running?)' },
   TLS_FAILURE: { flag: 'TLS_FAILURE', status: 0, hint: 'the mTLS handshake failed; check both sides share the mesh root' },
-  TLS_PEER_IDENTITY: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer certificate has none of the expected SPIFFE identities' },
-  TLS_TRUST_DOMAIN: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer certificate is from a different trust domain' },
+  TLS_PEER_IDENTITY: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer certificate names another identity than the expected one(s) for this destination' },
+  TLS_TRUST_DOMAIN: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer certificate\'s identity is in another trust domain than expected' },
   TLS_NO_CLIENT_CERT: { flag: 'TLS_FAILURE', status: 0, hint: 'the client sent no certificate; HBONE requires mTLS' },
+  TLS_SPIFFE_SAN: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer certificate must carry exactly one well-formed SPIFFE URI SAN; it has none, several or a malformed one' },
+  TLS_CERT_EXPIRED: { flag: 'TLS_FAILURE', status: 0, hint: 'a certificate in the peer\'s chain has expired (notAfter passed); check its rotation and the clocks' },
+  TLS_CERT_NOT_YET_VALID: { flag: 'TLS_FAILURE', status: 0, hint: 'a certificate in the peer\'s chain is not valid yet (notBefore in the future); check the clocks of the peer, this node and the CA' },
+  TLS_UNKNOWN_ISSUER: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer\'s chain does not reach the mesh root: an intermediate is missing (truncated chain) or another CA issued it' },
+  TLS_UNTRUSTED: { flag: 'TLS_FAILURE', status: 0, hint: 'the peer\'s chain is not trusted: self-signed, a bad signature, or an issuer that may not sign certificates' },
   H2_HANDSHAKE_FAILURE: { flag: 'H2_HANDSHAKE_FAILURE', status: 0, hint: 'the HTTP/2 session with the peer failed (ALPN must be h2)' },
   HBONE_STATUS: { flag: 'CONNECT', status: 503, hint: 'the peer proxy answered the CONNECT with a non-200 status' },
   HBONE_RESET: { flag: 'CONNECT', status: 503, hint: 'the peer reset the HBONE stream' },
@@ -90,16 +95,32 @@ export function classifyError(err: unknown): Reason {
       return 'RESET';
     case 'ERR_HTTP2_STREAM_ERROR':
       return 'HBONE_RESET';
-    case 'ERR_SSL_WRONG_VERSION_NUMBER':
-    case 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA':
-    case 'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE':
-    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    // OpenSSL's X509 verify results (Node's error code for a rejected peer chain, on the
+    // client socket's 'error' and the server handle's verifyError()).
     case 'CERT_HAS_EXPIRED':
+      return 'TLS_CERT_EXPIRED';
+    case 'CERT_NOT_YET_VALID':
+      return 'TLS_CERT_NOT_YET_VALID';
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+      return 'TLS_UNKNOWN_ISSUER';
     case 'SELF_SIGNED_CERT_IN_CHAIN':
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-      return 'TLS_FAILURE';
+    case 'CERT_SIGNATURE_FAILURE':
+    case 'CERT_UNTRUSTED':
+    case 'CERT_REJECTED':
+    case 'INVALID_CA':
+    case 'INVALID_PURPOSE':
+    case 'PATH_LENGTH_EXCEEDED':
+    case 'CERT_CHAIN_TOO_LONG':
+      return 'TLS_UNTRUSTED';
+    case 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE':
+    case 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED':
+      return 'TLS_NO_CLIENT_CERT';
     default:
-      return 'INTERNAL';
+      // Handshake failures without a verify result (wrong version, alerts from the peer).
+      return code?.startsWith('ERR_SSL_') ? 'TLS_FAILURE' : 'INTERNAL';
   }
 }
 

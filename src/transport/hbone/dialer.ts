@@ -32,8 +32,8 @@ export interface DialedSession {
 
 /**
  * Dials one HBONE connection in three phases, each with its own failure reason:
- * TCP (PEER_UNREACHABLE / NETWORK_POLICY on timeout), TLS (TLS_FAILURE,
- * TLS_PEER_IDENTITY) and HTTP/2 (H2_HANDSHAKE_FAILURE until the peer's SETTINGS arrive,
+ * TCP (PEER_UNREACHABLE / NETWORK_POLICY on timeout), TLS (the TLS_* reasons of tls.ts:
+ * chain verdict, SPIFFE SAN, expected identity) and HTTP/2 (H2_HANDSHAKE_FAILURE until the peer's SETTINGS arrive,
  * so `remoteSettings.maxConcurrentStreams` is known before the first checkout).
  */
 export async function dialHbone(target: HboneTarget, cert: WorkloadCertificate, o: DialOptions): Promise<DialedSession> {

@@ -1,4 +1,5 @@
 import type { PeerCertificate } from 'node:tls';
+import { ProxyError } from '../../errors';
 import { SpiffeId } from '../../identity/spiffe';
 
 /** One subjectAltName entry as Node prints it (`URI:spiffe://…`, `DNS:example.com`). */
@@ -53,12 +54,24 @@ export function uriSans(cert: Pick<PeerCertificate, 'subjectaltname'> | undefine
   return out;
 }
 
-/** The URI SANs that are valid SPIFFE workload identities (strict 5-segment form). */
-export function spiffeSans(cert: Pick<PeerCertificate, 'subjectaltname'> | undefined | null): SpiffeId[] {
-  const out: SpiffeId[] = [];
-  for (const uri of uriSans(cert)) {
-    const id = SpiffeId.tryParse(uri);
-    if (id) out.push(id);
+/** RFC 3986 schemes are case-insensitive: `SPIFFE://…` is a SPIFFE SAN too (and then malformed). */
+const SPIFFE_SCHEME = /^spiffe:/i;
+
+/**
+ * The one identity a peer certificate names: its only SPIFFE URI SAN, in the strict
+ * `spiffe://<td>/ns/<ns>/sa/<sa>` form. A mesh-signed certificate can carry several SPIFFE
+ * SANs (a foreign or a second identity first); choosing one would let the order decide
+ * which policy applies, so a certificate with none, several, or a malformed one names no
+ * identity and is refused (TLS_SPIFFE_SAN). Other URI schemes and DNS/IP SANs are ignored.
+ */
+export function soleSpiffeIdentity(cert: Pick<PeerCertificate, 'subjectaltname'> | undefined | null, who: string): SpiffeId {
+  const sans = uriSans(cert).filter((u) => SPIFFE_SCHEME.test(u));
+  if (sans.length !== 1) {
+    const found = sans.length === 0 ? 'no SPIFFE URI SAN' : `${sans.length} SPIFFE URI SANs [${sans.join(', ')}]`;
+    throw new ProxyError('TLS_SPIFFE_SAN', `${who} certificate carries ${found}; exactly one is required`, { sans });
   }
-  return out;
+  const only = sans[0] as string;
+  const id = SpiffeId.tryParse(only);
+  if (!id) throw new ProxyError('TLS_SPIFFE_SAN', `${who} certificate SAN ${JSON.stringify(only)} is not a workload identity spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`, { sans });
+  return id;
 }

@@ -60,8 +60,8 @@ interface Attaching {
  * fed to a plain http2 server with `emit('connection')`.
  *
  * Phases and their failure reasons (logged once each, WARN "connection failed"):
- * certificate (IDENTITY_ERROR), pending cap (STREAM_LIMIT), TLS (TLS_FAILURE,
- * TLS_NO_CLIENT_CERT, TLS_TRUST_DOMAIN, HANDSHAKE_TIMEOUT), then per connection
+ * certificate (IDENTITY_ERROR), pending cap (STREAM_LIMIT), TLS (the TLS_* reasons of
+ * tls.ts: chain, client certificate, SPIFFE SAN, trust domain; HANDSHAKE_TIMEOUT), then per connection
  * HEADERS_TIMEOUT and per stream BAD_REQUEST (see ServerConnection).
  *
  * HTTP/2 abuse (field-notes H8/H10), each proven by test/integration/hbone/abuse-*.test.ts:

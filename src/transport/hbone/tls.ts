@@ -1,10 +1,10 @@
 import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
-import { ProxyError, errorMessage } from '../../errors';
+import { ProxyError, REASONS, classifyError, errorMessage, type Reason } from '../../errors';
 import { SpiffeId } from '../../identity/spiffe';
 import type { WorkloadCertificate } from '../../identity/types';
 import { formatSocketAddr, type SocketAddr } from '../../util/socket-addr';
-import { spiffeSans, uriSans } from './san';
+import { soleSpiffeIdentity, uriSans } from './san';
 
 import { HBONE_CIPHERSUITES, HBONE_SECURE_CONTEXT_OPTIONS } from '../../identity/tls-profile';
 
@@ -42,22 +42,28 @@ export function clientTlsOptions(cert: WorkloadCertificate, nextHop: SocketAddr,
 }
 
 /**
- * ztunnel's server verification step 2: one URI SAN must equal one expected identity
- * (DNS names ignored). Returned (not thrown) because Node destroys the socket with it.
+ * Server verification after OpenSSL accepted the chain: the certificate's only SPIFFE URI
+ * SAN (soleSpiffeIdentity) must be one of the expected identities; DNS names are ignored.
+ * A different identity in an expected trust domain is TLS_PEER_IDENTITY, one in another
+ * trust domain TLS_TRUST_DOMAIN. Returned (not thrown) because Node destroys the socket with it.
  */
 export function checkPeerIdentity(peer: tls.PeerCertificate, expected: readonly string[], nextHop: SocketAddr, verified: VerifiedPeer): ProxyError | undefined {
-  const actual = uriSans(peer);
-  for (const uri of actual) {
-    if (!expected.includes(uri)) continue;
-    const id = SpiffeId.tryParse(uri);
-    if (id) {
-      verified.identity = id;
-      return undefined;
-    }
+  const who = `peer ${formatSocketAddr(nextHop)}`;
+  let id: SpiffeId;
+  try {
+    id = soleSpiffeIdentity(peer, who);
+  } catch (err) {
+    return err instanceof ProxyError ? err : new ProxyError('TLS_SPIFFE_SAN', `${who} certificate SANs unreadable: ${errorMessage(err)}`);
   }
+  const actual = id.toString();
+  if (expected.includes(actual)) {
+    verified.identity = id;
+    return undefined;
+  }
+  const sameDomain = expected.some((e) => SpiffeId.tryParse(e)?.trustDomain === id.trustDomain);
   return new ProxyError(
-    'TLS_PEER_IDENTITY',
-    `peer ${formatSocketAddr(nextHop)} presented identities [${actual.join(', ')}], expected one of [${expected.join(', ')}]`,
+    sameDomain ? 'TLS_PEER_IDENTITY' : 'TLS_TRUST_DOMAIN',
+    `${who} presented identity ${actual}, expected one of [${expected.join(', ')}]`,
     { peer: formatSocketAddr(nextHop), expected: [...expected], actual },
   );
 }
@@ -105,10 +111,10 @@ interface ServerHandle {
  * Completes a server-side handshake done on a bare TLSSocket (no tls.Server). Node's
  * tls.Server runs this step in its private `onServerSocketSecure`; without it the chain
  * verdict is never read and `secureConnecting` stays true (http2 would then wait forever
- * for 'secureConnect'). So we read OpenSSL's verdict from the handle ourselves, fail
- * closed if that internal is missing, then apply ztunnel's trust-domain rule: at least one
- * SPIFFE URI SAN in the client certificate shares the server identity's trust domain.
- * Returns the peer identity: the first valid SPIFFE URI SAN.
+ * for 'secureConnect'). So we read OpenSSL's verdict from the handle ourselves (failing
+ * closed if that internal is missing; each verify error keeps its own reason), then take
+ * the client's identity: its only SPIFFE URI SAN, which must be in the server identity's
+ * trust domain (TLS_SPIFFE_SAN / TLS_TRUST_DOMAIN otherwise).
  */
 export function finishServerHandshake(sock: tls.TLSSocket, server: SpiffeId, peer: string): SpiffeId {
   const handle = (sock as unknown as { _handle?: ServerHandle })._handle;
@@ -118,33 +124,44 @@ export function finishServerHandshake(sock: tls.TLSSocket, server: SpiffeId, pee
   const verifyError = handle.verifyError();
   if (verifyError) {
     const code = (verifyError as { code?: string }).code ?? 'UNKNOWN';
-    throw new ProxyError('TLS_FAILURE', `client ${peer} certificate rejected: ${code}: ${errorMessage(verifyError)}`, { code });
+    throw new ProxyError(tlsReason(verifyError), `client ${peer} certificate rejected: ${code}: ${errorMessage(verifyError)}${describeCert(sock.getPeerCertificate())}`, { code });
   }
   assertTlsPolicy(sock, peer);
   if (sock.alpnProtocol !== 'h2') {
     throw new ProxyError('H2_HANDSHAKE_FAILURE', `client ${peer} did not negotiate ALPN h2 (got ${String(sock.alpnProtocol)})`);
   }
-  const ids = spiffeSans(sock.getPeerCertificate());
-  if (ids.length === 0) {
-    throw new ProxyError('TLS_PEER_IDENTITY', `client ${peer} certificate has no SPIFFE URI SAN`);
-  }
-  if (!ids.some((id) => id.trustDomain === server.trustDomain)) {
-    throw new ProxyError(
-      'TLS_TRUST_DOMAIN',
-      `client ${peer} identities [${ids.join(', ')}] are not in trust domain ${server.trustDomain}`,
-      { actual: ids.map(String), trustDomain: server.trustDomain },
-    );
+  const id = soleSpiffeIdentity(sock.getPeerCertificate(), `client ${peer}`);
+  if (id.trustDomain !== server.trustDomain) {
+    throw new ProxyError('TLS_TRUST_DOMAIN', `client ${peer} identity ${id.toString()} is not in trust domain ${server.trustDomain}`, { actual: id.toString(), trustDomain: server.trustDomain });
   }
   (sock as unknown as { secureConnecting: boolean }).secureConnecting = false;
-  return ids[0] as SpiffeId;
+  return id;
+}
+
+/** ` (SANs …, valid … to …)` for a rejected certificate's log line; empty when there is none. */
+function describeCert(cert: tls.PeerCertificate | undefined): string {
+  if (!cert?.valid_from) return '';
+  return ` (certificate SANs [${uriSans(cert).join(', ')}], valid ${cert.valid_from} to ${cert.valid_to})`;
+}
+
+/**
+ * The reason of a TLS-phase failure: classifyError's mapping when it names a TLS failure
+ * (expired, not yet valid, unknown issuer, untrusted, no client certificate), else
+ * TLS_FAILURE, since anything that ends a handshake is a handshake failure.
+ */
+function tlsReason(err: unknown): Reason {
+  const r = classifyError(err);
+  return REASONS[r].flag === 'TLS_FAILURE' ? r : 'TLS_FAILURE';
 }
 
 /** Maps a TLS-phase error (either side) to a typed ProxyError, keeping an existing one. */
 export function tlsError(err: unknown, peer: string, side: 'client' | 'server'): ProxyError {
   if (err instanceof ProxyError) return err;
   const code = (err as { code?: string } | null)?.code ?? '';
-  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE' || code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED') {
-    return new ProxyError('TLS_NO_CLIENT_CERT', `${side === 'server' ? `client ${peer} sent` : 'we sent'} no client certificate`, { code }, err);
+  const reason = tlsReason(err);
+  if (reason === 'TLS_NO_CLIENT_CERT') {
+    return new ProxyError(reason, `${side === 'server' ? `client ${peer} sent` : 'we sent'} no client certificate`, { code }, err);
   }
-  return new ProxyError('TLS_FAILURE', `TLS handshake with ${peer} failed: ${code ? code + ': ' : ''}${errorMessage(err)}`, { code }, err);
+  const whose = side === 'client' && reason !== 'TLS_FAILURE' ? ` (server certificate of ${peer} rejected)` : '';
+  return new ProxyError(reason, `TLS handshake with ${peer} failed: ${code ? code + ': ' : ''}${errorMessage(err)}${whose}`, { code }, err);
 }

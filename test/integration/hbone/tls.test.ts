@@ -43,7 +43,7 @@ test('client from a foreign trust domain (same root) is refused by the server (T
   t.is(side.server.stats().connections, 0);
 });
 
-test('client certificate from an untrusted root is refused by the server (TLS_FAILURE)', async (t) => {
+test('client certificate from an untrusted root is refused by the server (TLS_UNKNOWN_ISSUER)', async (t) => {
   const app = await startApp(t, echo);
   const side = await startHbone(t);
   const other = new TestCa('other-root');
@@ -52,11 +52,11 @@ test('client certificate from an untrusted root is refused by the server (TLS_FA
   const pool = new HbonePool({ certs: new StaticCerts().add(rogue), logger: createLogger({ level: 'silent', format: 'json', destination: new LogCollector() }) });
   t.teardown(() => pool.destroy());
   await t.throwsAsync(pool.connect(side.target(app)), { instanceOf: ProxyError });
-  await eventually(() => side.logs.find((l) => l['reason'] === 'TLS_FAILURE').length === 1, 3000, 'server log');
-  t.regex(String(side.logs.find((l) => l['reason'] === 'TLS_FAILURE')[0]?.['err']), /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify/);
+  await eventually(() => side.logs.find((l) => l['reason'] === 'TLS_UNKNOWN_ISSUER').length === 1, 3000, 'server log');
+  t.regex(String(side.logs.find((l) => l['reason'] === 'TLS_UNKNOWN_ISSUER')[0]?.['err']), /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify/);
 });
 
-test('server certificate from an untrusted root is refused by the client (TLS_FAILURE)', async (t) => {
+test('server certificate from an untrusted root is refused by the client (TLS_UNKNOWN_ISSUER)', async (t) => {
   const app = await startApp(t, echo);
   const other = new TestCa('other-root');
   t.teardown(() => other.cleanup());
@@ -64,7 +64,7 @@ test('server certificate from an untrusted root is refused by the client (TLS_FA
   const rogueServer = other.issue([SERVER_ID], [side.ca.rootPem]);
   (side.server as unknown as { o: { resolveCert: () => Promise<unknown> } }).o.resolveCert = async () => rogueServer;
   const err = await t.throwsAsync(side.pool.connect(side.target(app)), { instanceOf: ProxyError });
-  t.is(err?.reason, 'TLS_FAILURE');
+  t.is(err?.reason, 'TLS_UNKNOWN_ISSUER');
 });
 
 test('no client certificate → refused before any HTTP/2 (TLS_NO_CLIENT_CERT in the server log)', async (t) => {
