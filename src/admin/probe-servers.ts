@@ -36,7 +36,7 @@ export class ReadinessServer {
       if (path !== '/healthz/ready') return sendText(res, 404, 'not found; use /healthz/ready\n');
       if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed\n');
       if (readiness.isReady()) return sendText(res, 200, 'ready\n');
-      return sendText(res, 500, `not ready, pending: ${readiness.pendingTasks().join(', ')}\n`);
+      return sendText(res, 500, `not ready, pending: ${readiness.pendingDescriptions().join(', ')}\n`);
     });
   }
   start(addr: ListenAddr): Promise<SocketAddr> {

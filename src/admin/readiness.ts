@@ -21,6 +21,21 @@ export class Readiness {
     };
   }
 
+  private readonly details = new Map<string, () => string | null>();
+
+  /** Says why a task is still pending (e.g. the CA's error), for /healthz/ready. */
+  describe(name: string, detail: () => string | null): void {
+    this.details.set(name, detail);
+  }
+
+  /** Pending tasks, each with its detail when it has one: `certificates (CA_UNREACHABLE: …)`. */
+  pendingDescriptions(): string[] {
+    return this.pendingTasks().map((name) => {
+      const d = this.details.get(name)?.();
+      return d ? `${name} (${d})` : name;
+    });
+  }
+
   isReady(): boolean {
     return this.pending.size === 0;
   }

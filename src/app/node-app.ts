@@ -102,6 +102,7 @@ export class NodeApp {
       certsReady();
     }
     this.certs = createIdentityManager({ config: c, logger: this.logger.child({ scope: 'identity' }), registry: this.registry, clock: this.clock, mode: 'node' });
+    readiness.describe('certificates', () => this.certs.missingSummary(this.localIdentities()));
     this.capture = loadCapture();
     this.telemetry = new Telemetry({ registry: this.registry, logger: this.logger, clock: this.clock, accessLogUpdateIntervalMs: c.accessLogUpdateInterval });
 

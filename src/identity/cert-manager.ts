@@ -146,6 +146,26 @@ export class CertManager implements CertificateSource, Component {
     });
   }
 
+  /**
+   * Why some of `ids` have no certificate, for readiness: how many, and the CA's last error
+   * (`CA_UNREACHABLE: …`) when there is one; null when every one has a certificate.
+   */
+  missingSummary(ids: Iterable<SpiffeId>): string | null {
+    let wanted = 0;
+    const missing: Entry[] = [];
+    for (const id of ids) {
+      wanted++;
+      const e = this.entries.get(id.toString());
+      if (!e) continue;
+      this.expireIfDue(e);
+      if (!e.cert) missing.push(e);
+    }
+    if (missing.length === 0) return null;
+    const failed = missing.find((e) => e.lastError !== null);
+    const cause = failed?.lastError ? `; ${failed.lastError.reason}: ${errorMessage(failed.lastError)}` : '; waiting for the CA';
+    return `${missing.length} of ${wanted} local identities without a certificate from CA ${this.opts.caAddress}${cause}`;
+  }
+
   /** Subscribes to new certificates; returns the unsubscribe function. */
   onRotate(listener: RotateListener): () => void {
     this.rotateListeners.add(listener);

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ProxyError, classifyError, errorMessage, type Reason } from '../errors';
+import { ProxyError, REASONS, classifyError, errorMessage, type Reason } from '../errors';
 import { SpiffeId } from '../identity/spiffe';
 import type { Service, Workload } from '../state/types';
 import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
@@ -191,12 +191,15 @@ export class OutboundConnection {
     const id = workloadIdentity(r.srcWorkload);
     // The common case has a valid certificate cached: skip the bounded wait (a timer and a
     // race per connection). Otherwise wait for the CA here so a missing certificate is
-    // reported as IDENTITY_ERROR within the connect timeout rather than as a dial failure.
+    // reported as an identity failure within the connect timeout rather than as a dial
+    // failure. The CA's own reason (CA_UNREACHABLE, CERT_EXPIRED, …) is kept: it names
+    // what to fix, and its response flag is IDENTITY_ERROR like ztunnel's.
     if (!deps.certs.findCertificate(id)) {
       try {
         await withTimeout(deps.certs.fetchCertificate(id, 'realtime'), deps.settings.connectTimeoutMs, `the CA did not issue one within ${deps.settings.connectTimeoutMs}ms`);
       } catch (err) {
-        throw new ProxyError('IDENTITY_ERROR', `no certificate for ${id.toString()}: ${errorMessage(err)}`, {}, err);
+        const reason = err instanceof ProxyError && REASONS[err.reason].flag === 'IDENTITY_ERROR' ? err.reason : 'IDENTITY_ERROR';
+        throw new ProxyError(reason, `no certificate for ${id.toString()}: ${errorMessage(err)}`, {}, err);
       }
     }
     const s = await deps.hbone

@@ -105,14 +105,22 @@ export class TestMesh {
     return this.ca;
   }
 
-  async startNode(name: string, env: Record<string, string> = {}): Promise<TestNode> {
-    if (!this.ca) throw new Error('start the CA first');
+  /** Stops the CA (its address then refuses connections); nodes keep the certificates they have. */
+  async stopCa(): Promise<void> {
+    await this.ca?.close();
+  }
+
+  /**
+   * Starts a node and waits until it is ready, unless `waitReady` is false (a node whose CA
+   * is down). Without a started CA, `env` must name CA_ADDRESS and CA_ROOT_CA.
+   */
+  async startNode(name: string, env: Record<string, string> = {}, opts: { waitReady?: boolean } = {}): Promise<TestNode> {
+    if (!this.ca && !(env['CA_ADDRESS'] && env['CA_ROOT_CA'])) throw new Error('start the CA first (or pass CA_ADDRESS and CA_ROOT_CA)');
     const { config } = loadNodeConfig(
       {
         NODE_NAME: name,
         LOCAL_XDS_PATH: this.xdsPath,
-        CA_ADDRESS: `https://${this.ca.address}`,
-        CA_ROOT_CA: this.ca.rootCertPath,
+        ...(this.ca ? { CA_ADDRESS: `https://${this.ca.address}`, CA_ROOT_CA: this.ca.rootCertPath } : {}),
         AUTH_TOKEN: this.tokens.get(name) ?? '',
         ADMIN_ADDR: '127.0.0.1:0',
         STATS_ADDR: '127.0.0.1:0',
@@ -126,7 +134,7 @@ export class TestMesh {
     const logs = new LogCollector();
     const app = new NodeApp({ config, logDestination: logs, processMetrics: false });
     const addrs = await app.start();
-    await waitUntil(() => app.runtime.readiness.isReady(), 20_000, () => `${name} not ready: ${app.runtime.readiness.pendingTasks().join(', ')}`);
+    if (opts.waitReady !== false) await waitUntil(() => app.runtime.readiness.isReady(), 20_000, () => `${name} not ready: ${app.runtime.readiness.pendingTasks().join(', ')}`);
     const node: TestNode = {
       name,
       app,
