@@ -61,3 +61,14 @@ function request(t: { host: string; port: number }): Buffer {
   const name = Buffer.from(t.host, 'latin1');
   return Buffer.concat([Buffer.from([5, 1, 0, 3, name.length]), name, port]);
 }
+
+/** The reply code of a SOCKS5 CONNECT: 0 when it succeeded (the socket is then closed), null when the proxy closed without a reply. */
+export async function socksReplyCode(proxy: SocketAddr, target: { host: string; port: number }, localAddress: string): Promise<number | null> {
+  try {
+    (await socksConnect(proxy, target, localAddress)).destroy();
+    return 0;
+  } catch (err) {
+    if (err instanceof SocksReplyError) return err.code;
+    throw err;
+  }
+}

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { TestMesh, waitUntil, type LocalConfigDoc, type TestNode } from '../../helpers/node-harness';
 import { loopbackBlock } from '../../helpers/loopback';
 import { startEchoServer, exchange, waitClosed, type EchoServer } from '../../helpers/echo-server';
-import { socksConnect, SocksReplyError } from '../../helpers/socks-client';
+import { socksConnect, socksReplyCode } from '../../helpers/socks-client';
 import { sumSamples } from '../../helpers/prom-text';
 import { httpRequest } from '../../helpers/http';
 import { loadOrCreateRoot, ROOT_CERT_FILE } from '../../../src/ca/root';
@@ -32,14 +32,8 @@ async function captured(vip: string, src: string): Promise<Buffer> {
   return (await waitClosed(s)).data;
 }
 
-async function socksRefusal(node: TestNode, dst: string, src: string): Promise<number | null> {
-  try {
-    const s = await socksConnect(node.listener('socks5'), { host: dst, port: 8080 }, src);
-    s.destroy();
-    return 0;
-  } catch (err) {
-    return err instanceof SocksReplyError ? err.code : null;
-  }
+function socksRefusal(node: TestNode, dst: string, src: string): Promise<number | null> {
+  return socksReplyCode(node.listener('socks5'), { host: dst, port: 8080 }, src);
 }
 
 async function readiness(node: TestNode): Promise<{ status: number; body: string }> {

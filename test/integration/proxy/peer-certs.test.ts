@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { TestMesh, waitUntil, type LocalConfigDoc, type TestNode } from '../../helpers/node-harness';
 import { loopbackBlock } from '../../helpers/loopback';
 import { startEchoServer, exchange, type EchoServer } from '../../helpers/echo-server';
-import { socksConnect, SocksReplyError } from '../../helpers/socks-client';
+import { socksConnect, socksReplyCode } from '../../helpers/socks-client';
 import { sumSamples } from '../../helpers/prom-text';
 import { FixedCertSource, MeshCerts } from '../../helpers/mesh-certs';
 import { HbonePool } from '../../../src/transport/hbone/pool';
@@ -164,21 +164,10 @@ test.serial('15008: expired, not-yet-valid and truncated-chain client certificat
   t.is(app.peers.length, 1, 'only the full-chain connection reached the app');
 });
 
-/** node-a dials the rogue server through SOCKS; returns the SOCKS reply code of the refusal. */
-async function viaSocks(): Promise<number | null> {
-  try {
-    const s = await socksConnect(a.listener('socks5'), { host: ROGUE, port: 8080 }, CLIENT);
-    s.destroy();
-    return 0;
-  } catch (err) {
-    return err instanceof SocksReplyError ? err.code : null;
-  }
-}
-
 /** node-a's outbound refused the rogue server's certificate: one access line and one count with `reason`. */
 async function refusedOnClient(t: ExecutionContext, reason: Reason, message: RegExp): Promise<void> {
   const connects = rogue.connects;
-  t.is(await viaSocks(), 0x01, 'SOCKS general failure');
+  t.is(await socksReplyCode(a.listener('socks5'), { host: ROGUE, port: 8080 }, CLIENT), 0x01, 'SOCKS general failure');
   await waitUntil(() => a.access('connection complete').some((l) => l['reason'] === reason), 5000, () => `node-a ${reason} access log`);
   const lines = a.access('connection complete').filter((l) => l['reason'] === reason);
   t.is(lines.length, 1, `${reason} logged once`);
