@@ -118,14 +118,18 @@ export class ListenerManager implements Component {
     return undefined;
   }
 
-  /** Stops accepting; connections already accepted belong to their handlers. */
+  /**
+   * Stops accepting now; connections already accepted belong to their handlers. It does not
+   * wait for the servers' close callbacks: those fire only once every accepted socket has
+   * closed, idle pooled HBONE connections from peers included, which would hold the drain
+   * (and the GOAWAY that tells those peers to go) until the termination deadline.
+   */
   async close(): Promise<void> {
     this.closed = true;
     this.unsubscribe?.();
     this.unsubscribe = null;
-    const all = [...this.bound.values()];
+    for (const b of this.bound.values()) b.server.close();
     this.bound.clear();
-    await Promise.all(all.map((b) => new Promise<void>((r) => b.server.close(() => r()))));
   }
 
   destroy(): void {

@@ -87,7 +87,11 @@ export class NodeProxy implements Component {
     return this.listenerManager.listeners();
   }
 
-  /** Stop accepting, GOAWAY on HBONE, then wait for live connections to finish. */
+  /**
+   * Stop accepting and send GOAWAY on every inbound HBONE session in the same tick, so peers
+   * stop opening streams here at once; then wait only for what is in flight. The client pool
+   * closes last: connections accepted just before the drain may still need a stream.
+   */
   async close(): Promise<void> {
     await this.listenerManager.close();
     await Promise.all([this.opts.hboneServer.close().catch(() => undefined), this.opts.telemetry.tracker.idle()]);

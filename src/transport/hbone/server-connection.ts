@@ -40,7 +40,7 @@ export interface ServerConnectionInit {
   readonly socket?: Socket;
 }
 
-/** How long a dropped session's socket may take to flush its GOAWAY before it is destroyed. */
+/** How long a closed or dropped session's socket may take to flush its GOAWAY and see the peer's FIN before it is destroyed. */
 const CLOSE_GRACE_MS = 1000;
 
 /** Window for counting peer resets of unanswered streams and control frames (abuse defences). */
@@ -112,6 +112,10 @@ export class ServerConnection {
     this.firstHeaders = init.clock.setTimeout(this.onFirstHeadersTimeout, init.firstHeadersTimeout);
     this.firstHeaders.unref?.();
     this.keepalive = new Keepalive(this.session, init.clock, init.keepalive, this.onKeepaliveDead);
+    // Node ends the socket once a gracefully closed session (GOAWAY: drain, first-HEADERS
+    // timeout) has no stream left, then waits for the peer's FIN; a peer that never sends
+    // it kept the descriptor in FIN-WAIT-2. Our side is done once it finished writing.
+    init.socket?.once('finish', this.onSocketFinished);
   }
 
   /** Graceful: GOAWAY(NO_ERROR), no new streams, resolves when open streams are done. */
@@ -301,8 +305,13 @@ export class ServerConnection {
       `no CONNECT within ${this.init.firstHeadersTimeout}ms of the handshake; closing`,
     );
     // close() sends GOAWAY(NO_ERROR); with no stream open the session then ends at once.
+    // The socket goes after the grace whether or not the peer ever answers (a peer that
+    // never reads would not even let our FIN out, so 'finish' alone is not enough).
     this.session.close();
+    this.reapSocket();
   };
+
+  private readonly onSocketFinished = (): void => this.reapSocket();
 
   private readonly onKeepaliveDead = (why: string): void => {
     this.init.onFailure('NETWORK_POLICY');
