@@ -1,7 +1,7 @@
 import test from 'ava';
-import { TestMesh, waitUntil, type TestNode } from '../../helpers/node-harness';
-import { loopbackBlock } from '../../helpers/loopback';
-import { exchange, startEchoServer } from '../../helpers/echo-server';
+import { waitUntil, type TestNode } from '../../helpers/node-harness';
+import { exchange } from '../../helpers/echo-server';
+import { startTwoNodes } from '../../helpers/two-nodes';
 import { socksConnect, SocksReplyError } from '../../helpers/socks-client';
 import { sumSamples } from '../../helpers/prom-text';
 
@@ -15,21 +15,7 @@ import { sumSamples } from '../../helpers/prom-text';
 const DEADLINE_MS = 5000;
 
 async function twoNodes(t: import('ava').ExecutionContext) {
-  const ip = loopbackBlock();
-  const mesh = new TestMesh(['node-a', 'node-b']);
-  t.teardown(() => mesh.close());
-  mesh.writeConfig({
-    workloads: [
-      { name: 'client', ips: [ip(10)], node: 'node-a' },
-      { name: 'server', ips: [ip(20)], node: 'node-b' },
-    ],
-  });
-  await mesh.startCa();
-  const app = await startEchoServer(ip(20), 8080);
-  t.teardown(() => app.close());
-  const a = await mesh.startNode('node-a', { SOCKS5_ADDR: `${ip(1)}:0` });
-  const b = await mesh.startNode('node-b', { CONNECTION_TERMINATION_DEADLINE: `${DEADLINE_MS}ms` });
-  return { ip, a, b };
+  return startTwoNodes(t, { b: { CONNECTION_TERMINATION_DEADLINE: `${DEADLINE_MS}ms` } });
 }
 
 async function pooledSessions(n: TestNode): Promise<number> {
