@@ -45,7 +45,7 @@ export const command: Command = {
       return 1;
     }
     const updater = new StateUpdater();
-    updater.replaceAll(parsed.value);
+    updater.source(source).replaceAll(parsed.value);
     const r = explain(updater.view, {
       srcIp: config.source,
       dst: config.destination,

@@ -63,7 +63,7 @@ export interface ExplainResult {
 const DEFAULT_ILLEGAL = new Set([15001, 15006, 15008]);
 
 /**
- * Explains one connection end to end (field-notes item 20's "explain path"): the source
+ * Explains one connection end to end: the source
  * workload, every hop the proxies would take (direct, waypoint, passthrough) with next hop,
  * authority and expected SANs, and at the destination the authorization decision with
  * every policy evaluated. Uses the same pure functions as the data path.

@@ -25,7 +25,7 @@ export interface LbOptions {
 }
 
 /**
- * ztunnel's load_balance (ztunnel-wire.md §3 step 6): keep healthy endpoints (unless
+ * ztunnel's load_balance: keep healthy endpoints (unless
  * AllowAll) that have an IP of a usable family and a target port for `servicePort`; for
  * Failover/Strict keep only the best locality rank (Strict also drops partial matches);
  * then pick at random weighted by capacity.

@@ -19,7 +19,7 @@ export interface LocalConfig {
 export type LocalConfigResult = { ok: true; value: LocalConfig } | { ok: false; errors: LocalConfigError[] };
 
 /**
- * Parses ztunnel's local config format (ztunnel-wire.md §6, camelCase, unknown fields
+ * Parses ztunnel's local config format (camelCase, unknown fields
  * rejected). Pure: never throws on bad input; instead every problem in the file is
  * collected with its path and line/column, so one edit-reload cycle shows all of them.
  * `source` (a file name or "LOCAL_XDS") is used only in YAML syntax messages.
@@ -50,6 +50,7 @@ export function parseLocalConfig(text: string, source: string): LocalConfigResul
   const serviceKeys = new Set(services.map(serviceKey));
   const policyKeys = new Set(policies.map(policyKey));
   for (const ref of ctx.refs) {
+    if (r.errors.some((e) => e.path === ref.path)) continue; // malformed: reported already
     const known = ref.kind === 'service' ? serviceKeys : policyKeys;
     if (known.has(ref.key)) continue;
     const list = [...known].sort();

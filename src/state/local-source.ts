@@ -3,11 +3,11 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { Component } from '../app/component';
 import { ProxyError } from '../errors';
 import type { StateMetrics } from '../metrics/state-metrics';
 import { formatLocalConfigError, parseLocalConfig, type LocalConfigError } from './local-config';
 import type { StateUpdater } from './proxy-state';
+import type { SourceWriter, StateSource } from './source';
 
 export interface LocalConfigSourceOptions {
   /** LOCAL_XDS_PATH: a file, watched and reloaded. Exactly one of path / inline. */
@@ -29,13 +29,13 @@ interface LastError {
 }
 
 /**
- * The local-file state source (ztunnel's LOCAL_XDS_PATH / LOCAL_XDS), replacing all state
- * on each good load. The file is watched through its directory, because editors and
+ * The local-file state source (ztunnel's LOCAL_XDS_PATH / LOCAL_XDS): each good load
+ * replaces what this file held before (and nothing another source holds). The file is watched through its directory, because editors and
  * ConfigMap updates replace the file (rename) rather than write it in place; events are
  * debounced and a content hash skips no-op reloads. A bad file is rejected as a whole:
  * every error is logged with its line, and the last good state stays in force.
  */
-export class LocalConfigSource implements Component {
+export class LocalConfigSource implements StateSource {
   readonly name = 'local_config';
   /** Resolves after the first successful load. */
   readonly ready: Promise<void>;
@@ -48,10 +48,13 @@ export class LocalConfigSource implements Component {
   private loads = 0;
   private closed = false;
   private reloading: Promise<void> = Promise.resolve();
+  /** Owns only what this file lists: other sources' resources survive every reload. */
+  private readonly writer: SourceWriter;
 
   constructor(private readonly opts: LocalConfigSourceOptions) {
     if (opts.path !== null && opts.inline !== null) throw new ProxyError('CONFIG_INVALID', 'set only one of LOCAL_XDS_PATH and LOCAL_XDS');
     this.ready = new Promise((r) => (this.resolveReady = r));
+    this.writer = opts.updater.source(opts.path === null ? 'LOCAL_XDS' : `file:${resolve(opts.path)}`);
   }
 
   private get sourceName(): string {
@@ -154,7 +157,7 @@ export class LocalConfigSource implements Component {
       return false;
     }
     this.lastHash = hash;
-    const change = this.opts.updater.replaceAll(parsed.value);
+    const change = this.writer.replaceAll(parsed.value);
     this.lastGoodText = text;
     this.lastError = null;
     this.loads++;

@@ -3,9 +3,13 @@ import { policyKey, serviceKey, type Authorization, type NetworkAddress, type Se
 import type { StateChange, StateView } from './view';
 import { addrKey, canonicalIpString } from './ip';
 import { identityKey, StateIndexes } from './indexes';
+import { Holdings } from './ownership';
+import type { SourceWriter, StateBatch } from './source';
+
+export type { StateBatch } from './source';
 
 /**
- * The read side of workload state (style rule 4). It only reads the indexes the
+ * The read side of workload state. It only reads the indexes the
  * StateUpdater owns; it has no way to change them. Lookups are synchronous and allocate
  * only where they must return a list built from several indexes.
  */
@@ -142,26 +146,79 @@ export class ProxyState implements StateView {
   }
 }
 
-/** Upserts and removals for each kind; removals name uids / `ns/hostname` / `ns/name`. */
-export interface StateBatch {
-  readonly workloads?: { readonly upsert?: readonly Workload[]; readonly remove?: readonly string[] };
-  readonly services?: { readonly upsert?: readonly Service[]; readonly remove?: readonly string[] };
-  readonly policies?: { readonly upsert?: readonly Authorization[]; readonly remove?: readonly string[] };
-}
-
 /**
- * The ONLY writer of workload state. Every source (local file, xDS) calls applyBatch or
- * replaceAll. A batch is applied synchronously in one go (removals, then upserts), so no
- * reader on the event loop can see part of it; listeners run after it is in place.
+ * The ONLY writer of workload state. Sources write through their own SourceWriter
+ * (`source(id)`), which records what each source holds (see Holdings for what happens when
+ * two sources name the same resource) and turns each write into the effective change; the
+ * change is applied synchronously in one go (removals, then upserts), so no reader on the
+ * event loop can see part of it, and listeners run after it is in place. Sources never
+ * touch the indexes.
  */
 export class StateUpdater {
   private readonly idx = new StateIndexes();
   readonly view: ProxyState = new ProxyState(this.idx);
+  private readonly held = { workloads: new Holdings<Workload>(), services: new Holdings<Service>(), policies: new Holdings<Authorization>() };
+  private readonly writers = new Map<string, SourceWriter>();
 
   constructor(private readonly logger?: Logger) {}
 
-  /** Applies a batch; returns the change, or null when it changed nothing (no version bump, no event). */
-  applyBatch(batch: StateBatch): StateChange | null {
+  /** The writer of source `id` (one per id: asking again returns the same writer). */
+  source(id: string): SourceWriter {
+    let w = this.writers.get(id);
+    if (!w) {
+      const writer: SourceWriter = {
+        id,
+        applyBatch: (batch) => this.write(id, batch),
+        replaceAll: (c) =>
+          this.write(id, {
+            workloads: { upsert: c.workloads, remove: this.notListed(this.held.workloads, id, c.workloads.map((x) => x.uid)) },
+            services: { upsert: c.services, remove: this.notListed(this.held.services, id, c.services.map(serviceKey)) },
+            policies: { upsert: c.policies, remove: this.notListed(this.held.policies, id, c.policies.map(policyKey)) },
+          }),
+      };
+      this.writers.set(id, (w = writer));
+    }
+    return w;
+  }
+
+  /** Sources holding a resource, oldest write first (for /config_dump and conflict reports). */
+  holders(kind: 'workloads' | 'services' | 'policies', key: string): string[] {
+    return this.held[kind].holdersOf(key);
+  }
+
+  private notListed<T>(h: Holdings<T>, source: string, keys: string[]): string[] {
+    const keep = new Set(keys);
+    return h.keysOf(source).filter((k) => !keep.has(k));
+  }
+
+  /** Turns one source's batch into the effective batch (what the merged state must become). */
+  private write(source: string, batch: StateBatch): StateChange | null {
+    return this.apply({
+      workloads: this.effective(source, 'workloads', batch.workloads, (w) => w.uid),
+      services: this.effective(source, 'services', batch.services, serviceKey),
+      policies: this.effective(source, 'policies', batch.policies, policyKey),
+    });
+  }
+
+  private effective<T>(source: string, kind: keyof StateUpdater['held'], part: { readonly upsert?: readonly T[]; readonly remove?: readonly string[] } | undefined, keyOf: (t: T) => string): { upsert: T[]; remove: string[] } {
+    const h = this.held[kind] as unknown as Holdings<T>;
+    const out = { upsert: [] as T[], remove: [] as string[] };
+    for (const key of part?.remove ?? []) {
+      const now = h.drop(key, source);
+      if (now === undefined) out.remove.push(key);
+      else if (now !== null) out.upsert.push(now);
+    }
+    for (const v of part?.upsert ?? []) {
+      const key = keyOf(v);
+      const others = h.put(key, source, v);
+      if (others.length > 0) this.logger?.warn({ kind, resource: key, source, alsoHeldBy: others }, `${kind} ${key} is defined by more than one source; the most recent write (${source}) is in force`);
+      out.upsert.push(v);
+    }
+    return out;
+  }
+
+  /** Applies an effective batch; returns the change, or null when it changed nothing (no version bump, no event). */
+  private apply(batch: StateBatch): StateChange | null {
     const idx = this.idx;
     const beforeW = new Map<string, Workload | undefined>();
     const touchW = (uid: string): void => void (beforeW.has(uid) || beforeW.set(uid, idx.workloads.get(uid)));
@@ -225,18 +282,6 @@ export class StateUpdater {
       }
     }
     return change;
-  }
-
-  /** Replaces all state with `cfg` (the local-file source): everything not in it is removed. */
-  replaceAll(cfg: { workloads: readonly Workload[]; services: readonly Service[]; policies: readonly Authorization[] }): StateChange | null {
-    const keepW = new Set(cfg.workloads.map((w) => w.uid));
-    const keepS = new Set(cfg.services.map(serviceKey));
-    const keepP = new Set(cfg.policies.map(policyKey));
-    return this.applyBatch({
-      workloads: { upsert: cfg.workloads, remove: [...this.idx.workloads.keys()].filter((k) => !keepW.has(k)) },
-      services: { upsert: cfg.services, remove: [...this.idx.services.keys()].filter((k) => !keepS.has(k)) },
-      policies: { upsert: cfg.policies, remove: [...this.idx.policies.keys()].filter((k) => !keepP.has(k)) },
-    });
   }
 
   /** Index contents for consistency checks (tests compare against a from-scratch rebuild). */

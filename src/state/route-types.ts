@@ -12,7 +12,7 @@ export interface WaypointHop {
 }
 
 /**
- * The outbound routing decision (ztunnel-wire.md §3 steps 4–10, §9). Pure data; the
+ * The outbound routing decision. Pure data; the
  * outbound connection acts on it. For a waypoint hop, `destWorkload` is the waypoint
  * (metrics describe the actual next hop) and `finalWorkload` the workload dialled, when known.
  */

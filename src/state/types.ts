@@ -1,6 +1,6 @@
 /**
  * The workload domain model (not protobuf types), mirroring ztunnel's Workload, Service and
- * Authorization (ztunnel-wire.md §6). Everything is plain readonly data so it can be shown
+ * Authorization. Everything is plain readonly data so it can be shown
  * in /config_dump as is. Produced only by the state updater.
  */
 

@@ -12,7 +12,7 @@ export interface StateChange {
 }
 
 /**
- * The read-only query API over workload state (style rule 4). Lookups are synchronous and
+ * The read-only query API over workload state. Lookups are synchronous and
  * never wait; the single writer (StateUpdater) is the only thing that mutates.
  */
 export interface StateView {

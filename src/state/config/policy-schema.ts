@@ -1,7 +1,8 @@
 import { isMap, isScalar } from 'yaml';
 import type { Authorization, Cidr, Match, ServiceAccountMatch, StringMatch } from '../types';
 import { parseCidr } from '../ip';
-import type { ParseCtx } from './common';
+import { normalizePolicy } from '../normalize';
+import { normalized, opt, type ParseCtx } from './common';
 import { show, type YNode } from './yaml-reader';
 
 const POLICY_FIELDS = ['name', 'namespace', 'scope', 'action', 'dryRun', 'rules'] as const;
@@ -23,8 +24,7 @@ const MATCH_FIELDS = [
 
 /**
  * Attributes only an L7 proxy can see. ztunnel (and istiod's translation) drop them, which
- * silently widens or narrows a policy; we refuse the whole file instead (fail closed,
- * field-notes P2), naming the field and where it can be enforced.
+ * silently widens or narrows a policy; we refuse the whole file instead (fail closed), naming the field and where it can be enforced.
  */
 const L7_FIELDS = new Set([
   'methods',
@@ -50,7 +50,7 @@ function l7Message(key: string): string | null {
     'enforce it in a waypoint (AuthorizationPolicy with targetRefs to the waypoint) and keep only L4 fields here';
 }
 
-/** One entry of `policies[]` (ztunnel's Authorization; rules → clauses → matches). */
+/** One entry of `policies[]` (ztunnel's Authorization; rules → clauses → matches); defaults and value checks are normalizePolicy's. */
 export function parsePolicy(ctx: ParseCtx, node: YNode, path: string): Authorization | undefined {
   const r = ctx.r;
   const o = r.object(node, path, POLICY_FIELDS, (k) =>
@@ -65,12 +65,12 @@ export function parsePolicy(ctx: ParseCtx, node: YNode, path: string): Authoriza
   const namespace = r.string(o.get('namespace'), o.at('namespace'), { required: true, ...owner });
   const scope = r.oneOf(o.get('scope'), o.at('scope'), ['Global', 'Namespace', 'WorkloadSelector'] as const);
   const action = r.oneOf(o.get('action'), o.at('action'), ['Allow', 'Deny'] as const);
-  const dryRun = r.bool(o.get('dryRun'), o.at('dryRun'), false);
+  const dryRun = opt(ctx, o.get('dryRun'), (n) => r.bool(n, o.at('dryRun'), false));
   const rules = r.list(o.get('rules'), o.at('rules'), 'rules (each a list of clauses)', (rn, rp) =>
     r.list(rn, rp, 'clauses (each a list of matches)', (cn, cp) => r.list(cn, cp, 'matches', (mn, mp) => parseMatch(ctx, mn, mp))),
   );
-  if (r.errors.length !== before) return undefined;
-  return { name: name!, namespace: namespace!, scope: scope!, action: action!, dryRun: dryRun!, rules };
+  const p = normalized(ctx, o, normalizePolicy({ name, namespace, scope, action, dryRun, rules }));
+  return r.errors.length === before ? p : undefined;
 }
 
 function parseMatch(ctx: ParseCtx, node: YNode, path: string): Match | undefined {
@@ -139,7 +139,7 @@ export function parseStringMatch(ctx: ParseCtx, node: YNode, path: string): Stri
     r.error(pair.key as YNode, path, `${JSON.stringify(tag)} is not a string match kind; expected ${STRING_MATCH_FORMS}`, node);
     return undefined;
   }
-  const s = r.string(v, `${path}.${tag}`, { required: false });
+  const s = r.string(v, `${path}.${tag}`, { def: '' });
   if (s === undefined) return undefined;
   return { kind: tag, value: s };
 }

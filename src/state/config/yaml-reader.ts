@@ -132,14 +132,14 @@ export class YamlReader {
     return out;
   }
 
-  /** A required or optional string; numbers are not silently stringified. */
+  /** A required or optional string (absent → `def`, or undefined); numbers are not silently stringified. */
   string(node: YNode, path: string, opts: { required?: boolean; def?: string; owner?: YNode } = {}): string | undefined {
     if (this.isNull(node)) {
       if (opts.required) {
         this.error(node, path, 'required field is missing (expected a string)', opts.owner);
         return undefined;
       }
-      return opts.def ?? '';
+      return opts.def;
     }
     if (!isScalar(node) || typeof node.value !== 'string') {
       this.error(node, path, `expected a string, got ${show(node)}`);

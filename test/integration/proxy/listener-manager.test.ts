@@ -14,7 +14,7 @@ test('host-less addresses follow local workloads; fixed hosts bind exactly; one 
   const updater = new StateUpdater(logger);
   const a = workload({ name: 'a', ip: ip(10), node: 'n1' });
   const other = workload({ name: 'other', ip: ip(30), node: 'n2' });
-  updater.replaceAll({ workloads: [a, other], services: [], policies: [] });
+  updater.source('test').replaceAll({ workloads: [a, other], services: [], policies: [] });
   const accepted: AcceptInfo[] = [];
   const lm = new ListenerManager({
     logger,
@@ -45,7 +45,7 @@ test('host-less addresses follow local workloads; fixed hosts bind exactly; one 
   t.teardown(() => blocker.close());
   const b = workload({ name: 'b', ip: ip(20), node: 'n1' });
   const blocked = workload({ name: 'blocked', ip: ip(21), node: 'n1' });
-  updater.replaceAll({ workloads: [b, blocked, other], services: [], policies: [] });
+  updater.source('test').replaceAll({ workloads: [b, blocked, other], services: [], policies: [] });
   await lm.settled();
   t.deepEqual(names(), [`inbound@${ip(20)}:15008(${b.uid})`, `socks5@${ip(1)}:${socksPort}`]);
   const err = logs.find((l) => l['msg'] === 'cannot bind listener for workload; its traffic is not served');

@@ -6,7 +6,7 @@ import type { Authorization, Match, Rule } from '../../../src/state/types';
 import { pol, wl } from '../state/builders';
 
 /**
- * The published L4 authorization truth table (field-notes P1): every match field and its
+ * The published L4 authorization truth table: every match field and its
  * not_ form against a peer with identity A, identity B and no identity (plaintext), plus
  * the structural edge cases (empty rules / clauses / matches), DENY-before-ALLOW, dry-run,
  * and istiod's STRICT policy. Each row is one ava test, so the count is visible.

@@ -9,7 +9,7 @@ import { explain, type ExplainResult } from '../../../src/policy/explain';
 import { explainHandler, renderExplain } from '../../../src/policy/explain-render';
 import { parseLocalConfig } from '../../../src/state/local-config';
 import { StateUpdater } from '../../../src/state/proxy-state';
-import { fixturesDir, seeded, ztunnelExample } from '../state/builders';
+import { fixturesDir, loopbackConfig, seeded } from '../state/builders';
 
 const meshFile = path.join(fixturesDir, 'mesh.yaml');
 
@@ -17,7 +17,7 @@ function mesh(): StateUpdater {
   const r = parseLocalConfig(readFileSync(meshFile, 'utf8'), 'mesh.yaml');
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   const u = new StateUpdater();
-  u.replaceAll(r.value);
+  u.source('test').replaceAll(r.value);
   return u;
 }
 
@@ -129,9 +129,9 @@ function cliIo(argv: string[]) {
 }
 
 test('CLI: ztunnel-ts explain prints the plain report, or JSON with --log-format json', async (t) => {
-  const plain = cliIo(['explain', '--local-xds-path', ztunnelExample, '--explain-source', '127.0.0.2', '--explain-destination', '127.0.0.1:9999']);
+  const plain = cliIo(['explain', '--local-xds-path', loopbackConfig, '--explain-source', '127.0.0.2', '--explain-destination', '127.0.0.1:9999']);
   t.is(await main(plain.io), 0);
-  t.regex(plain.get().stdout, /decision: DENY: allow policies exist, but none allowed\n {2}- default\/deny-9999 Allow scope=Namespace: no match\n/);
+  t.regex(plain.get().stdout, /decision: DENY: allow policies exist, but none allowed\n {2}- demo\/all-but-9999 Allow scope=Namespace: no match\n/);
   const json = cliIo(['explain', `--local-xds-path=${meshFile}`, '--explain-source=10.0.0.1', '--explain-destination=10.0.4.1:5432', '--log-format=json']);
   t.is(await main(json.io), 0);
   const parsed = JSON.parse(json.get().stdout) as ExplainResult;

@@ -65,7 +65,7 @@ test('a policy edit re-evaluates live connections: allowed before, denied after,
 
 test('a workload change alone does not flag policiesChanged (no needless re-authorization)', (t) => {
   const u = new StateUpdater();
-  u.applyBatch({ policies: { upsert: [{ name: 'p', namespace: 'n', scope: 'Namespace', action: 'Allow', dryRun: false, rules: [] }] } });
-  const c = u.applyBatch({ workloads: { upsert: [wl('w', { namespace: 'n', workloadIps: ['10.0.0.1'] })] } });
+  u.source('test').applyBatch({ policies: { upsert: [{ name: 'p', namespace: 'n', scope: 'Namespace', action: 'Allow', dryRun: false, rules: [] }] } });
+  const c = u.source('test').applyBatch({ workloads: { upsert: [wl('w', { namespace: 'n', workloadIps: ['10.0.0.1'] })] } });
   t.false(c?.policiesChanged);
 });

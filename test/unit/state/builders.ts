@@ -4,7 +4,12 @@ import type { Authorization, Service, Workload } from '../../../src/state/types'
 /** The repository root (tests run from dist/test/unit/state). */
 export const repoRoot = path.resolve(__dirname, '../../../..');
 export const fixturesDir = path.join(repoRoot, 'test/fixtures/local-config');
-/** The genuine ztunnel example, read where it lives (never copied into the project). */
+/** The project's own loopback demo: two workloads (HBONE and TCP), two services, one policy. */
+export const loopbackConfig = path.join(fixturesDir, 'loopback.yaml');
+/**
+ * ztunnel's own localhost example, when a copy sits beside the repository. Only the
+ * compatibility test reads it, and it reports itself skipped when the file is absent.
+ */
 export const ztunnelExample = path.resolve(repoRoot, '../shared/fixtures/ztunnel-examples/localhost.yaml');
 
 export function wl(uid: string, over: Partial<Workload> = {}): Workload {

@@ -10,7 +10,7 @@ const ep = (uid: string, over: Partial<Workload> = {}): Workload => wl(uid, { na
 function setup(eps: Workload[], over: Partial<Service> = {}): { u: StateUpdater; s: Service } {
   const s = svc('shop', 'cart', { ports: { 80: 8080 }, vips: [{ network: '', ip: '10.96.0.1', prefixLen: 32 }], ...over });
   const u = new StateUpdater();
-  u.replaceAll({ workloads: eps, services: [s], policies: [] });
+  u.source('test').replaceAll({ workloads: eps, services: [s], policies: [] });
   return { u, s };
 }
 
@@ -58,9 +58,9 @@ test('Failover picks the same zone while any exists, then the same region, then 
   t.deepEqual([...d1.keys()].sort(), ['same-zone', 'same-zone-2'], 'only same-zone endpoints while they exist');
   t.true((d1.get('same-zone') ?? 0) > 800 && (d1.get('same-zone-2') ?? 0) > 800, 'spread across the same-zone pair');
   // The same-zone endpoints go unhealthy: fail over to the same region.
-  all.u.applyBatch({ workloads: { upsert: [{ ...a, status: 'Unhealthy' }, { ...a2, status: 'Unhealthy' }] } });
+  all.u.source('test').applyBatch({ workloads: { upsert: [{ ...a, status: 'Unhealthy' }, { ...a2, status: 'Unhealthy' }] } });
   t.deepEqual([...distribution(all.u, all.s, src, 500, 4).keys()], ['same-region']);
-  all.u.applyBatch({ workloads: { remove: ['same-region'] } });
+  all.u.source('test').applyBatch({ workloads: { remove: ['same-region'] } });
   t.deepEqual([...distribution(all.u, all.s, src, 500, 5).keys()], ['far']);
 });
 
@@ -68,7 +68,7 @@ test('Strict drops endpoints that do not match every preference', (t) => {
   const lb = { routingPreferences: ['Region', 'Zone'] as const, mode: 'Strict' as const, healthPolicy: 'OnlyHealthy' as const };
   const { u, s } = setup([ep('same-zone', { workloadIps: ['10.0.0.1'], locality: loc('eu', 'eu-1a') }), ep('same-region', { workloadIps: ['10.0.0.2'], locality: loc('eu', 'eu-1b') })], { loadBalancer: lb });
   t.deepEqual([...distribution(u, s, src, 500, 6).keys()], ['same-zone']);
-  u.applyBatch({ workloads: { remove: ['same-zone'] } });
+  u.source('test').applyBatch({ workloads: { remove: ['same-zone'] } });
   const r = loadBalance(u.view, s, 80, { src, family: 4, random: seeded(1) });
   t.deepEqual(r, { ok: false, why: 'service shop/cart: Strict locality (Region, Zone) leaves no endpoint for this source' });
 });
@@ -119,7 +119,7 @@ test('waypoint mode: an undeclared HBONE port is only usable through an applicat
   const wp = (uid: string, tunnel: boolean) => wl(uid, { namespace: 'shop', workloadIps: [tunnel ? '10.0.9.1' : '10.0.9.2'], services: { 'shop/wp': {} }, applicationTunnel: tunnel ? { protocol: 'PROXY', port: 15088 } : null });
   const s = svc('shop', 'wp', { ports: {} });
   const u = new StateUpdater();
-  u.replaceAll({ workloads: [wp('tunnel', true), wp('plain', false)], services: [s], policies: [] });
+  u.source('test').replaceAll({ workloads: [wp('tunnel', true), wp('plain', false)], services: [s], policies: [] });
   for (let i = 0; i < 20; i++) {
     const r = loadBalance(u.view, s, 15008, { src: null, family: 4, random: seeded(i), waypointMode: true });
     t.true(r.ok && r.endpoint.workload.uid === 'tunnel' && r.endpoint.targetPort === 15008);

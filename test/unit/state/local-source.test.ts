@@ -9,7 +9,7 @@ import { createStateMetrics } from '../../../src/metrics/state-metrics';
 import { LocalConfigSource } from '../../../src/state/local-source';
 import { StateUpdater } from '../../../src/state/proxy-state';
 import type { StateChange } from '../../../src/state/view';
-import { ztunnelExample } from './builders';
+import { loopbackConfig } from './builders';
 
 const one = (uid: string, ip: string): string => `workloads:\n- uid: ${uid}\n  name: ${uid}\n  namespace: ns\n  workloadIps: ["${ip}"]\n`;
 
@@ -51,7 +51,7 @@ function tempDir(t: { teardown: (fn: () => void) => void }): string {
 test('loads the file at start, becomes ready, and dumps the static config', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'state.yaml');
-  const text = readFileSync(ztunnelExample, 'utf8');
+  const text = readFileSync(loopbackConfig, 'utf8');
   writeFileSync(file, text);
   const s = setup(t, file);
   t.false(s.readiness.isReady());

@@ -8,7 +8,7 @@ import { pol, seeded, svc, wl } from './builders';
 
 test('workload lookups: by uid, by network/ip (canonical forms), HostNetwork not indexed by IP', (t) => {
   const u = new StateUpdater();
-  u.applyBatch({
+  u.source('test').applyBatch({
     workloads: {
       upsert: [
         wl('a', { workloadIps: ['10.0.0.1', 'fd00::1'], network: 'n1' }),
@@ -31,7 +31,7 @@ test('workload lookups: by uid, by network/ip (canonical forms), HostNetwork not
 test('service VIP lookup: exact, CIDR longest prefix, tie-break by client namespace then canonical, Namespace visibility', (t) => {
   const u = new StateUpdater();
   const vip = (ip: string, prefixLen = 32) => ({ network: '', ip, prefixLen });
-  u.applyBatch({
+  u.source('test').applyBatch({
     services: {
       upsert: [
         svc('b', 'shared.b', { vips: [vip('10.96.0.1')] }),
@@ -57,17 +57,17 @@ test('service VIP lookup: exact, CIDR longest prefix, tie-break by client namesp
 
 test('endpoints come from Workload.services and may arrive before their Service', (t) => {
   const u = new StateUpdater();
-  u.applyBatch({ workloads: { upsert: [wl('e1', { services: { 'ns/s': { 80: 8080 } } }), wl('e2', { services: { 'ns/s': { 80: 8080 }, 'ns/t': {} } })] } });
+  u.source('test').applyBatch({ workloads: { upsert: [wl('e1', { services: { 'ns/s': { 80: 8080 } } }), wl('e2', { services: { 'ns/s': { 80: 8080 }, 'ns/t': {} } })] } });
   const s = svc('ns', 's');
   t.deepEqual(u.view.endpointsOf(s).map((w) => w.uid), ['e1', 'e2']);
-  u.applyBatch({ services: { upsert: [s] } });
-  u.applyBatch({ workloads: { remove: ['e1'] } });
+  u.source('test').applyBatch({ services: { upsert: [s] } });
+  u.source('test').applyBatch({ workloads: { remove: ['e1'] } });
   t.deepEqual(u.view.endpointsOf(s).map((w) => w.uid), ['e2']);
 });
 
 test('policiesFor: namespace + global + selected by name, unknown names skipped, each once', (t) => {
   const u = new StateUpdater();
-  u.applyBatch({
+  u.source('test').applyBatch({
     policies: {
       upsert: [
         pol('istio-system', 'g', { scope: 'Global' }),
@@ -86,22 +86,22 @@ test('StateChange: added/removed/updated, version bump, listener sees the new st
   const u = new StateUpdater();
   const seen: { change: StateChange; visible: string | undefined }[] = [];
   const off = u.view.onChange((c) => seen.push({ change: c, visible: u.view.findWorkloadByAddr({ network: '', ip: '10.0.0.2' })?.uid }));
-  u.applyBatch({ workloads: { upsert: [wl('a', { workloadIps: ['10.0.0.1'] }), wl('b')] } });
+  u.source('test').applyBatch({ workloads: { upsert: [wl('a', { workloadIps: ['10.0.0.1'] }), wl('b')] } });
   t.is(u.view.version, 1);
-  const c2 = u.applyBatch({ workloads: { upsert: [wl('a', { workloadIps: ['10.0.0.2'] })], remove: ['b'] }, policies: { upsert: [pol('n', 'p')] } });
+  const c2 = u.source('test').applyBatch({ workloads: { upsert: [wl('a', { workloadIps: ['10.0.0.2'] })], remove: ['b'] }, policies: { upsert: [pol('n', 'p')] } });
   t.deepEqual(c2 && [c2.workloadsAdded.length, c2.workloadsRemoved.map((w) => w.uid), c2.workloadsUpdated.map((w) => w.uid), c2.servicesChanged, c2.policiesChanged], [0, ['b'], ['a'], false, true]);
   t.is(seen[1]?.visible, 'a', 'the listener runs after the batch is in place');
   t.is(u.view.findWorkloadByAddr({ network: '', ip: '10.0.0.1' }), undefined, 'old IP unindexed');
-  t.is(u.applyBatch({ workloads: { upsert: [wl('a', { workloadIps: ['10.0.0.2'] })] } }), null, 'identical content is a no-op');
+  t.is(u.source('test').applyBatch({ workloads: { upsert: [wl('a', { workloadIps: ['10.0.0.2'] })] } }), null, 'identical content is a no-op');
   t.is(u.view.version, 2);
   off();
-  u.applyBatch({ workloads: { remove: ['a'] } });
+  u.source('test').applyBatch({ workloads: { remove: ['a'] } });
   t.is(seen.length, 2, 'unsubscribed');
 });
 
 test('stateDump has ztunnel\'s config_dump shape and is JSON-serialisable', (t) => {
   const u = new StateUpdater();
-  u.replaceAll({ workloads: [wl('a', { workloadIps: ['10.0.0.1'] })], services: [svc('n', 's')], policies: [pol('n', 'p')] });
+  u.source('test').replaceAll({ workloads: [wl('a', { workloadIps: ['10.0.0.1'] })], services: [svc('n', 's')], policies: [pol('n', 'p')] });
   const d = JSON.parse(JSON.stringify(stateDump(u.view))) as { workloads: { uid: string }[]; services: { hostname: string }[]; policies: { name: string }[]; version: number };
   t.deepEqual([d.workloads.map((w) => w.uid), d.services.map((s) => s.hostname), d.policies.map((p) => p.name), d.version], [['a'], ['s'], ['p'], 1]);
 });
@@ -113,14 +113,14 @@ test('a throwing listener does not break the writer or other listeners', (t) => 
     throw new Error('boom');
   });
   u.view.onChange(() => got++);
-  t.notThrows(() => u.applyBatch({ workloads: { upsert: [wl('a')] } }));
+  t.notThrows(() => u.source('test').applyBatch({ workloads: { upsert: [wl('a')] } }));
   t.is(got, 1);
 });
 
 test('replaceAll removes everything not in the new config', (t) => {
   const u = new StateUpdater();
-  u.replaceAll({ workloads: [wl('a'), wl('b')], services: [svc('n', 's')], policies: [pol('n', 'p')] });
-  const c = u.replaceAll({ workloads: [wl('b')], services: [], policies: [pol('n', 'p')] });
+  u.source('test').replaceAll({ workloads: [wl('a'), wl('b')], services: [svc('n', 's')], policies: [pol('n', 'p')] });
+  const c = u.source('test').replaceAll({ workloads: [wl('b')], services: [], policies: [pol('n', 'p')] });
   t.deepEqual(c?.workloadsRemoved.map((w) => w.uid), ['a']);
   t.true(c?.servicesChanged);
   t.false(c?.policiesChanged);
@@ -165,13 +165,13 @@ test('indexes stay consistent across 300 random batches (compared to a rebuild f
       policies: { upsert: rnd() < 0.4 ? [randPol(pick(polKeys))] : [], remove: rnd() < 0.2 ? [pick(polKeys)] : [] },
     };
     // Later upserts of the same uid win, as within any batch.
-    const change = u.applyBatch(batch);
+    const change = u.source('test').applyBatch(batch);
     if (change) {
       t.is(change.version, lastVersion + 1);
       lastVersion = change.version;
     }
     const rebuilt = new StateUpdater();
-    rebuilt.replaceAll({ workloads: u.view.allWorkloads(), services: u.view.allServices(), policies: u.view.allPolicies() });
+    rebuilt.source('test').replaceAll({ workloads: u.view.allWorkloads(), services: u.view.allServices(), policies: u.view.allPolicies() });
     if (JSON.stringify(u.indexSnapshot()) !== JSON.stringify(rebuilt.indexSnapshot())) {
       t.deepEqual(u.indexSnapshot(), rebuilt.indexSnapshot(), `step ${step}`);
       return;
@@ -205,7 +205,7 @@ test('lookup cost with 10k workloads and 2k services stays in microseconds', (t)
   const ss: Service[] = [];
   for (let i = 0; i < 2000; i++) ss.push(svc(`ns${i % 50}`, `s${i}`, { vips: [{ network: '', ip: `10.96.${(i >> 8) & 255}.${i & 255}`, prefixLen: 32 }], ports: { 80: 8080 } }));
   const t0 = process.hrtime.bigint();
-  u.replaceAll({ workloads: ws, services: ss, policies: [] });
+  u.source('test').replaceAll({ workloads: ws, services: ss, policies: [] });
   const loadMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const N = 100_000;
   const t1 = process.hrtime.bigint();

@@ -6,7 +6,7 @@ import { StateUpdater } from '../../../src/state/proxy-state';
 import { buildOutboundRoute, resolveInboundTarget, type OutboundRoute } from '../../../src/state/route';
 import { makeSocketAddr, formatSocketAddr } from '../../../src/util/socket-addr';
 import type { Workload } from '../../../src/state/types';
-import { fixturesDir, seeded, svc, wl, ztunnelExample } from './builders';
+import { fixturesDir, seeded, svc, wl, loopbackConfig } from './builders';
 
 const ILLEGAL = new Set([15001, 15006, 15008]);
 
@@ -14,7 +14,7 @@ function mesh(): StateUpdater {
   const r = parseLocalConfig(readFileSync(path.join(fixturesDir, 'mesh.yaml'), 'utf8'), 'mesh.yaml');
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   const u = new StateUpdater();
-  u.replaceAll(r.value);
+  u.source('test').replaceAll(r.value);
   return u;
 }
 
@@ -89,7 +89,7 @@ test('the waypoint itself (identity AND IP) goes direct to the pod', (t) => {
   const u = mesh();
   t.like(summary(route(u, 'waypoint', '10.0.4.1:5432')), { kind: 'hbone', nextHop: '10.0.4.1:15008', authority: '10.0.4.1:5432', dest: 'db', viaWaypoint: false });
   // Same identity from another IP is not the waypoint: still sent through it.
-  u.applyBatch({ workloads: { upsert: [wl('imposter', { namespace: 'shop', serviceAccount: 'waypoint', workloadIps: ['10.0.9.9'] })] } });
+  u.source('test').applyBatch({ workloads: { upsert: [wl('imposter', { namespace: 'shop', serviceAccount: 'waypoint', workloadIps: ['10.0.9.9'] })] } });
   t.like(summary(route(u, 'imposter', '10.0.4.1:5432')), { viaWaypoint: true, dest: 'waypoint' });
   // …and the waypoint's identity check: its IP but the source named with another identity.
   t.like(summary(route(u, 'client', '10.0.4.1:5432', { srcIp: '10.0.3.1' })), { viaWaypoint: true });
@@ -99,7 +99,7 @@ test('service-addressed traffic skips the endpoint\'s workload waypoint', (t) =>
   const u = mesh();
   const dbSvc = svc('shop', 'db.shop.svc.cluster.local', { vips: [{ network: '', ip: '10.96.0.20', prefixLen: 32 }], ports: { 5432: 5432 } });
   const db = byUid(u, 'db');
-  u.applyBatch({ services: { upsert: [dbSvc] }, workloads: { upsert: [{ ...db, services: { 'shop/db.shop.svc.cluster.local': { 5432: 5432 } } }] } });
+  u.source('test').applyBatch({ services: { upsert: [dbSvc] }, workloads: { upsert: [{ ...db, services: { 'shop/db.shop.svc.cluster.local': { 5432: 5432 } } }] } });
   t.like(summary(route(u, 'client', '10.96.0.20:5432')), { kind: 'hbone', nextHop: '10.0.4.1:15008', authority: '10.0.4.1:5432', dest: 'db', viaWaypoint: false, service: 'db' });
 });
 
@@ -107,14 +107,14 @@ test('TCP destination: plain TCP to podIP:targetPort', (t) => {
   t.deepEqual(summary(route(mesh(), 'client', '10.0.2.1:9090')), { kind: 'tcp', nextHop: '10.0.2.1:9090', dest: 'legacy', service: null });
 });
 
-test('ztunnel example: HBONE vs TCP by destination protocol, service target port mapping', (t) => {
-  const r = parseLocalConfig(readFileSync(ztunnelExample, 'utf8'), 'localhost.yaml');
+test('loopback demo: HBONE vs TCP by destination protocol, service target port mapping', (t) => {
+  const r = parseLocalConfig(readFileSync(loopbackConfig, 'utf8'), 'loopback.yaml');
   if (!r.ok) return t.fail();
   const u = new StateUpdater();
-  u.replaceAll(r.value);
+  u.source('test').replaceAll(r.value);
   const srcW = u.view.allWorkloads()[0]!;
   const go = (dst: string, rnd: () => number) => buildOutboundRoute(u.view, { srcWorkload: srcW, dst: makeSocketAddr(dst.split(':')[0]!, Number(dst.split(':')[1])), network: '', illegalPorts: ILLEGAL, random: rnd });
-  t.like(summary(go('127.0.0.2:8080', seeded(1))), { kind: 'tcp', nextHop: '127.0.0.2:8080', dest: 'local-tcp' });
+  t.like(summary(go('127.0.0.2:8080', seeded(1))), { kind: 'tcp', nextHop: '127.0.0.2:8080', dest: 'loop-tcp' });
   t.like(summary(go('127.0.0.1:8080', seeded(1))), { kind: 'hbone', nextHop: '127.0.0.1:15008', authority: '127.0.0.1:8080' });
   const kinds = new Set<string>();
   const rnd = seeded(9);
@@ -122,8 +122,8 @@ test('ztunnel example: HBONE vs TCP by destination protocol, service target port
     const s = summary(go('127.10.0.1:80', rnd));
     kinds.add(`${s['kind']}→${s['nextHop']}`);
   }
-  t.deepEqual([...kinds].sort(), ['hbone→127.0.0.1:15008', 'tcp→127.0.0.2:8080'], 'both endpoints of example.com, port 80 → 8080');
-  // example2.com's VIP is on network "remote": not visible from network "".
+  t.deepEqual([...kinds].sort(), ['hbone→127.0.0.1:15008', 'tcp→127.0.0.2:8080'], 'both endpoints of echo.demo.svc, port 80 → 8080');
+  // echo-remote's VIP is on network "elsewhere": not visible from network "".
   t.like(summary(go('127.10.0.2:80', seeded(1))), { kind: 'passthrough', nextHop: '127.10.0.2:80' });
 });
 
@@ -139,10 +139,10 @@ test('Passthrough LB mode → passthrough; Namespace visibility hides it from ot
 
 test('no healthy upstream: service without endpoints, or a port the service lacks', (t) => {
   const u = mesh();
-  u.applyBatch({ services: { upsert: [svc('shop', 'empty', { vips: [{ network: '', ip: '10.96.0.99', prefixLen: 32 }], ports: { 80: 80 } })] } });
+  u.source('test').applyBatch({ services: { upsert: [svc('shop', 'empty', { vips: [{ network: '', ip: '10.96.0.99', prefixLen: 32 }], ports: { 80: 80 } })] } });
   t.deepEqual(summary(route(u, 'client', '10.96.0.99:80')), { kind: 'error', reason: 'NO_HEALTHY_UPSTREAM', message: 'service shop/empty has no endpoints' });
   t.deepEqual(summary(route(u, 'client', '10.96.0.10:443')), { kind: 'error', reason: 'NO_HEALTHY_UPSTREAM', message: 'service shop/cart.shop.svc.cluster.local has no port 443' });
-  u.applyBatch({ workloads: { upsert: [{ ...byUid(u, 'cart-1'), status: 'Unhealthy' }, { ...byUid(u, 'cart-2'), status: 'Unhealthy' }] } });
+  u.source('test').applyBatch({ workloads: { upsert: [{ ...byUid(u, 'cart-1'), status: 'Unhealthy' }, { ...byUid(u, 'cart-2'), status: 'Unhealthy' }] } });
   t.like(summary(route(u, 'client', '10.96.0.10:80')), { kind: 'error', reason: 'NO_HEALTHY_UPSTREAM', message: 'service shop/cart.shop.svc.cluster.local: all 3 endpoints are unhealthy' });
 });
 
@@ -165,7 +165,7 @@ test('weighted waypoints split by weight', (t) => {
       { destination: { kind: 'address', network: '', ip: '10.0.3.2', hboneMtlsPort: 15008 }, weight: 3 },
     ],
   });
-  u.applyBatch({ workloads: { upsert: [wp2] }, services: { upsert: [s] } });
+  u.source('test').applyBatch({ workloads: { upsert: [wp2] }, services: { upsert: [s] } });
   const rnd = seeded(11);
   let second = 0;
   const N = 4000;
@@ -179,13 +179,13 @@ test('weighted waypoints split by weight', (t) => {
 
 test('waypoint that is not in the state → UNKNOWN_WAYPOINT', (t) => {
   const u = mesh();
-  u.applyBatch({ services: { upsert: [svc('shop', 'lost', { vips: [{ network: '', ip: '10.96.0.40', prefixLen: 32 }], ports: { 80: 80 }, waypoint: { kind: 'address', network: '', ip: '10.9.9.9', hboneMtlsPort: 15008 } })] } });
+  u.source('test').applyBatch({ services: { upsert: [svc('shop', 'lost', { vips: [{ network: '', ip: '10.96.0.40', prefixLen: 32 }], ports: { 80: 80 }, waypoint: { kind: 'address', network: '', ip: '10.9.9.9', hboneMtlsPort: 15008 } })] } });
   t.deepEqual(summary(route(u, 'client', '10.96.0.40:80')), { kind: 'error', reason: 'UNKNOWN_WAYPOINT', message: 'waypoint address /10.9.9.9 is neither a known workload nor a service VIP' });
 });
 
 test('a waypoint given by address may be the waypoint Service VIP (load-balanced over its pods)', (t) => {
   const u = mesh();
-  u.applyBatch({ services: { upsert: [svc('shop', 'by-vip', { vips: [{ network: '', ip: '10.96.0.41', prefixLen: 32 }], ports: { 80: 80 }, waypoint: { kind: 'address', network: '', ip: '10.96.0.15', hboneMtlsPort: 15008 } })] } });
+  u.source('test').applyBatch({ services: { upsert: [svc('shop', 'by-vip', { vips: [{ network: '', ip: '10.96.0.41', prefixLen: 32 }], ports: { 80: 80 }, waypoint: { kind: 'address', network: '', ip: '10.96.0.15', hboneMtlsPort: 15008 } })] } });
   t.like(summary(route(u, 'client', '10.96.0.41:80')), { kind: 'hbone', nextHop: '10.0.3.1:15008', authority: '10.96.0.41:80', dest: 'waypoint', viaWaypoint: true, sans: ['spiffe://cluster.local/ns/shop/sa/waypoint', 'spiffe://cluster.local/ns/shop/sa/waypoint-san'] });
 });
 
