@@ -13,7 +13,7 @@ const ep = (uid: string, over: Partial<Workload> = {}): Workload =>
 function setup(eps: Workload[], over: Partial<Service> = {}): { u: StateUpdater; s: Service } {
   const s = svc('shop', 'cart.shop.svc.cluster.local', { ports: { 80: 9090 }, vips: [{ network: '', ip: VIP, prefixLen: 32 }], ...over });
   const u = new StateUpdater();
-  u.replaceAll({ workloads: eps, services: [s], policies: [] });
+  u.source('test').replaceAll({ workloads: eps, services: [s], policies: [] });
   return { u, s };
 }
 
