@@ -7,6 +7,9 @@
  *   getMark(fd)                   SO_MARK as set (tests and diagnostics)
  *   setTransparent(fd, on)        IP_TRANSPARENT / IPV6_TRANSPARENT (bind to a non-local source)
  *   setFreebind(fd)               IP_FREEBIND / IPV6_FREEBIND
+ *   createDialSocket(family, mark, bindIp, transparent)
+ *                                 an unconnected TCP socket with SO_MARK, IP_TRANSPARENT + IP_FREEBIND
+ *                                 and a port-less bind already done, for Node to adopt and connect
  *
  * Plain Node-API C (node_api.h, NAPI_VERSION 8): no npm dependency and ABI-stable across Node
  * versions. Every failure throws an Error whose `code` is the errno name (ENOENT, EPERM, ...)
@@ -47,6 +50,9 @@
 #endif
 #ifndef IPV6_FREEBIND
 #define IPV6_FREEBIND 78
+#endif
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
 /* errno -> symbolic name; the few a socket call here can return, then a numeric fallback. */
@@ -255,6 +261,80 @@ static napi_value set_freebind(napi_env env, napi_callback_info info) {
   return set_family_flag(env, fd, 1, IP_FREEBIND, IPV6_FREEBIND, "setsockopt(IP_FREEBIND)", "setsockopt(IPV6_FREEBIND)");
 }
 
+/*
+ * createDialSocket(family, mark, bindIp, transparent): socket(2) with every option a proxy
+ * dial needs set BEFORE bind and connect, which Node's net.connect cannot do:
+ *   - SO_MARK (when mark != 0): the capture rules match the first packet (the SYN);
+ *   - IP_TRANSPARENT + IP_FREEBIND (transparent): bind to the client's non-local address
+ *     (original-source spoofing); both must precede bind(2);
+ *   - bindIp (may be null): bound with IP_BIND_ADDRESS_NO_PORT, so the kernel picks the
+ *     source port at connect time for the full 4-tuple. A plain bind(ip:0) reserves a port
+ *     for ANY destination, so churn exhausts ports long before the ephemeral range is used
+ *     up (EADDRINUSE at bind).
+ * Returns the non-blocking, close-on-exec descriptor; Node adopts it (handle.open) and
+ * connects it. On failure the descriptor is closed and the error names the call.
+ */
+static napi_value create_dial_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fam;
+  uint32_t mark = 0;
+  int transparent;
+  char ip[INET6_ADDRSTRLEN + 1];
+  size_t iplen = 0;
+  int have_ip = 0;
+  napi_valuetype t;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (!arg_int(env, argv, argc, 0, "family", &fam)) return NULL;
+  if (fam != 4 && fam != 6) return throw_type(env, "argument 1 (family) must be 4 or 6");
+  if (argc < 2 || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_number) return throw_type(env, "argument 2 (mark) must be a number");
+  napi_get_value_uint32(env, argv[1], &mark);
+  if (argc < 3 || napi_typeof(env, argv[2], &t) != napi_ok || (t != napi_string && t != napi_null)) return throw_type(env, "argument 3 (bindIp) must be a string or null");
+  if (t == napi_string) {
+    napi_get_value_string_utf8(env, argv[2], ip, sizeof ip, &iplen);
+    have_ip = 1;
+  }
+  if (!arg_bool(env, argv, argc, 3, "transparent", &transparent)) return NULL;
+
+  int af = fam == 4 ? AF_INET : AF_INET6;
+  struct sockaddr_storage ss;
+  socklen_t slen = 0;
+  memset(&ss, 0, sizeof ss);
+  if (have_ip) {
+    if (af == AF_INET) {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      a->sin_family = AF_INET;
+      if (inet_pton(AF_INET, ip, &a->sin_addr) != 1) return throw_type(env, "argument 3 (bindIp) is not an IPv4 address");
+      slen = sizeof *a;
+    } else {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      a->sin6_family = AF_INET6;
+      if (inet_pton(AF_INET6, ip, &a->sin6_addr) != 1) return throw_type(env, "argument 3 (bindIp) is not an IPv6 address");
+      slen = sizeof *a;
+    }
+  }
+
+  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  int one = 1;
+  const char *failed = NULL;
+  if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) failed = "setsockopt(SO_MARK)";
+  else if (transparent && af == AF_INET && setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) != 0) failed = "setsockopt(IP_TRANSPARENT)";
+  else if (transparent && af == AF_INET && setsockopt(fd, SOL_IP, IP_FREEBIND, &one, sizeof one) != 0) failed = "setsockopt(IP_FREEBIND)";
+  else if (transparent && af == AF_INET6 && setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one) != 0) failed = "setsockopt(IPV6_TRANSPARENT)";
+  else if (transparent && af == AF_INET6 && setsockopt(fd, SOL_IPV6, IPV6_FREEBIND, &one, sizeof one) != 0) failed = "setsockopt(IPV6_FREEBIND)";
+  else if (have_ip && setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) failed = "setsockopt(IP_BIND_ADDRESS_NO_PORT)";
+  else if (have_ip && bind(fd, (struct sockaddr *)&ss, slen) != 0) failed = "bind";
+  if (failed) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, failed, e);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"getOriginalDst", NULL, get_original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -262,6 +342,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"getMark", NULL, get_mark, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setTransparent", NULL, set_transparent, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setFreebind", NULL, set_freebind, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"createDialSocket", NULL, create_dial_socket, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -19,6 +19,7 @@ import { createIdentityManager } from '../identity/create';
 import type { CertManager } from '../identity/cert-manager';
 import type { SpiffeId } from '../identity/spiffe';
 import { describeCapture, loadCapture, type Capture } from '../native/capture';
+import { detectOrigSrc, type OrigSrcMode } from '../native/orig-src';
 import { authorizeWithState } from '../policy/authorize';
 import { Telemetry } from '../telemetry/telemetry';
 import { NodeProxy } from '../proxy/node-proxy';
@@ -59,6 +60,7 @@ export class NodeApp {
   readonly telemetry: Telemetry;
   readonly proxy: NodeProxy;
   readonly capture: Capture;
+  readonly origSrc: OrigSrcMode;
   readonly localConfig: LocalConfigSource;
   private readonly transport: NodeTransport;
   private unsubscribe: (() => void) | null = null;
@@ -104,6 +106,7 @@ export class NodeApp {
     this.certs = createIdentityManager({ config: c, logger: this.logger.child({ scope: 'identity' }), registry: this.registry, clock: this.clock, mode: 'node' });
     readiness.describe('certificates', () => this.certs.missingSummary(this.localIdentities()));
     this.capture = loadCapture();
+    this.origSrc = detectOrigSrc(this.capture, c.enableOrigSrc);
     this.telemetry = new Telemetry({ registry: this.registry, logger: this.logger, clock: this.clock, accessLogUpdateIntervalMs: c.accessLogUpdateInterval });
 
     const network = c.network;
@@ -139,7 +142,7 @@ export class NodeApp {
         prepareDial: this.transport.prepareDial,
       },
       inbound: {
-        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout },
+        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, origSrc: this.origSrc.enabled },
         resolveTarget: createInboundResolver(this.state, network, illegalPorts),
         authorize: (ctx) => authorizeWithState(this.state, ctx),
         splice,
@@ -200,6 +203,8 @@ export class NodeApp {
     // destination and SO_MARK is not set (fine on loopback meshes, not for iptables capture).
     if (this.capture.available) this.logger.info({ capture: true }, describeCapture(this.capture));
     else this.logger.warn({ capture: false, reason: this.capture.reason }, describeCapture(this.capture));
+    if (this.origSrc.requested === true && !this.origSrc.enabled) throw new Error(`ENABLE_ORIG_SRC=true cannot work here: ${this.origSrc.reason}`);
+    this.logger.info({ origSrc: this.origSrc.enabled, reason: this.origSrc.reason }, this.origSrc.enabled ? "inbound connections reach apps from the client's own IP" : "inbound connections reach apps from the proxy's address");
     this.unsubscribe = this.state.onChange((ch) => this.onStateChange(ch));
     return this.runtime.start();
   }

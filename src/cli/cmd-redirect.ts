@@ -49,6 +49,7 @@ export function buildRedirectSpec(c: ConfigOf<typeof REDIRECT_KEYS>): { spec: Re
     excludeInboundPorts: c.excludePorts,
     excludeOutboundCidrs: c.excludeOutboundCidrs,
     probeSources: c.probeSources,
+    origSrc: c.origSrc,
   };
   return { spec, issues };
 }

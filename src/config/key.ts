@@ -51,6 +51,8 @@ export const p = {
     if (v === 'false' || v === '0' || v === 'no') return ok(false);
     return bad('a boolean (true or false)');
   },
+  /** A boolean, or empty for "not set" (null): keys whose unset value means detect. */
+  optBool: (raw: string): ParseResult<boolean | null> => (raw.trim() === '' ? ok(null) : p.bool(raw)),
   int:
     (min: number, max: number) =>
     (raw: string): ParseResult<number> => {

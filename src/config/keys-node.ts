@@ -48,7 +48,7 @@ export const NODE_KEYS = {
   localWorkloadWait: key({ env: 'WORKLOAD_WAIT_TIMEOUT', doc: 'how long an outbound connection from an unknown source IP waits for its workload to appear in the state before it is refused (UNKNOWN_SOURCE)', default: '5s', parse: p.duration(0) }),
   accessLogUpdateInterval: key({ env: 'ACCESS_LOG_UPDATE_INTERVAL', doc: 'long-lived connections log bytes this often (0 = only at close)', default: '60s', parse: p.duration(0) }),
   packetMark: key({ env: 'PACKET_MARK', doc: 'SO_MARK on the proxy sockets so capture rules skip them', default: '1337', parse: p.intOrHex(0, 0xffffffff) }),
-  enableOrigSrc: key({ env: 'ENABLE_ORIG_SRC', doc: 'spoof the client IP toward the app (needs the native addon and CAP_NET_ADMIN); unset = off', default: 'false', parse: p.bool }),
+  enableOrigSrc: key({ env: 'ENABLE_ORIG_SRC', doc: "inbound dials to the app keep the client's IP (IP_TRANSPARENT: native addon + CAP_NET_ADMIN; capture rules with --enable-orig-src route replies back); unset = on when IP_TRANSPARENT is permitted", default: '', parse: p.optBool }),
   ipv6Enabled: key({ env: 'IPV6_ENABLED', doc: 'bind IPv6 wildcard listeners', default: 'true', parse: p.bool }),
   podName: key({ env: 'POD_NAME', doc: 'downward API', default: '', parse: p.string }),
   podNamespace: key({ env: 'POD_NAMESPACE', doc: 'downward API', default: '', parse: p.string }),

@@ -23,6 +23,12 @@ export interface CaptureAddon {
   setTransparent(fd: number, on: boolean): void;
   /** IP_FREEBIND or IPV6_FREEBIND by the socket's family. */
   setFreebind(fd: number): void;
+  /**
+   * An unconnected TCP descriptor for a dial: SO_MARK (mark ≠ 0), IP_TRANSPARENT +
+   * IP_FREEBIND (transparent), and a bind to `bindIp` with IP_BIND_ADDRESS_NO_PORT, all set
+   * before bind/connect. The caller hands it to Node (see src/transport/socket-opts.ts).
+   */
+  createDialSocket(family: 4 | 6, mark: number, bindIp: string | null, transparent: boolean): number;
 }
 
 /** The addon loaded: its functions are usable. */
@@ -44,7 +50,7 @@ export type Capture = CaptureAvailable | CaptureUnavailable;
 /** node-gyp's output name (binding.gyp target `ztunnel_capture`). */
 export const ADDON_FILE = 'build/Release/ztunnel_capture.node';
 
-const EXPORTS: readonly (keyof CaptureAddon)[] = ['getOriginalDst', 'setMark', 'getMark', 'setTransparent', 'setFreebind'];
+const EXPORTS: readonly (keyof CaptureAddon)[] = ['getOriginalDst', 'setMark', 'getMark', 'setTransparent', 'setFreebind', 'createDialSocket'];
 
 /**
  * Where the addon may be: the package root seen from dist/src/native (compiled, the normal

@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyError, REASONS, classifyError, errorMessage } from '../errors';
 import type { SpiffeId } from '../identity/spiffe';
@@ -98,7 +98,7 @@ export class InboundHboneHandler {
       abortLeg(app);
     });
     try {
-      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress: appSourceIp(req.peerAddr.ip, target.target.ip), prepare: deps.prepareDial });
+      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, ...appSource(req.peerAddr.ip, target.target.ip, deps.settings.origSrc), prepare: deps.prepareDial });
     } catch (err) {
       const reason = classifyError(err);
       req.reject(503, reason);
@@ -126,12 +126,17 @@ export class InboundHboneHandler {
 }
 
 /**
- * The source IP for the dial to the app: on a loopback mesh the peer's own IP, so the app
- * sees the real client as with ztunnel's original-source spoofing (binding a loopback
- * address needs no privilege); otherwise the kernel's choice. Never the destination itself.
+ * The source for the dial to the app. With original source on (ENABLE_ORIG_SRC), the
+ * client's own IP, bound transparently (IP_TRANSPARENT: it is not an address of this
+ * host; the capture rules route the app's replies back to the proxy), as ztunnel does. On
+ * a loopback mesh the peer's own loopback IP, which any process may bind, gives the app
+ * the same view. Otherwise the kernel's choice. Never when the client is the app itself
+ * (the connection would collide with itself) or of another IP family.
  */
-export function appSourceIp(peerIp: string, targetIp: string): string | undefined {
-  return isLoopbackIp(peerIp) && isLoopbackIp(targetIp) && peerIp !== targetIp ? peerIp : undefined;
+export function appSource(peerIp: string, targetIp: string, origSrc: boolean): { localAddress?: string; transparent?: boolean } {
+  if (peerIp === targetIp || isIP(peerIp) !== isIP(targetIp)) return {};
+  if (origSrc) return { localAddress: peerIp, transparent: true };
+  return isLoopbackIp(peerIp) && isLoopbackIp(targetIp) ? { localAddress: peerIp } : {};
 }
 
 /** For callers that need a ProxyError for an unknown/illegal destination with a clear message. */

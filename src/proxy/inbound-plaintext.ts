@@ -5,7 +5,7 @@ import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socke
 import { workloadIdentity } from '../telemetry/connection-context';
 import { ConnectionResult } from '../telemetry/connection-result';
 import { dialTcp, abortLeg } from '../transport/dial';
-import { appSourceIp, authzContextFor, inboundSourceWorkload } from './inbound-handler';
+import { appSource, authzContextFor, inboundSourceWorkload } from './inbound-handler';
 import type { InboundDeps, InboundTarget } from './inbound-types';
 import type { AcceptInfo } from './listener-manager';
 
@@ -85,7 +85,7 @@ export class InboundPlaintextConnection {
       abortLeg(app);
     });
     try {
-      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, localAddress: appSourceIp(src.ip, target.target.ip), prepare: deps.prepareDial });
+      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, ...appSource(src.ip, target.target.ip, deps.settings.origSrc), prepare: deps.prepareDial });
     } catch (err) {
       socket.destroy();
       result.record({ reason: classifyError(err), error: errorMessage(err) });

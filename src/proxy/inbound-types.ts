@@ -29,6 +29,8 @@ export interface InboundSettings {
   readonly network: string;
   readonly nodeName: string;
   readonly connectTimeoutMs: number;
+  /** Dial the app from the client's own IP (ENABLE_ORIG_SRC, or detected): see appSource. */
+  readonly origSrc: boolean;
 }
 
 /** What inbound handlers need (style rule 9). No certificate access: TLS is the transport's job. */

@@ -1,10 +1,8 @@
 import type { Reason } from '../errors';
-import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { NodeConfig } from '../config/node-config';
 import type { CertificateSource } from '../identity/types';
 import type { Capture } from '../native/capture';
-import { socketFd } from '../native/socket-fd';
 import type { Clock } from '../util/clock';
 import { createHboneTransport, type HboneTransport } from '../transport/hbone-transport';
 import type { InboundConnect, ServerCertResolver } from '../transport/hbone/types';
@@ -26,19 +24,18 @@ export interface NodeTransportDeps {
 
 /**
  * The node proxy's HBONE transport: only maps the node config onto the role-neutral
- * transport options. SO_MARK needs the native addon, so it is applied only when
- * transparent capture is available (that is when capture rules exist that must skip the
- * proxy's own sockets).
+ * transport options. Dial descriptors come from the native addon when it is there (SO_MARK
+ * before the SYN, port-less source binds, a transparent original source); without it
+ * dials are plain Node sockets.
  */
 export function createNodeTransport(d: NodeTransportDeps): NodeTransport {
   const c = d.config;
   const capture = d.capture;
-  const markSocket = capture.available ? (s: Socket, mark: number) => capture.addon.setMark(socketFd(s), mark) : undefined;
   const socket: SocketOptions = {
     noDelay: true,
     keepalive: c.keepaliveEnabled,
     keepaliveTime: c.keepaliveTime,
-    ...(markSocket ? { mark: c.packetMark, markSocket } : {}),
+    ...(capture.available ? { mark: c.packetMark, createSocket: (family, s) => capture.addon.createDialSocket(family, s.mark, s.bindIp, s.transparent) } : {}),
   };
   return createHboneTransport({
     logger: d.logger.child({ scope: 'hbone' }),

@@ -6,7 +6,8 @@
 import { type Exec, type CommandResult, RedirectError, explainFailure } from './exec';
 import { NFT_TABLE, nftInstallScript, nftTableListing } from './nft';
 import { type Backend, detectBackend, checkNamespace, ipv6Enabled, type Flavour } from './backend';
-import { type Family, type RedirectSpec, type Step, installSteps, removeSteps, renderStep, expectedChainListing, validateSpec, CHAIN_OUTPUT, CHAIN_PREROUTING } from './rules';
+import { type Family, type RedirectSpec, type Step, installSteps, removeSteps, renderStep, expectedChainListing, expectedMangleListing, validateSpec, CHAIN_OUTPUT, CHAIN_PREROUTING } from './rules';
+import { routingArgs, routingCheck, routingRemoveArgs } from './orig-src';
 
 export type RedirectAction = 'install' | 'remove' | 'check';
 
@@ -43,7 +44,11 @@ export async function runRedirect(exec: Exec, req: RedirectRequest): Promise<Red
   if (v6.ok) families.push(6);
   else notes.push(v6.note);
 
-  if (backend.flavour === 'nftables') return runNftables(exec, req, nsPrefix, { backend, families, notes });
+  if (backend.flavour === 'nftables') {
+    const out = await runNftables(exec, req, nsPrefix, { backend, families, notes });
+    const routing = await runRouting(exec, req, nsPrefix, families);
+    return { ...out, script: out.script + routing.script, drift: [...out.drift, ...routing.drift] };
+  }
   const lines: string[] = [];
   const drift: string[] = [];
   for (const family of families) {
@@ -52,7 +57,10 @@ export async function runRedirect(exec: Exec, req: RedirectRequest): Promise<Red
       drift.push(...(await checkFamily(exec, prefix, req, family)));
       continue;
     }
-    const steps = req.action === 'install' ? installSteps(req.spec, family) : removeSteps();
+    const planned = req.action === 'install' ? installSteps(req.spec, family) : removeSteps();
+    // Even listing a table makes iptables-legacy create it in the namespace; remove the
+    // mangle chains only where they exist, so a namespace without them keeps no trace.
+    const steps = req.dryRun || (await hasMangleChains(exec, [...nsPrefix, backend.save[family]])) ? planned : planned.filter((s) => s.table !== 'mangle' || !s.op.startsWith('delete-'));
     if (family === 6 && !req.dryRun && !(await natUsable(exec, prefix))) {
       notes.push(`${backend.iptables[6]} has no usable nat table here: IPv6 rules skipped`);
       continue;
@@ -64,26 +72,66 @@ export async function runRedirect(exec: Exec, req: RedirectRequest): Promise<Red
     }
     if (req.action === 'remove' && backend.flavour === 'nft') {
       const table = family === 4 ? 'ip' : 'ip6';
-      const list = [...nsPrefix, 'nft', 'list', 'table', table, 'nat'].join(' ');
-      lines.push(`# drop the nat table iptables-nft created, if it holds nothing but empty base chains\n{ ${list} 2>/dev/null || echo unreadable; } | grep -vE '^\\s*(table |chain (PREROUTING|INPUT|OUTPUT|POSTROUTING) \\{|type |\\}|$)' | grep -q . || ${[...nsPrefix, 'nft', 'delete', 'table', table, 'nat'].join(' ')}`);
-      if (!req.dryRun) await dropEmptyNftNat(exec, nsPrefix, table);
+      for (const name of ['nat', 'mangle'] as const) {
+        const list = [...nsPrefix, 'nft', 'list', 'table', table, name].join(' ');
+        lines.push(`# drop the ${name} table iptables-nft created, if it holds nothing but empty base chains\n{ ${list} 2>/dev/null || echo unreadable; } | grep -vE '^\\s*(table |chain (PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) \\{|type |\\}|$)' | grep -q . || ${[...nsPrefix, 'nft', 'delete', 'table', table, name].join(' ')}`);
+        if (!req.dryRun) await dropEmptyNftTable(exec, nsPrefix, table, name);
+      }
     }
   }
-  return { backend, families, notes, script: lines.join('\n') + '\n', drift };
+  const routing = await runRouting(exec, req, nsPrefix, families);
+  return { backend, families, notes, script: lines.join('\n') + '\n' + routing.script, drift: [...drift, ...routing.drift] };
 }
 
 /**
- * iptables-nft creates the nft `nat` table (with empty base chains) on first use and never
- * deletes it. After remove, if that table holds no rule and no chain but the base ones, we
- * delete it so the namespace's ruleset is exactly what it was before install. Needs the `nft`
- * binary; without it the empty table stays (it captures nothing).
+ * The policy rule and local route of original source (orig-src.ts), per family: added on
+ * install with orig-src, removed on remove and on an install without it; `check` looks for
+ * them when orig-src is asked for. Independent of the firewall backend.
  */
-async function dropEmptyNftNat(exec: Exec, nsPrefix: readonly string[], table: 'ip' | 'ip6'): Promise<void> {
-  const r = await exec([...nsPrefix, 'nft', 'list', 'table', table, 'nat']);
+async function runRouting(exec: Exec, req: RedirectRequest, nsPrefix: readonly string[], families: readonly Family[]): Promise<{ script: string; drift: string[] }> {
+  const ip = (args: readonly string[]): string[] => [...nsPrefix, 'ip', ...args];
+  const lines: string[] = [];
+  const drift: string[] = [];
+  for (const family of families) {
+    if (req.action === 'check') {
+      if (!req.spec.origSrc) continue;
+      const c = routingCheck(family);
+      if (!c.ruleLine.test((await exec(ip(c.rule))).stdout)) drift.push(`IPv${family}: ip rule fwmark 0x111/0xfff lookup 100 is missing`);
+      if (!c.routeLine.test((await exec(ip(c.route))).stdout)) drift.push(`IPv${family}: route table 100 has no local default route via lo`);
+      continue;
+    }
+    const del = routingRemoveArgs(family);
+    lines.push(`# IPv${family} original-source routing`, `while ${ip(del.rule).join(' ')} 2>/dev/null; do :; done`);
+    if (!req.dryRun) for (let i = 0; i < 16 && (await exec(ip(del.rule))).code === 0; i++);
+    if (req.action === 'install' && req.spec.origSrc) {
+      const add = routingArgs(family);
+      lines.push(ip(add.rule).join(' '), ip(add.route).join(' '));
+      if (!req.dryRun) {
+        for (const argv of [ip(add.rule), ip(add.route)]) {
+          const r = await exec(argv);
+          if (r.code !== 0) throw explainFailure(argv, r, req.netns);
+        }
+      }
+    } else {
+      lines.push(`${ip(del.route).join(' ')} 2>/dev/null || true`);
+      if (!req.dryRun) await exec(ip(del.route));
+    }
+  }
+  return { script: lines.length > 0 ? lines.join('\n') + '\n' : '', drift };
+}
+
+/**
+ * iptables-nft creates the nft `nat` and `mangle` tables (with empty base chains) on first
+ * use and never deletes them. After remove, if such a table holds no rule and no chain but
+ * the base ones, we delete it so the namespace's ruleset is exactly what it was before
+ * install. Needs the `nft` binary; without it the empty table stays (it does nothing).
+ */
+async function dropEmptyNftTable(exec: Exec, nsPrefix: readonly string[], table: 'ip' | 'ip6', name: 'nat' | 'mangle'): Promise<void> {
+  const r = await exec([...nsPrefix, 'nft', 'list', 'table', table, name]);
   if (r.code !== 0) return;
   const body = r.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '' && l !== '}' && !l.startsWith('table ') && !l.startsWith('type '));
-  const baseOnly = body.every((l) => /^chain (PREROUTING|INPUT|OUTPUT|POSTROUTING) \{$/.test(l));
-  if (baseOnly) await exec([...nsPrefix, 'nft', 'delete', 'table', table, 'nat']);
+  const baseOnly = body.every((l) => /^chain (PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) \{$/.test(l));
+  if (baseOnly) await exec([...nsPrefix, 'nft', 'delete', 'table', table, name]);
 }
 
 /** The nftables backend: one atomic `nft -f -` for install, one `delete table` for remove. */
@@ -115,6 +163,13 @@ async function runNftables(exec: Exec, req: RedirectRequest, nsPrefix: readonly 
   const script = `if ${listArgv.join(' ')} >/dev/null 2>&1; then ${[...nft, 'delete', 'table', 'inet', NFT_TABLE].join(' ')}; fi\n`;
   if (!req.dryRun && (await exec(listArgv)).code === 0) await must([...nft, 'delete', 'table', 'inet', NFT_TABLE]);
   return { ...base, script, drift: [] };
+}
+
+/** Whether our mangle chains exist, read with `<iptables>-save`, which lists existing tables only. */
+async function hasMangleChains(exec: Exec, save: readonly string[]): Promise<boolean> {
+  const r = await exec(save);
+  const mangle = /^\*mangle$([\s\S]*?)^COMMIT$/m.exec(r.stdout)?.[1] ?? '';
+  return new RegExp(`^:(${CHAIN_PREROUTING}|${CHAIN_OUTPUT}) `, 'm').test(mangle);
 }
 
 async function natUsable(exec: Exec, prefix: readonly string[]): Promise<boolean> {
@@ -156,24 +211,30 @@ async function runStep(exec: Exec, prefix: readonly string[], step: Step, netns:
 /** Differences between the live chains/jumps and a correct install for one family. */
 async function checkFamily(exec: Exec, prefix: readonly string[], req: RedirectRequest, family: Family): Promise<string[]> {
   const drift: string[] = [];
-  for (const [chain, lines] of expectedChainListing(req.spec, family)) {
-    const argv = [...prefix, '-t', 'nat', '-S', chain];
+  const expected: Array<readonly ['nat' | 'mangle', string, string[]]> = [
+    ...[...expectedChainListing(req.spec, family)].map(([c, l]) => ['nat', c, l] as const),
+    ...[...expectedMangleListing(req.spec)].map(([c, l]) => ['mangle', c, l] as const),
+  ];
+  for (const [table, chain, lines] of expected) {
+    const argv = [...prefix, '-t', table, '-S', chain];
     const r = await exec(argv);
     if (r.code !== 0) {
       if (/Permission denied|you must be root/i.test(r.stderr)) throw explainFailure(argv, r, req.netns);
-      drift.push(`IPv${family}: chain ${chain} is missing`);
+      drift.push(`IPv${family}: ${table} chain ${chain} is missing`);
       continue;
     }
     const live = r.stdout.split('\n').filter((l) => l.trim() !== '');
-    if (live.join('\n') !== lines.join('\n')) drift.push(`IPv${family}: chain ${chain} differs:\n    expected:\n      ${lines.join('\n      ')}\n    found:\n      ${live.join('\n      ')}`);
+    if (live.join('\n') !== lines.join('\n')) drift.push(`IPv${family}: ${table} chain ${chain} differs:\n    expected:\n      ${lines.join('\n      ')}\n    found:\n      ${live.join('\n      ')}`);
   }
-  for (const [from, to] of [
-    ['PREROUTING', CHAIN_PREROUTING],
-    ['OUTPUT', CHAIN_OUTPUT],
-  ] as const) {
-    const r = await exec([...prefix, '-t', 'nat', '-S', from]);
-    const first = r.stdout.split('\n').find((l) => l.startsWith(`-A ${from} `));
-    if (first !== `-A ${from} -j ${to}`) drift.push(`IPv${family}: ${from} does not jump to ${to} first (first rule: ${first ?? 'none'})`);
+  for (const table of req.spec.origSrc ? (['nat', 'mangle'] as const) : (['nat'] as const)) {
+    for (const [from, to] of [
+      ['PREROUTING', CHAIN_PREROUTING],
+      ['OUTPUT', CHAIN_OUTPUT],
+    ] as const) {
+      const r = await exec([...prefix, '-t', table, '-S', from]);
+      const first = r.stdout.split('\n').find((l) => l.startsWith(`-A ${from} `));
+      if (first !== `-A ${from} -j ${to}`) drift.push(`IPv${family}: ${table === 'nat' ? '' : `${table} `}${from} does not jump to ${to} first (first rule: ${first ?? 'none'})`);
+    }
   }
   return drift;
 }

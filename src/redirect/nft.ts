@@ -7,6 +7,7 @@
  * prints them, so `check` compares the listing line by line.
  */
 import { type RedirectSpec, type Family, ALWAYS_EXCLUDED_INBOUND_PORTS, LOOPBACK_CIDR, cidrsOf } from './rules';
+import { nftOrigSrcChains } from './orig-src';
 
 export const NFT_TABLE = 'ztunnel';
 
@@ -54,6 +55,7 @@ export function nftTableListing(spec: RedirectSpec, families: readonly Family[])
     chain('prerouting', 'type nat hook prerouting priority dstnat; policy accept;', nftPreroutingRules(spec, families)),
     '',
     chain('output', 'type nat hook output priority -100; policy accept;', nftOutputRules(spec, families)),
+    ...(spec.origSrc ? nftOrigSrcChains(spec.packetMark).flatMap((c) => ['', c]) : []),
     '}',
   ].join('\n');
 }

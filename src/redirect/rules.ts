@@ -19,6 +19,7 @@
  * This file is pure: config in, steps out. Running them is apply.ts's job.
  */
 import { isIP } from 'node:net';
+import { ORIG_SRC_CONNMARK } from './orig-src';
 
 export type Family = 4 | 6;
 
@@ -47,21 +48,36 @@ export interface RedirectSpec {
   readonly excludeOutboundCidrs: readonly string[];
   /** Sources whose inbound TCP is never captured (kubelet probes); IPs or CIDRs of either family. */
   readonly probeSources: readonly string[];
+  /** Also route replies to original-source dials back to the proxy (orig-src.ts). */
+  readonly origSrc?: boolean;
 }
 
 /** One iptables operation in one table. `args` are exactly the words after `-t <table>`. */
+export type Table = 'nat' | 'mangle';
 export type Step =
-  | { readonly op: 'ensure-chain'; readonly table: 'nat'; readonly chain: string }
-  | { readonly op: 'flush-chain'; readonly table: 'nat'; readonly chain: string }
-  | { readonly op: 'append'; readonly table: 'nat'; readonly chain: string; readonly rule: readonly string[] }
-  | { readonly op: 'ensure-jump'; readonly table: 'nat'; readonly from: string; readonly to: string }
-  | { readonly op: 'delete-jump'; readonly table: 'nat'; readonly from: string; readonly to: string }
-  | { readonly op: 'delete-chain'; readonly table: 'nat'; readonly chain: string };
+  | { readonly op: 'ensure-chain'; readonly table: Table; readonly chain: string }
+  | { readonly op: 'flush-chain'; readonly table: Table; readonly chain: string }
+  | { readonly op: 'append'; readonly table: Table; readonly chain: string; readonly rule: readonly string[] }
+  | { readonly op: 'ensure-jump'; readonly table: Table; readonly from: string; readonly to: string }
+  | { readonly op: 'delete-jump'; readonly table: Table; readonly from: string; readonly to: string }
+  | { readonly op: 'delete-chain'; readonly table: Table; readonly chain: string };
 
 /** The mark match ztunnel uses: mark/0xfff, widened to all bits for marks above 0xfff. */
 export function markMatch(mark: number): string {
   const mask = mark <= 0xfff ? 0xfff : 0xffffffff;
   return `0x${mark.toString(16)}/0x${mask.toString(16)}`;
+}
+
+/**
+ * The mangle rules original-source dials need (see orig-src.ts), in `iptables -S` form: the
+ * proxy's marked dial marks its connection; that connection's replies get the mark back.
+ * They live in chains of the same names as the nat ones, in the mangle table.
+ */
+export function mangleRules(packetMark: number): { prerouting: string[][]; output: string[][] } {
+  return {
+    prerouting: [['-m', 'mark', '--mark', markMatch(packetMark), '-j', 'CONNMARK', '--set-xmark', ORIG_SRC_CONNMARK]],
+    output: [['-m', 'connmark', '--mark', ORIG_SRC_CONNMARK, '-j', 'CONNMARK', '--restore-mark', '--nfmask', '0xffffffff', '--ctmask', '0xffffffff']],
+  };
 }
 
 /** Canonical CIDR (`10.0.0.0/8`, a bare IP gets /32 or /128) and its family, or an error message. */
@@ -126,27 +142,39 @@ export function preroutingRules(spec: RedirectSpec, family: Family): string[][] 
   return rules;
 }
 
-/** Install (or refresh) for one family: our chains exist, hold exactly our rules, and are jumped to first. */
+/**
+ * Install (or refresh) for one family: our chains exist, hold exactly our rules, and are
+ * jumped to first. The mangle chains of original source exist only when asked for; a
+ * re-install without it removes them.
+ */
 export function installSteps(spec: RedirectSpec, family: Family): Step[] {
   const steps: Step[] = [];
-  for (const [chain, from, rules] of [
-    [CHAIN_PREROUTING, 'PREROUTING', preroutingRules(spec, family)],
-    [CHAIN_OUTPUT, 'OUTPUT', outputRules(spec, family)],
-  ] as const) {
-    steps.push({ op: 'ensure-chain', table: 'nat', chain }, { op: 'flush-chain', table: 'nat', chain });
-    for (const rule of rules) steps.push({ op: 'append', table: 'nat', chain, rule });
-    steps.push({ op: 'ensure-jump', table: 'nat', from, to: chain });
+  const mangle = mangleRules(spec.packetMark);
+  const chains: Array<readonly [Table, string, string, string[][]]> = [
+    ['nat', CHAIN_PREROUTING, 'PREROUTING', preroutingRules(spec, family)],
+    ['nat', CHAIN_OUTPUT, 'OUTPUT', outputRules(spec, family)],
+  ];
+  if (spec.origSrc) chains.push(['mangle', CHAIN_PREROUTING, 'PREROUTING', mangle.prerouting], ['mangle', CHAIN_OUTPUT, 'OUTPUT', mangle.output]);
+  for (const [table, chain, from, rules] of chains) {
+    steps.push({ op: 'ensure-chain', table, chain }, { op: 'flush-chain', table, chain });
+    for (const rule of rules) steps.push({ op: 'append', table, chain, rule });
+    steps.push({ op: 'ensure-jump', table, from, to: chain });
   }
+  if (!spec.origSrc) steps.push(...removeTableSteps('mangle'));
   return steps;
 }
 
 /** Remove (the same for both families): jumps first (so nothing is captured half-way), then our chains. */
 export function removeSteps(): Step[] {
+  return [...removeTableSteps('nat'), ...removeTableSteps('mangle')];
+}
+
+function removeTableSteps(table: Table): Step[] {
   return [
-    { op: 'delete-jump', table: 'nat', from: 'PREROUTING', to: CHAIN_PREROUTING },
-    { op: 'delete-jump', table: 'nat', from: 'OUTPUT', to: CHAIN_OUTPUT },
-    { op: 'delete-chain', table: 'nat', chain: CHAIN_PREROUTING },
-    { op: 'delete-chain', table: 'nat', chain: CHAIN_OUTPUT },
+    { op: 'delete-jump', table, from: 'PREROUTING', to: CHAIN_PREROUTING },
+    { op: 'delete-jump', table, from: 'OUTPUT', to: CHAIN_OUTPUT },
+    { op: 'delete-chain', table, chain: CHAIN_PREROUTING },
+    { op: 'delete-chain', table, chain: CHAIN_OUTPUT },
   ];
 }
 
@@ -155,6 +183,16 @@ export function expectedChainListing(spec: RedirectSpec, family: Family): Map<st
   const m = new Map<string, string[]>();
   m.set(CHAIN_PREROUTING, [`-N ${CHAIN_PREROUTING}`, ...preroutingRules(spec, family).map((r) => `-A ${CHAIN_PREROUTING} ${r.join(' ')}`)]);
   m.set(CHAIN_OUTPUT, [`-N ${CHAIN_OUTPUT}`, ...outputRules(spec, family).map((r) => `-A ${CHAIN_OUTPUT} ${r.join(' ')}`)]);
+  return m;
+}
+
+/** The same for the mangle chains of original source (empty when it is off). */
+export function expectedMangleListing(spec: RedirectSpec): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  if (!spec.origSrc) return m;
+  const rules = mangleRules(spec.packetMark);
+  m.set(CHAIN_PREROUTING, [`-N ${CHAIN_PREROUTING}`, ...rules.prerouting.map((r) => `-A ${CHAIN_PREROUTING} ${r.join(' ')}`)]);
+  m.set(CHAIN_OUTPUT, [`-N ${CHAIN_OUTPUT}`, ...rules.output.map((r) => `-A ${CHAIN_OUTPUT} ${r.join(' ')}`)]);
   return m;
 }
 

@@ -6,19 +6,21 @@ import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
 
 export interface DialOptions {
   readonly timeoutMs: number;
-  /** Source IP to bind (the client's workload IP on loopback meshes). */
+  /** Source IP (the client's workload IP on loopback meshes, or the original source). */
   readonly localAddress?: string | undefined;
+  /** `localAddress` is not local to this host: bind it transparently (original source). */
+  readonly transparent?: boolean;
   /** Socket options for the dial (NODELAY, keepalive, SO_MARK before the SYN); see prepareDial. */
   readonly prepare?: DialPreparer | undefined;
 }
 
 /**
- * Prepares one outgoing socket: returns the local address to bind (marking needs a bind so
- * the descriptor exists before connect) and attaches the options synchronously after
- * net.connect(), so SO_MARK is on the descriptor before the first packet leaves and the
- * capture rules never loop the proxy's own connection back into 15001.
+ * Prepares one outgoing socket: returns the local address to pass to net.connect() and
+ * attaches the options synchronously after it, so SO_MARK (and a transparent source) are
+ * on the descriptor before the first packet leaves and the capture rules never loop the
+ * proxy's own connection back into 15001. See prepareDial in socket-opts.ts.
  */
-export type DialPreparer = (family: 4 | 6, localAddress: string | undefined) => { localAddress: string | undefined; attach: (s: Socket) => void };
+export type DialPreparer = (family: 4 | 6, localAddress: string | undefined, transparent?: boolean) => { localAddress: string | undefined; attach: (s: Socket) => void };
 
 /**
  * Plain TCP connect to an app or a non-mesh destination, with a timeout. allowHalfOpen is
@@ -28,7 +30,7 @@ export type DialPreparer = (family: 4 | 6, localAddress: string | undefined) => 
  */
 export function dialTcp(addr: SocketAddr, opts: DialOptions): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const prepared = opts.prepare?.(addr.family, opts.localAddress);
+    const prepared = opts.prepare?.(addr.family, opts.localAddress, opts.transparent ?? false);
     const localAddress = prepared ? prepared.localAddress : opts.localAddress;
     const socket = connect({ host: addr.ip, port: addr.port, allowHalfOpen: true, noDelay: true, ...(localAddress ? { localAddress } : {}) });
     prepared?.attach(socket);

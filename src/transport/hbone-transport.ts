@@ -98,8 +98,8 @@ export function createHboneTransport(o: HboneTransportOptions): HboneTransport {
     markWarned = true;
     o.logger.warn({ error: err.message, mark: o.socket.mark }, 'cannot set SO_MARK on proxy sockets; capture rules may loop them back (needs CAP_NET_ADMIN)');
   };
-  const prepare: DialPreparer = (family, localAddress) => {
-    const p = prepareDial(family, localAddress, o.socket);
+  const prepare: DialPreparer = (family, localAddress, transparent) => {
+    const p = prepareDial(family, localAddress, o.socket, transparent);
     return { localAddress: p.localAddress, attach: (s) => p.attach(s, onMarkError) };
   };
   return { client, server, prepareDial: prepare };

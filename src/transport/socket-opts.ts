@@ -1,13 +1,23 @@
+import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
+
+/** What a dial's descriptor needs before bind and connect. */
+export interface DialSocketSpec {
+  /** SO_MARK; 0 = none. */
+  readonly mark: number;
+  /** Source address to bind (without reserving a port), or null for the kernel's choice. */
+  readonly bindIp: string | null;
+  /** IP_TRANSPARENT + IP_FREEBIND: `bindIp` may be a non-local address (original source). */
+  readonly transparent: boolean;
+}
 
 /**
  * Per-socket options for proxied TCP legs and HBONE connections.
  *
  * Listener owners: create servers and sockets with `allowHalfOpen: true`, otherwise Node
  * ends our write side as soon as the peer's FIN arrives and splice() cannot carry a
- * half-close (field-notes T3). For 15008, `pauseOnConnect: true` is preferred so no
- * TLS bytes are pulled into JS before HboneServer wraps the socket (buffered bytes are
- * replayed by Node anyway).
+ * half-close. For 15008, `pauseOnConnect: true` is preferred so no TLS bytes are pulled
+ * into JS before HboneServer wraps the socket (buffered bytes are replayed by Node anyway).
  */
 export interface SocketOptions {
   /** TCP_NODELAY: proxies must not add Nagle delay on top of the app's own writes. */
@@ -16,66 +26,81 @@ export interface SocketOptions {
   readonly keepalive: boolean;
   /** Keepalive idle time in ms (KEEPALIVE_TIME). */
   readonly keepaliveTime: number;
-  /** SO_MARK value (PACKET_MARK) so capture rules skip proxy traffic; applied only with `markSocket`. */
+  /** SO_MARK value (PACKET_MARK) so capture rules skip proxy traffic; needs `createSocket`. */
   readonly mark?: number;
   /**
-   * Sets SO_MARK through the native addon (src/native, owned elsewhere). Injected rather
-   * than imported so this module builds and runs where the addon is absent; a throw is
-   * reported, never fatal.
+   * Creates a dial's descriptor with its options set (the native addon's createDialSocket).
+   * Injected rather than imported so this module builds and runs where the addon is absent:
+   * then dials bind through Node and carry no mark.
    */
-  readonly markSocket?: (socket: Socket, mark: number) => void;
+  readonly createSocket?: (family: 4 | 6, spec: DialSocketSpec) => number;
 }
 
 export const DEFAULT_SOCKET_OPTIONS: SocketOptions = { noDelay: true, keepalive: true, keepaliveTime: 180_000 };
 
-/**
- * Applies the options to a socket. Use it on ACCEPTED sockets (the descriptor exists).
- * For sockets you dial, use `prepareDial` instead: before connect there is no descriptor
- * yet, so SO_MARK would fail or land after the SYN. Returns the SO_MARK failure, if any,
- * so the caller can log it once with context.
- */
-export function applySocketOptions(socket: Socket, opts: SocketOptions): Error | undefined {
-  socket.setNoDelay(opts.noDelay);
-  if (opts.keepalive) socket.setKeepAlive(true, opts.keepaliveTime);
-  if (opts.mark !== undefined && opts.markSocket) {
-    try {
-      opts.markSocket(socket, opts.mark);
-    } catch (err) {
-      return err instanceof Error ? err : new Error(String(err));
-    }
-  }
-  return undefined;
+/** Node's TCP handle (TCPWrap; a TLSWrap forwards `open` to the TCP handle it wraps). */
+interface AdoptingHandle {
+  open(fd: number): number;
 }
 
 /**
- * Prepares a socket we are about to dial. NODELAY/keepalive are queued by Node until the
- * connect. SO_MARK must be on the descriptor before the SYN leaves (NAT capture rules
- * look only at the first packet), but Node creates the descriptor inside connect(); it
- * does emit 'connectionAttempt' between bind() and connect() (Node ≥ 20.12). So when a
- * mark is configured the dial must bind: `prepareDial` returns the local address to bind
- * (the requested one, or the wildcard of the target's family) and sets the mark in that
- * window. `onMarkError` gets the addon's failure (the dial still proceeds).
+ * Prepares a socket we are about to dial (net.connect or tls.connect): call it, pass the
+ * returned `localAddress` to connect, then call `attach` synchronously right after.
+ *
+ * SO_MARK and IP_TRANSPARENT must be on the descriptor before the SYN (IP_TRANSPARENT even
+ * before bind), and a `localAddress` given to Node makes it bind(ip:0), which reserves a
+ * local port for every destination: under churn such binds fail with EADDRINUSE long
+ * before the ephemeral range is used up. So when the addon is there and anything beyond
+ * the defaults is needed, Node gets no local address; `attach` has the addon create a
+ * descriptor with the options set and a port-less bind, and the socket's handle adopts it
+ * before Node's connect runs (connect to an IP literal happens on the next tick), so the
+ * kernel picks the source port at connect time for the full 4-tuple.
+ *
+ * A mark the kernel refuses (EPERM: no CAP_NET_ADMIN) is reported to `onError` and the
+ * dial proceeds unmarked; any other failure destroys the socket with the error before it
+ * connects, which the dialler reports as a failed connect.
  */
 export function prepareDial(
   socketFamily: 4 | 6,
   localAddress: string | undefined,
   opts: SocketOptions,
-): { localAddress: string | undefined; attach: (socket: Socket, onMarkError: (err: Error) => void) => void } {
-  const marking = opts.mark !== undefined && opts.markSocket !== undefined;
-  const bindTo = localAddress ?? (marking ? (socketFamily === 6 ? '::' : '0.0.0.0') : undefined);
+  transparent = false,
+): { localAddress: string | undefined; attach: (socket: Socket, onError: (err: Error) => void) => void } {
+  const create = opts.createSocket;
+  const mark = opts.mark ?? 0;
+  const native = create !== undefined && (mark !== 0 || localAddress !== undefined || transparent);
   return {
-    localAddress: bindTo,
-    attach: (socket, onMarkError) => {
+    localAddress: native ? undefined : localAddress,
+    attach: (socket, onError) => {
       socket.setNoDelay(opts.noDelay);
       if (opts.keepalive) socket.setKeepAlive(true, opts.keepaliveTime);
-      if (!marking) return;
-      socket.once('connectionAttempt', () => {
-        try {
-          opts.markSocket!(socket, opts.mark!);
-        } catch (err) {
-          onMarkError(err instanceof Error ? err : new Error(String(err)));
-        }
-      });
+      if (!native) return;
+      try {
+        adopt(socket, createWithMarkFallback(create, socketFamily, { mark, bindIp: localAddress ?? null, transparent }, onError));
+      } catch (err) {
+        // Destroyed before the next tick: Node's pending connect sees it and never runs.
+        socket.destroy(err instanceof Error ? err : new Error(String(err)));
+      }
     },
   };
+}
+
+function createWithMarkFallback(create: NonNullable<SocketOptions['createSocket']>, family: 4 | 6, spec: DialSocketSpec, onError: (err: Error) => void): number {
+  try {
+    return create(family, spec);
+  } catch (err) {
+    if (spec.mark === 0 || (err as NodeJS.ErrnoException).syscall !== 'setsockopt(SO_MARK)') throw err;
+    onError(err as Error);
+    return create(family, { ...spec, mark: 0 });
+  }
+}
+
+/** Hands the prepared descriptor to the socket's handle, which then connects it. */
+function adopt(socket: Socket, fd: number): void {
+  const handle = (socket as unknown as { _handle?: AdoptingHandle | null })._handle;
+  const rc = handle ? handle.open(fd) : -1;
+  if (rc !== 0) {
+    closeSync(fd);
+    throw new Error(`adopting the prepared socket descriptor failed (${handle ? `uv error ${rc}` : 'socket has no handle'})`);
+  }
 }

@@ -3,6 +3,14 @@ import * as http2 from 'node:http2';
 import { ProxyError } from '../../../src/errors';
 import { ManualClock } from '../../../src/util/clock';
 import { echo, eventually, readAll, startApp, startHbone, SERVER_ID } from './fixture';
+import { loadCapture } from '../../../src/native/capture';
+
+const capture = loadCapture();
+/** An unconnected TCP descriptor with no options (the addon is built by `npm ci`). */
+function createPlainSocket(family: 4 | 6): number {
+  if (!capture.available) throw new Error(capture.reason);
+  return capture.addon.createDialSocket(family, 0, null, false);
+}
 
 test('round trip: pool → HboneServer → echo app, with verified peer identity and request headers', async (t) => {
   let seenHeaders: Record<string, unknown> = {};
@@ -206,9 +214,9 @@ test('close(): GOAWAY to every session, resolves when streams finish; later conn
   t.is(err?.reason, 'DRAINED');
 });
 
-test('SO_MARK hook runs once per dial, before the SYN, on a real descriptor (bind then mark then connect)', async (t) => {
+test('the dial descriptor is created once per dial, with the mark, by the socket options hook', async (t) => {
   const app = await startApp(t, echo);
-  const calls: { fd: number; connecting: boolean; mark: number }[] = [];
+  const calls: { family: number; mark: number; fd: number }[] = [];
   const side = await startHbone(t, {
     pool: {
       socket: {
@@ -216,9 +224,10 @@ test('SO_MARK hook runs once per dial, before the SYN, on a real descriptor (bin
         keepalive: true,
         keepaliveTime: 60_000,
         mark: 0x539,
-        markSocket: (s, mark) => {
-          const h = (s as unknown as { _handle?: { fd?: number; _parent?: { fd?: number } } })._handle;
-          calls.push({ fd: h?._parent?.fd ?? h?.fd ?? -1, connecting: s.connecting, mark });
+        createSocket: (family, spec) => {
+          const fd = createPlainSocket(family);
+          calls.push({ family, mark: spec.mark, fd });
+          return fd;
         },
       },
     },
@@ -227,9 +236,7 @@ test('SO_MARK hook runs once per dial, before the SYN, on a real descriptor (bin
   hs.stream.end('m');
   t.is((await readAll(hs.stream)).toString(), 'm');
   t.is(calls.length, 1);
-  t.true(calls[0]!.fd >= 0, 'descriptor exists when the mark is set');
-  t.true(calls[0]!.connecting, 'set before the connect completed');
-  t.is(calls[0]!.mark, 0x539);
+  t.deepEqual({ family: calls[0]!.family, mark: calls[0]!.mark }, { family: 4, mark: 0x539 });
 });
 
 test('a failing SO_MARK hook is reported, the dial still works', async (t) => {
@@ -241,8 +248,9 @@ test('a failing SO_MARK hook is reported, the dial still works', async (t) => {
         keepalive: false,
         keepaliveTime: 0,
         mark: 1,
-        markSocket: () => {
-          throw new Error('EPERM: need CAP_NET_ADMIN');
+        createSocket: (family, spec) => {
+          if (spec.mark !== 0) throw Object.assign(new Error('setsockopt(SO_MARK): EPERM: need CAP_NET_ADMIN'), { code: 'EPERM', syscall: 'setsockopt(SO_MARK)' });
+          return createPlainSocket(family);
         },
       },
     },

@@ -48,7 +48,7 @@ test('stale addon missing functions is reported as such', (t) => {
   fs.writeFileSync(file, 'module.exports = { getOriginalDst() { return null; } };');
   const c = loadCapture({ candidates: [file] });
   t.false(c.available);
-  if (!c.available) t.regex(c.reason, /stale or foreign: missing setMark, getMark, setTransparent, setFreebind \(rebuild/);
+  if (!c.available) t.regex(c.reason, /stale or foreign: missing setMark, getMark, setTransparent, setFreebind, createDialSocket \(rebuild/);
 });
 
 test('non-Linux platforms report capture as Linux-only', (t) => {
@@ -122,15 +122,42 @@ if (capture.available && process.getuid?.() === 0) {
     s.destroy();
   });
 
-  test('prepareDial with an explicit source address marks the bound descriptor', async (t) => {
-    const port = await listen(t, net.createServer((s) => s.on('error', () => undefined).end('ok')));
-    const d = prepareDial(4, '127.0.0.1', { noDelay: true, keepalive: false, keepaliveTime: 0, mark: 0x777, markSocket: (sock, m) => cap.addon.setMark(socketFd(sock), m) });
-    t.is(d.localAddress, '127.0.0.1');
-    const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
+  test('prepareDial with an explicit source address marks the descriptor and binds the source without Node binding a port', async (t) => {
+    let seen = '';
+    const port = await listen(t, net.createServer((s) => ((seen = s.remoteAddress ?? ''), s.on('error', () => undefined).end('ok'))));
+    const d = prepareDial(4, '127.0.0.9', { noDelay: true, keepalive: false, keepaliveTime: 0, mark: 0x777, createSocket: (f, o) => cap.addon.createDialSocket(f, o.mark, o.bindIp, o.transparent) });
+    t.is(d.localAddress, undefined, 'Node is not asked to bind (it would reserve a port)');
+    const s = net.connect({ host: '127.0.0.1', port });
     d.attach(s, (e) => t.fail(e.message));
     await new Promise((r) => s.once('connect', r));
     t.is(cap.addon.getMark(socketFd(s)), 0x777);
+    t.is(s.localAddress, '127.0.0.9');
+    s.resume();
+    await new Promise((r) => s.once('end', r));
+    t.is(seen, '127.0.0.9');
     s.destroy();
+  });
+
+  test('prepareDial with a transparent source dials from an address this host does not have (original source)', async (t) => {
+    let seen = '';
+    // 127.0.0.0/8 is all local; a transparent bind is needed for 192.0.2.x, which is not.
+    const port = await listen(t, net.createServer((s) => ((seen = s.remoteAddress ?? ''), s.on('error', () => undefined).end('ok'))), '0.0.0.0');
+    const errors: Error[] = [];
+    const d = prepareDial(4, '192.0.2.77', { noDelay: true, keepalive: false, keepaliveTime: 0, mark: 0, createSocket: (f, o) => cap.addon.createDialSocket(f, o.mark, o.bindIp, o.transparent) }, true);
+    const s = net.connect({ host: '127.0.0.1', port });
+    d.attach(s, (e) => errors.push(e));
+    s.on('error', () => undefined);
+    // Without routing rules the SYN-ACK goes nowhere; the bind itself is what is proven here.
+    await new Promise((r) => setImmediate(r));
+    t.deepEqual(errors, []);
+    t.false(s.destroyed, 'the transparent bind to a foreign address succeeded');
+    t.is(seen, '');
+    s.destroy();
+    const plain = prepareDial(4, '192.0.2.77', { noDelay: true, keepalive: false, keepaliveTime: 0, mark: 0, createSocket: (f, o) => cap.addon.createDialSocket(f, o.mark, o.bindIp, o.transparent) });
+    const refused = net.connect({ host: '127.0.0.1', port });
+    const failed = new Promise<Error>((r) => refused.once('error', r));
+    plain.attach(refused, (e) => errors.push(e));
+    t.regex((await failed).message, /bind: EADDRNOTAVAIL/, 'without IP_TRANSPARENT the foreign source cannot be bound');
   });
 
   test('prepareDial on tls.connect marks the TCP socket under TLS (HBONE dialer case)', async (t) => {
@@ -139,7 +166,7 @@ if (capture.available && process.getuid?.() === 0) {
     t.is(r.status, 0, r.stderr);
     const server = tls.createServer({ key: fs.readFileSync(path.join(dir, 'k.pem')), cert: fs.readFileSync(path.join(dir, 'c.pem')) }, (s) => s.on('error', () => undefined).end('tls-ok'));
     const port = await listen(t, server);
-    const d = prepareDial(4, undefined, { noDelay: true, keepalive: false, keepaliveTime: 0, mark: 0x539, markSocket: (sock, m) => cap.addon.setMark(socketFd(sock), m) });
+    const d = prepareDial(4, undefined, { noDelay: true, keepalive: false, keepaliveTime: 0, mark: 0x539, createSocket: (f, o) => cap.addon.createDialSocket(f, o.mark, o.bindIp, o.transparent) });
     const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...(d.localAddress ? { localAddress: d.localAddress } : {}) });
     d.attach(s, (e) => t.fail(e.message));
     await new Promise((res) => s.once('secureConnect', res));

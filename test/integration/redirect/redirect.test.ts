@@ -112,8 +112,12 @@ if (skip !== null) {
     const topo = new Topology('redirleg');
     t.teardown(() => topo.destroy());
     const ns = await topo.addNamespace('a');
-    await runOk('ip', ['netns', 'exec', ns, 'iptables-legacy', '-t', 'nat', '-S']);
-    await runOk('ip', ['netns', 'exec', ns, 'ip6tables-legacy', '-t', 'nat', '-S']);
+    // Legacy tables, once used in a namespace, stay: use nat and mangle (original-source
+    // routing) first so the snapshots compare only what install adds.
+    for (const table of ['nat', 'mangle']) {
+      await runOk('ip', ['netns', 'exec', ns, 'iptables-legacy', '-t', table, '-S']);
+      await runOk('ip', ['netns', 'exec', ns, 'ip6tables-legacy', '-t', table, '-S']);
+    }
     const before = await snapshot(ns, '-legacy');
     const forced = await cli(['install', '--redirect-netns', ns], { REDIRECT_IPTABLES: 'legacy' });
     t.is(forced.code, 0, forced.stderr);

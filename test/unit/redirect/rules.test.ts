@@ -4,7 +4,7 @@ import { loadConfig } from '../../../src/config/load';
 import { REDIRECT_KEYS } from '../../../src/config/keys-tools';
 import { explainFailure } from '../../../src/redirect/exec';
 import { nftInstallScript, nftOutputRules, nftPreroutingRules } from '../../../src/redirect/nft';
-import { installSteps, removeSteps, outputRules, preroutingRules, renderStep, markMatch, parseCidr, validateSpec, expectedChainListing, type RedirectSpec } from '../../../src/redirect/rules';
+import { installSteps, removeSteps, outputRules, preroutingRules, renderStep, markMatch, parseCidr, validateSpec, expectedChainListing, expectedMangleListing, type RedirectSpec } from '../../../src/redirect/rules';
 
 const BASE: RedirectSpec = {
   packetMark: 0x539,
@@ -69,13 +69,39 @@ test('install is chain-scoped and idempotent by construction: ensure, flush, ref
   const steps = installSteps(BASE, 4);
   t.deepEqual(
     steps.map((s) => s.op),
-    ['ensure-chain', 'flush-chain', 'append', 'append', 'append', 'append', 'append', 'append', 'ensure-jump', 'ensure-chain', 'flush-chain', 'append', 'append', 'append', 'ensure-jump'],
+    // nat chains, then the mangle chains of original source removed (it is off).
+    ['ensure-chain', 'flush-chain', 'append', 'append', 'append', 'append', 'append', 'append', 'ensure-jump', 'ensure-chain', 'flush-chain', 'append', 'append', 'append', 'ensure-jump', 'delete-jump', 'delete-jump', 'delete-chain', 'delete-chain'],
   );
-  t.true(steps.every((s) => s.op === 'ensure-jump' || ('chain' in s && s.chain.startsWith('ZTUNNEL-'))), 'only our chains are flushed or appended to');
+  t.deepEqual([...new Set(steps.slice(15).map((s) => s.table))], ['mangle']);
+  t.true(steps.every((s) => ('to' in s && s.to.startsWith('ZTUNNEL-')) || ('chain' in s && s.chain.startsWith('ZTUNNEL-'))), 'only our chains are touched');
   t.deepEqual(
-    removeSteps().map((s) => s.op),
-    ['delete-jump', 'delete-jump', 'delete-chain', 'delete-chain'],
+    removeSteps().map((s) => `${s.table} ${s.op}`),
+    ['nat delete-jump', 'nat delete-jump', 'nat delete-chain', 'nat delete-chain', 'mangle delete-jump', 'mangle delete-jump', 'mangle delete-chain', 'mangle delete-chain'],
   );
+});
+
+test('original source adds the mangle connmark chains (iptables -S and nft listing form)', (t) => {
+  const spec = { ...BASE, origSrc: true };
+  const mangle = installSteps(spec, 4).filter((s) => s.table === 'mangle');
+  t.deepEqual(
+    mangle.map((s) => renderStep(s, ['iptables'])),
+    [
+      'iptables -t mangle -S ZTUNNEL-PREROUTING >/dev/null 2>&1 || iptables -t mangle -N ZTUNNEL-PREROUTING',
+      'iptables -t mangle -F ZTUNNEL-PREROUTING',
+      'iptables -t mangle -A ZTUNNEL-PREROUTING -m mark --mark 0x539/0xfff -j CONNMARK --set-xmark 0x111/0xfff',
+      'iptables -t mangle -C PREROUTING -j ZTUNNEL-PREROUTING 2>/dev/null || iptables -t mangle -I PREROUTING 1 -j ZTUNNEL-PREROUTING',
+      'iptables -t mangle -S ZTUNNEL-OUTPUT >/dev/null 2>&1 || iptables -t mangle -N ZTUNNEL-OUTPUT',
+      'iptables -t mangle -F ZTUNNEL-OUTPUT',
+      'iptables -t mangle -A ZTUNNEL-OUTPUT -m connmark --mark 0x111/0xfff -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff',
+      'iptables -t mangle -C OUTPUT -j ZTUNNEL-OUTPUT 2>/dev/null || iptables -t mangle -I OUTPUT 1 -j ZTUNNEL-OUTPUT',
+    ],
+  );
+  t.deepEqual([...expectedMangleListing(spec).keys()], ['ZTUNNEL-PREROUTING', 'ZTUNNEL-OUTPUT']);
+  t.is(expectedMangleListing(BASE).size, 0);
+  const nft = nftInstallScript(spec, [4, 6]);
+  t.regex(nft, /chain mangle-prerouting \{\n\t\ttype filter hook prerouting priority mangle; policy accept;\n\t\tmeta mark & 0x00000fff == 0x00000539 ct mark set ct mark & 0xfffff111 \| 0x00000111\n/);
+  t.regex(nft, /chain mangle-output \{\n\t\ttype route hook output priority mangle; policy accept;\n\t\tct mark & 0x00000fff == 0x00000111 meta mark set ct mark\n/);
+  t.notRegex(nftInstallScript(BASE, [4, 6]), /mangle/);
 });
 
 test('dry-run rendering is an exact, runnable shell command per step', (t) => {
@@ -110,7 +136,8 @@ test('the CLI keys build the spec (PACKET_MARK hex, uid, ports, CIDRs)', (t) => 
   const { config } = loadConfig(REDIRECT_KEYS, { PACKET_MARK: '0x539', REDIRECT_EXCLUDE_PORTS: '8080, 9090' }, ['--redirect-proxy-uid', '1337', '--redirect-exclude-cidrs', '10.96.0.0/12']);
   const { spec, issues } = buildRedirectSpec(config);
   t.deepEqual(issues, []);
-  t.deepEqual(spec, { ...BASE, proxyUid: 1337, excludeInboundPorts: [8080, 9090], excludeOutboundCidrs: ['10.96.0.0/12'] });
+  t.deepEqual(spec, { ...BASE, proxyUid: 1337, excludeInboundPorts: [8080, 9090], excludeOutboundCidrs: ['10.96.0.0/12'], origSrc: true });
+  t.false(buildRedirectSpec(loadConfig(REDIRECT_KEYS, {}, ['--enable-orig-src=false']).config).spec.origSrc);
   const bad = buildRedirectSpec(loadConfig(REDIRECT_KEYS, { REDIRECT_PROXY_UID: 'root' }, []).config);
   t.deepEqual(bad.issues, [{ key: 'REDIRECT_PROXY_UID', value: 'root', expected: 'a numeric uid' }]);
 });
