@@ -1,5 +1,5 @@
 'use strict';
-// Mechanical style guardrails (style-anchors rule 12), run by `npm test` before the suite:
+// Mechanical style guardrails, run by `npm test` before the suite:
 // - process.env only in src/config/ and src/cli/main.ts (config is parsed once, purely);
 // - no console.* in src/ (the pino logger from the composition root is the only output);
 // - no prom-client default registry in src/ (each composition root owns its Registry);

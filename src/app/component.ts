@@ -9,7 +9,7 @@ export interface BoundListener {
 }
 
 /**
- * Lifecycle contract of every long-lived part (style rule 8). close() stops accepting and
+ * Lifecycle contract of every long-lived part. close() stops accepting and
  * resolves when in-flight work is done; the runtime races it against the drain deadline
  * and then calls destroy(). All three are idempotent.
  */

@@ -34,7 +34,7 @@ import { createNodeTransport, type NodeTransport } from '../proxy/node-transport
 
 export interface NodeAppOptions {
   readonly config: NodeConfig;
-  /** Log sink; stdout by default. Tests pass a LogCollector. */
+  /** Log sink; stdout by default (tests collect the JSON lines in memory). */
   readonly logDestination?: DestinationStream;
   readonly clock?: Clock;
   /** Register process metrics (one per process; tests running several apps may turn it off). */

@@ -69,10 +69,10 @@ export interface AuthorizeInput {
 }
 
 /**
- * The identity a caller may get (Istio CA rules, wire reference §5): its own
+ * The identity a caller may get (Istio's CA rules): its own
  * spiffe://TD/ns/NS/sa/SA, or, when impersonating, a workload identity if the caller is
  * a trusted node account and a workload with that namespace/service account runs on the
- * caller's node (field notes C10: a node never gets keys for pods on other nodes).
+ * caller's node (a node never gets keys for pods on other nodes).
  */
 export async function authorizeIdentity(i: AuthorizeInput): Promise<SpiffeId> {
   const who = `${i.caller.namespace}/${i.caller.serviceAccount}`;

@@ -22,7 +22,7 @@ export interface CaResponse {
   readonly rootsPem: readonly string[];
 }
 
-/** The seam between the certificate manager and a CA (style rule 9). */
+/** The seam between the certificate manager and a CA (so tests and other CAs plug in). */
 export interface CaClient {
   /** Rejects with ProxyError CA_UNREACHABLE | CA_TLS | CA_AUTH | CA_REJECTED | CA_BAD_RESPONSE. */
   createCertificate(req: CaRequest): Promise<CaResponse>;

@@ -38,7 +38,7 @@ export interface CertManagerOptions {
 export type RotateListener = (cert: WorkloadCertificate, previous: WorkloadCertificate | undefined) => void;
 
 /**
- * Certificates per identity (wire reference §5, ztunnel SecretManager).
+ * Certificates per identity (ztunnel's SecretManager).
  *
  * Invariants:
  * - at most one fetch in flight or queued per identity; at most `maxConcurrent` in flight;
@@ -179,7 +179,7 @@ export class CertManager implements CertificateSource, Component {
 
   /**
    * Re-issues every known identity now instead of at half-life: the admin action after a
-   * CA root or intermediate rotation (field notes item 16, where ztunnel waits TTL/2).
+   * CA root or intermediate rotation (ztunnel itself only notices at TTL/2).
    * Current certificates keep serving until each replacement arrives. Returns how many
    * identities were queued (ones already being fetched are left as they are).
    */
@@ -312,7 +312,7 @@ export class CertManager implements CertificateSource, Component {
     this.notifyState();
   }
 
-  /** Fail closed at notAfter: no replacement means no certificate (field notes C2). */
+  /** Fail closed at notAfter: no replacement means no certificate, never an expired one. */
   private expireIfDue(e: Entry): void {
     if (!e.cert || this.opts.clock.now() < e.cert.notAfter) return;
     const old = e.cert;

@@ -15,7 +15,7 @@ export interface CsrBundle {
 
 /**
  * ECDSA P-256 key, empty subject, one critical URI SAN = the SPIFFE id, SHA-256
- * signature: ztunnel's CSR (wire reference §5), also acceptable to strict RFC 5280 CAs.
+ * signature: ztunnel's CSR, also acceptable to strict RFC 5280 CAs.
  */
 export function generateCsr(id: SpiffeId): CsrBundle {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });

@@ -1,6 +1,6 @@
 import type { SecureContextOptions } from 'node:tls';
 
-/** TLS 1.3 suites ztunnel allows (wire reference §2); nothing else is negotiated. */
+/** TLS 1.3 suites ztunnel allows; nothing else is negotiated. */
 export const HBONE_CIPHERSUITES = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256';
 
 /**

@@ -24,7 +24,7 @@ export type FetchPriority = 'realtime' | 'warmup' | 'background';
 
 export type CertState = 'initializing' | 'available' | 'unavailable';
 
-/** What the data path needs from the certificate manager (style rule 9: a narrow seam). */
+/** What the data path needs from the certificate manager (a narrow seam: no key material, no CA). */
 export interface CertificateSource {
   /** Resolves with a valid certificate, fetching one if needed; rejects with ProxyError(IDENTITY_ERROR|CA_*). */
   fetchCertificate(id: SpiffeId, priority?: FetchPriority): Promise<WorkloadCertificate>;

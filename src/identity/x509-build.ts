@@ -36,8 +36,8 @@ export function keyIdentifier(spkiDer: Buffer): Buffer {
 
 export const extension = {
   /**
-   * RFC 5280 §4.2.1.6: with an empty subject the SAN extension MUST be critical (external
-   * CAs such as AWS PCA reject it otherwise; field notes C8).
+   * RFC 5280 §4.2.1.6: with an empty subject the SAN extension MUST be critical (strict
+   * external CAs such as AWS Private CA reject the certificate otherwise).
    */
   subjectAltName: (names: readonly GeneralName[], critical: boolean): Extension => ({ oid: OID.subjectAltName, critical, value: der.seq(...names.map(generalName)) }),
   basicConstraints: (ca: boolean): Extension => ({ oid: OID.basicConstraints, critical: true, value: ca ? der.seq(der.bool(true)) : der.seq() }),

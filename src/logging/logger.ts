@@ -75,28 +75,3 @@ export function formatPlain(line: string): string {
 export function plainDestination(out: NodeJS.WritableStream): DestinationStream {
   return { write: (s: string) => void out.write(formatPlain(s)) };
 }
-
-/** Collects JSON log records in memory (tests, and the mesh's live summary). */
-export class LogCollector implements DestinationStream {
-  readonly lines: Record<string, unknown>[] = [];
-  private readonly listeners: Array<(r: Record<string, unknown>) => void> = [];
-  constructor(private readonly tee?: NodeJS.WritableStream) {}
-  write(s: string): void {
-    for (const l of s.split('\n')) {
-      if (l === '') continue;
-      const rec = JSON.parse(l) as Record<string, unknown>;
-      this.lines.push(rec);
-      for (const fn of this.listeners) fn(rec);
-    }
-    this.tee?.write(s);
-  }
-  onRecord(fn: (r: Record<string, unknown>) => void): void {
-    this.listeners.push(fn);
-  }
-  find(pred: (r: Record<string, unknown>) => boolean): Record<string, unknown>[] {
-    return this.lines.filter(pred);
-  }
-  text(): string {
-    return this.lines.map((l) => JSON.stringify(l)).join('\n');
-  }
-}

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { request } from 'node:http';
-import { connect } from 'node:net';
 
 /** A child process the mesh started, with its log file. */
 export interface Child {
@@ -63,24 +62,6 @@ export function httpGet(ip: string, port: number, path: string, timeoutMs = 2000
     req.on('error', () => resolve(null));
     req.end();
   });
-}
-
-/** Resolves true once a TCP connect to ip:port succeeds; false at the deadline. */
-export async function waitForPort(ip: string, port: number, deadlineMs: number, alive: () => boolean): Promise<boolean> {
-  const until = Date.now() + deadlineMs;
-  while (Date.now() < until && alive()) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: ip, port });
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return true;
-    await sleep(100);
-  }
-  return false;
 }
 
 /** Polls /healthz/ready until 200 or the deadline. */

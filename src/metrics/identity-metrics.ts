@@ -18,7 +18,7 @@ export interface IdentityMetrics {
  * - ztunnel_ts_certificate_fetch_total{result, reason} (reason is a Reason code or "-");
  * - ztunnel_ts_certificate_expiry_seconds{identity}: seconds until the current certificate
  *   expires, computed at scrape time from `expiries()`, so a forgotten identity disappears
- *   and the value never goes stale between fetches (field notes §16: alert before expiry).
+ *   and the value never goes stale between fetches (so an alert can fire before a certificate expires).
  */
 export function createIdentityMetrics(registry: Registry, expiries: () => Iterable<CertificateExpiry>, clock: Clock): IdentityMetrics {
   const fetches = new Counter({

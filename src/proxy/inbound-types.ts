@@ -33,7 +33,7 @@ export interface InboundSettings {
   readonly origSrc: boolean;
 }
 
-/** What inbound handlers need (style rule 9). No certificate access: TLS is the transport's job. */
+/** What inbound handlers need. No certificate access: TLS is the transport's job. */
 export interface InboundDeps {
   readonly settings: InboundSettings;
   readonly logger: Logger;

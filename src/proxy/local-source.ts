@@ -4,8 +4,7 @@ import type { StateView } from '../state/view';
 /**
  * The local workload that owns a source IP: a workload on THIS node (node == NODE_NAME)
  * whose workloadIps include the IP. Nothing else is accepted as a substitute (the listener's
- * workload, another node's workload): traffic is never attributed to the wrong identity
- * (field-notes C4).
+ * workload, another node's workload): traffic is never attributed to the wrong identity.
  */
 export function findLocalWorkload(state: StateView, network: string, nodeName: string, ip: string): Workload | undefined {
   const w = state.findWorkloadByAddr({ network, ip });

@@ -7,7 +7,7 @@ const RANDOM_POOL_BYTES = 4096;
 const TRACEPARENT_BYTES = 24;
 
 /**
- * The CONNECT request headers the outbound side sends (ztunnel-wire §2/§3): baggage with the
+ * The CONNECT request headers the outbound side sends (as ztunnel sends them): baggage with the
  * source workload's metadata (only non-empty members), `forwarded` with the client address
  * (and the service host when the destination is a service), and a fresh W3C traceparent
  * per connection. One instance per proxy: it memoises baggage per (immutable) workload

@@ -30,7 +30,7 @@ export interface OutboundSettings {
   readonly socksHandshakeTimeoutMs: number;
 }
 
-/** What outbound connections need (style rule 9: only these capabilities). */
+/** What outbound connections need (only these capabilities). */
 export interface OutboundDeps {
   /** CONNECT header builder (baggage memo, pooled trace ids); one per proxy. */
   readonly headers: OutboundHeaders;

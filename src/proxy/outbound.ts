@@ -25,7 +25,7 @@ interface Resolved {
 
 /**
  * One outbound connection (captured on 15001, explicit on a fixed OUTBOUND_ADDR, or via
- * SOCKS5). It owns the client socket from accept to close (style rule 1) and runs ztunnel's
+ * SOCKS5). It owns the client socket from accept to close and runs ztunnel's
  * phases: destination → self-call → source workload → route (early failures: WARN + reason
  * counter only) → open result → certificate + upstream → splice → record once.
  */

@@ -1,5 +1,5 @@
 /**
- * Which iptables to drive. Hosts differ (field-notes K6 / item 26: nftables-only RHEL 10,
+ * Which iptables to drive. Hosts differ (nftables-only RHEL 10,
  * Debian's iptables-nft default, legacy-only old kernels), and rules written with one flavour
  * are invisible to the other, so we follow what the namespace already uses:
  *   1. REDIRECT_IPTABLES=nft|legacy forces a flavour;

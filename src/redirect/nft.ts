@@ -1,6 +1,6 @@
 /**
  * The same in-pod capture rules as rules.ts, for hosts that have nftables but no iptables
- * binaries at all (RHEL 10 and other nftables-only hosts: field-notes K6 and item 26).
+ * binaries at all (RHEL 10 and other nftables-only hosts).
  * One `inet` table owned by us holds both chains for IPv4 and IPv6, so install is one atomic
  * `nft -f` transaction (create, delete, re-create: idempotent), remove is one `delete table`,
  * and nothing else in the ruleset is touched. Rules are written exactly as `nft list table`

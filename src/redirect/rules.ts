@@ -25,12 +25,6 @@ export type Family = 4 | 6;
 
 /** Ports never captured inbound: ztunnel's metrics (15020), readiness (15021) and Envoy stats (15090). */
 export const ALWAYS_EXCLUDED_INBOUND_PORTS: readonly number[] = [15020, 15021, 15090];
-/**
- * The source addresses ambient SNATs kubelet probes to (istio-cni), the default of
- * REDIRECT_PROBE_SOURCES. Configurable because that SNAT breaks on several CNIs
- * (field-notes item 5): a deployment can exempt the node's host IP instead, or nothing.
- */
-export const DEFAULT_PROBE_SOURCES: readonly string[] = ['169.254.7.127', 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff'];
 const LOOPBACK: Readonly<Record<Family, string>> = { 4: '127.0.0.0/8', 6: '::1/128' };
 
 export const LOOPBACK_CIDR = LOOPBACK;

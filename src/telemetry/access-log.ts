@@ -19,7 +19,7 @@ export interface AccessOutcome {
 
 /**
  * The access log: a child logger with scope "access" and ztunnel's field names, so tools
- * built for ztunnel's lines keep working. Beyond ztunnel (field-notes #9): a DEBUG line at
+ * built for ztunnel's lines keep working. Beyond ztunnel (whose log says little about why a connection failed): a DEBUG line at
  * open, periodic "connection update" lines for long-lived connections, and `reason` + `hint`
  * on every failure.
  */

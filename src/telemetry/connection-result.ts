@@ -23,7 +23,7 @@ export type ByteSourceRole = 'client' | 'server';
 
 /**
  * One proxied connection's telemetry, opened once the context is known and recorded
- * exactly once (style rule 6, ztunnel's ConnectionResult). Label-bound counter children
+ * exactly once (ztunnel's ConnectionResult). Label-bound counter children
  * are resolved at open, so nothing looks labels up per chunk. Bytes come from the plain
  * TCP leg's socket counters: at close, and from the tracker's single shared flusher for
  * long-lived connections, so the metrics equal the bytes that really moved.

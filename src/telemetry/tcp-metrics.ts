@@ -3,7 +3,7 @@ import type { Reason, ResponseFlag } from '../errors';
 import type { ConnectionContext, Direction } from './connection-context';
 import type { Workload } from '../state/types';
 
-/** Istio's CommonTrafficLabels, in Istio's order, then the four locality labels (ztunnel-wire §7). */
+/** Istio's CommonTrafficLabels, in Istio's order, then the four locality labels ztunnel adds. */
 export const TRAFFIC_LABELS = [
   'reporter',
   'source_workload',
@@ -96,7 +96,7 @@ export interface ConnectionCounters {
 /**
  * The node proxy's connection metrics on the registry passed in (never the global one).
  * Beyond ztunnel: series that name a workload which left the state are removed
- * (field-notes #8: ztunnel's series grow until the scrape is too large), and every
+ * (ztunnel's series only grow, until a busy node's scrape is too large), and every
  * failure also counts in ztunnel_ts_connection_failures_total{reporter, reason}.
  */
 export class TcpMetrics {

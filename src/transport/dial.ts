@@ -61,7 +61,7 @@ export function isLoopbackIp(ip: string): boolean {
 
 /**
  * Force-closes one leg (drain, late denial). A plain TCP socket is reset (RST) so the app
- * sees an abort rather than a clean end (field-notes #14). An HTTP/2 stream is destroyed,
+ * sees an abort rather than a clean end (a reset must stay a reset through the proxy). An HTTP/2 stream is destroyed,
  * which sends RST_STREAM(CANCEL): closing it with CONNECT_ERROR instead left the peer's
  * raw socket spinning in the event loop after the session ended (seen with Node 20), so
  * the peer proxy treats it as a clean end of that tunnel.

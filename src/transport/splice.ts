@@ -25,7 +25,7 @@ export interface SpliceOutcome {
  * Copies bytes both ways between two duplexes until both directions are done, for every
  * path (TCP↔TCP, TCP↔HBONE stream, stream↔stream). Resolves once both sides are closed.
  *
- * Semantics (field-notes item 14, T2–T4; wire reference §10):
+ * Semantics (as ztunnel's copy loop):
  * - the directions are independent: EOF on one side becomes end() on the other (TCP FIN ↔
  *   HTTP/2 END_STREAM) and the other direction keeps flowing. TCP sockets MUST be created
  *   with `allowHalfOpen: true` or Node closes our write side on the peer's FIN;

@@ -16,9 +16,3 @@ export function parseDuration(s: string): number | null {
   return consumed === str.length ? Math.round(total) : null;
 }
 
-export function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}

@@ -6,7 +6,8 @@ import { startDevCa, type DevCa } from '../../src/ca/dev-ca';
 import { loadNodeConfig } from '../../src/config/node-config';
 import { NodeApp } from '../../src/app/node-app';
 import type { RuntimeAddresses } from '../../src/app/runtime';
-import { createLogger, LogCollector } from '../../src/logging/logger';
+import { createLogger } from '../../src/logging/logger';
+import { LogCollector } from './log-collector';
 import type { SocketAddr } from '../../src/util/socket-addr';
 import { parsePrometheusText, type ParsedMetrics } from './prom-text';
 
@@ -54,6 +55,9 @@ export function renderLocalConfig(doc: LocalConfigDoc): string {
   });
 }
 
+/** The error line Telemetry writes when a connection is recorded a second time. */
+export const RECORDED_TWICE = 'internal: connection recorded twice (ignored)';
+
 export interface TestNode {
   readonly name: string;
   readonly app: NodeApp;
@@ -63,6 +67,8 @@ export interface TestNode {
   listener(name: string, ip?: string): SocketAddr;
   metrics(): Promise<ParsedMetrics>;
   access(msg: string): Record<string, unknown>[];
+  /** Connections whose owner recorded them more than once (each logs one error line). */
+  recordedTwice(): number;
   close(): Promise<void>;
 }
 
@@ -147,6 +153,7 @@ export class TestMesh {
       },
       metrics: async () => parsePrometheusText(await app.registry.metrics()),
       access: (msg) => logs.find((l) => l['scope'] === 'access' && l['msg'] === msg),
+      recordedTwice: () => logs.find((l) => l['msg'] === RECORDED_TWICE).length,
       close: () => app.close(),
     };
     this.nodes.push(node);

@@ -24,7 +24,7 @@ export type ConnectCheck =
 
 /**
  * Validates an inbound CONNECT ourselves rather than trusting the http2 module
- * (field-notes H2/H3/H5): method CONNECT, no `:scheme`/`:path`/`:protocol`, and an
+ * (it passes malformed CONNECTs through): method CONNECT, no `:scheme`/`:path`/`:protocol`, and an
  * `:authority` that is `ip:port` (v6 bracketed) with port 1–65535. A hostname authority
  * (double-HBONE) is not served by the node proxy, so it is a 400 like ztunnel's
  * "cannot parse" case. The messages name the offending value for the log.

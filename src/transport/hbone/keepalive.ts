@@ -6,7 +6,7 @@ import type { KeepaliveOptions } from './options';
  * PING liveness for one HTTP/2 session (both sides; ztunnel h2 client and server). A
  * PING goes out every `interval`; if its ACK does not arrive within `timeout`, `onDead`
  * runs once and the owner tears the session down. This is what notices a peer node that
- * vanished without a FIN/RST (field-notes T1/T12) on a pooled, idle connection.
+ * vanished without a FIN/RST on a pooled, idle connection.
  * One outstanding PING at a time; timers are unref'd so they never hold the process open.
  */
 export class Keepalive {

@@ -1,6 +1,6 @@
 /**
  * HTTP/2 and liveness tuning shared by the HBONE client pool and server. Defaults are
- * ztunnel's (wire reference §2): Node's http2 defaults (64 KiB windows, 16 KiB frames)
+ * ztunnel's: Node's http2 defaults (64 KiB windows, 16 KiB frames)
  * cap a tunnel at a few MB/s per RTT, so every value is set explicitly.
  */
 export interface H2Tuning {

@@ -49,10 +49,10 @@ const MAX_ROUNDS = 256;
  * Invariants:
  * - key = (source identity, sorted expected identities, next hop, local address, peer
  *   uid). The uid is part of the key, so a pod IP reused by another workload never gets a
- *   connection made for the previous one (field-notes T6, istio/ztunnel#1637).
+ *   connection made for the previous one (istio/ztunnel#1637).
  * - at most one dial per key is in flight; callers that find no capacity await it and
  *   retry the (synchronous) checkout, so a burst of N first connects makes one dial
- *   (no stampede, field-notes item 13). Nothing is held across the handshake for other keys.
+ *   (no stampede). Nothing is held across the handshake for other keys.
  * - a session is handed out only while `activeStreams < maxStreams`; past the limit a
  *   new session is dialled for the same key, so one key can have N sessions.
  * - GOAWAY, 'error' and 'close' evict synchronously; streams already open finish.

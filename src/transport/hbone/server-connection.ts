@@ -68,9 +68,9 @@ type Push = (chunk: unknown, encoding?: BufferEncoding) => boolean;
 
 /**
  * One accepted, authenticated HBONE connection (the HTTP/2 phase). Owns its session:
- * first-HEADERS timeout (slowloris, field-notes H7), PING liveness, per-stream CONNECT
+ * first-HEADERS timeout (slowloris), PING liveness, per-stream CONNECT
  * validation before anything reaches the node proxy's handler, and the abuse limits
- * nghttp2 lacks (H8/H10): rapid reset, paced PING/SETTINGS floods, bytes parked on
+ * nghttp2 lacks: rapid reset, paced PING/SETTINGS floods, bytes parked on
  * unanswered streams, and reaping the socket of a session we dropped.
  */
 export class ServerConnection {
@@ -99,7 +99,7 @@ export class ServerConnection {
     this.earlyResets = new WindowCounter(init.clock, init.maxEarlyResets);
     this.controlFrames = new WindowCounter(init.clock, init.maxControlFrames ?? 1000);
     this.maxPreAccept = init.maxPreAcceptBytes ?? init.connectionWindow;
-    // SETTINGS/PING floods (CVE-2019-9515/9512, field-notes H8): nghttp2 only notices a
+    // SETTINGS/PING floods (CVE-2019-9515/9512): nghttp2 only notices a
     // flood once 1000 ACKs are queued unsent; a peer that reads its ACKs can keep the
     // session busy forever. Node calls into JS per frame only while these listeners exist.
     this.session.on('ping', this.onPeerControl);
@@ -184,7 +184,7 @@ export class ServerConnection {
   };
 
   /**
-   * Rapid reset (CVE-2023-44487, field-notes H8): nghttp2 answers a burst with
+   * Rapid reset (CVE-2023-44487): nghttp2 answers a burst with
    * GOAWAY but leaves the TCP connection to us, and each reset stream already cost a
    * handler call. Streams the peer cancels before we answered are counted per window;
    * past the limit the session is dropped.
@@ -219,7 +219,7 @@ export class ServerConnection {
   }
 
   /**
-   * Bounded buffering before the CONNECT is answered (field-notes H10). Node returns the
+   * Bounded buffering before the CONNECT is answered. Node returns the
    * connection-level window to the peer as soon as bytes arrive, whatever the stream does
    * with them, so an unanswered stream may park a whole stream window (4 MiB) and a
    * session 200 of them. ztunnel's h2 returns connection window only when the app reads,

@@ -64,7 +64,7 @@ interface Attaching {
  * tls.ts: chain, client certificate, SPIFFE SAN, trust domain; HANDSHAKE_TIMEOUT), then per connection
  * HEADERS_TIMEOUT and per stream BAD_REQUEST (see ServerConnection).
  *
- * HTTP/2 abuse (field-notes H8/H10), each proven by test/integration/hbone/abuse-*.test.ts:
+ * HTTP/2 abuse, each proven by test/integration/hbone/abuse-*.test.ts:
  * nghttp2 + the options below handle CONTINUATION floods, oversized or too many headers,
  * HPACK bombs, excess streams and unread-ACK floods; ServerConnection adds what they miss
  * (paced PING/SETTINGS floods, rapid reset, DATA parked on unanswered streams, and
@@ -99,7 +99,7 @@ export class HboneServer {
         maxHeaderListSize: 64 * 1024,
       },
       maxSessionMemory: this.tuning.maxSessionMemoryMb,
-      // Rapid-reset / invalid-frame defences (CVE-2023-44487, field-notes H8): a session
+      // Rapid-reset / invalid-frame defences (CVE-2023-44487): a session
       // whose streams keep being refused or that keeps sending bad frames is torn down.
       maxSessionRejectedStreams: 100,
       maxSessionInvalidFrames: 100,

@@ -2,7 +2,7 @@ import test from 'ava';
 import { connect, createServer } from 'node:net';
 import { NodeApp } from '../../../src/app/node-app';
 import { loadNodeConfig } from '../../../src/config/node-config';
-import { LogCollector } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { ListenError } from '../../../src/admin/listen';
 import { httpRequest } from '../../helpers/http';
 import { parsePrometheusText } from '../../helpers/prom-text';

@@ -3,7 +3,7 @@ import { constants } from 'node:http2';
 import { FRAME, arena, connectBlock, h2frame, measure, settingsPayload, u32, type Arena } from './raw-h2';
 
 /**
- * HTTP/2 control-frame floods against the inbound HBONE server (field-notes §2.3 H8), with
+ * HTTP/2 control-frame floods against the inbound HBONE server, with
  * real TLS 1.3 and hand-built frames. Each test also proves service continues: a
  * well-behaved client on another connection completes an echo round trip mid-attack.
  * Numbers (time to close, heap+Buffer delta after GC, peak delta) are logged; timing is

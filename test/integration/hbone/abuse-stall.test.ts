@@ -4,7 +4,7 @@ import { formatSocketAddr } from '../../../src/util/socket-addr';
 import { FRAME, arena, connectBlock, h2frame, measure, startFirehose, u32 } from './raw-h2';
 
 /**
- * Slow or stalled HBONE clients (field-notes §2.3 H7/H8): a zero receive window, a client
+ * Slow or stalled HBONE clients: a zero receive window, a client
  * that stops reading altogether, a client that stops answering PINGs. Memory must stay
  * bounded by backpressure (the app-side writer is paused), and the configured idle or
  * keepalive handling must eventually free the connection, its socket and the app leg.

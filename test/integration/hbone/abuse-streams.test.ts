@@ -3,7 +3,7 @@ import { constants } from 'node:http2';
 import { FLAG, FRAME, arena, connectBlock, fillWindows, h2frame, hpackIndexed, hpackLiteral, measure, u32 } from './raw-h2';
 
 /**
- * Stream-level abuse against the inbound HBONE server (field-notes §2.3 H8/H10): more
+ * Stream-level abuse against the inbound HBONE server: more
  * streams than advertised, oversized headers and HPACK bombs, and DATA parked on streams
  * whose CONNECT is still being dialled. The handler holds abusive requests unanswered
  * (an upstream dial in progress) and answers the well-behaved client's at once.

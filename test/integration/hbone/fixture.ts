@@ -1,6 +1,7 @@
 import * as net from 'node:net';
 import type { ExecutionContext } from 'ava';
-import { createLogger, LogCollector } from '../../../src/logging/logger';
+import { createLogger } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { SpiffeId } from '../../../src/identity/spiffe';
 import type { WorkloadCertificate } from '../../../src/identity/types';
 import { HbonePool, type HbonePoolOptions } from '../../../src/transport/hbone/pool';

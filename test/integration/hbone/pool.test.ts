@@ -108,7 +108,7 @@ test('no stampede with a stream cap: 6 concurrent connects, cap 2 → 3 dials, n
   for (const s of all) s.stream.destroy();
 });
 
-test('peerUid change for the same next hop never reuses the old session (field-notes T6)', async (t) => {
+test('peerUid change for the same next hop never reuses the old session', async (t) => {
   const app = await startApp(t, echo);
   const side = await startHbone(t);
   const a = await side.pool.connect(side.target(app, { peerUid: 'uid-old' }));

@@ -8,7 +8,8 @@ import { HBONE_SECURE_CONTEXT_OPTIONS } from '../../../src/transport/hbone/tls';
 import { StaticCerts, TestCa } from './certs-helper';
 import { CLIENT_ID, closeServer, echo, eventually, listen, readAll, startApp, startHbone, SERVER_ID } from './fixture';
 import { HbonePool } from '../../../src/transport/hbone/pool';
-import { createLogger, LogCollector } from '../../../src/logging/logger';
+import { createLogger } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 
 test('server certificate without an expected SAN is refused at the handshake (TLS_PEER_IDENTITY)', async (t) => {
   const app = await startApp(t, echo);

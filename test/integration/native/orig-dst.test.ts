@@ -1,6 +1,6 @@
 /**
  * SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST and SO_MARK through the N-API addon, against real
- * iptables nat REDIRECT rules in a network namespace this test creates (ztunnel-wire §1:
+ * iptables nat REDIRECT rules in a network namespace this test creates (as in ztunnel,
  * the outbound listener reads the original destination; proxy sockets carry mark 0x539 so
  * the rules skip them). Root only; skipped with the reason otherwise.
  */

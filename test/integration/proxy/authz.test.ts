@@ -6,7 +6,8 @@ import { startEchoServer, exchange, waitClosed, waitEndOrClose, type EchoServer 
 import { socksConnect, SocksReplyError } from '../../helpers/socks-client';
 import { sumSamples } from '../../helpers/prom-text';
 import { HbonePool } from '../../../src/transport/hbone/pool';
-import { createLogger, LogCollector } from '../../../src/logging/logger';
+import { createLogger } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { SpiffeId } from '../../../src/identity/spiffe';
 import { makeSocketAddr } from '../../../src/util/socket-addr';
 import type { ProxyError } from '../../../src/errors';

@@ -24,7 +24,7 @@ test('drain on close: listeners stop, an in-flight connection gets the deadline,
   const m = await a.metrics();
   t.is(sumSamples(m, 'ztunnel_ts_connection_failures_total', { reason: 'DRAINED' }), 1);
   t.is(sumSamples(m, 'istio_tcp_connections_closed_total'), 1);
-  t.is(a.app.telemetry.duplicateRecords, 0);
+  t.is(a.recordedTwice(), 0);
   t.truthy(a.logs.find((l) => l['msg'] === 'drain deadline: force-closed live connections').length);
 
   // Listeners are gone: a new SOCKS connection is refused.

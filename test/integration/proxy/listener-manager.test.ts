@@ -1,7 +1,8 @@
 import test from 'ava';
 import { connect, createServer } from 'node:net';
 import { once } from 'node:events';
-import { createLogger, LogCollector } from '../../../src/logging/logger';
+import { createLogger } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { StateUpdater } from '../../../src/state/proxy-state';
 import { ListenerManager, type AcceptInfo } from '../../../src/proxy/listener-manager';
 import { loopbackBlock } from '../../helpers/loopback';

@@ -1,7 +1,8 @@
 import test from 'ava';
 import { createServer, connect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { createLogger, LogCollector } from '../../../src/logging/logger';
+import { createLogger } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { createRegistry } from '../../../src/metrics/registry';
 import { Telemetry } from '../../../src/telemetry/telemetry';
 import { ConnectionResult } from '../../../src/telemetry/connection-result';
@@ -11,6 +12,7 @@ import { makeSocketAddr } from '../../../src/util/socket-addr';
 import { systemClock } from '../../../src/util/clock';
 import { parsePrometheusText, sumSamples } from '../../helpers/prom-text';
 import { workload, service } from '../../helpers/workloads';
+import { RECORDED_TWICE } from '../../helpers/node-harness';
 
 function setup(updateMs = 0) {
   const logs = new LogCollector();
@@ -68,7 +70,7 @@ test('ConnectionResult: labels in Istio order, bytes equal socket counters, reco
   await new Promise((res) => setTimeout(res, 50));
   t.true(r.record({ reason: null }));
   t.false(r.record({ reason: 'DENY' }), 'a second record is a no-op');
-  t.is(telemetry.duplicateRecords, 1);
+  t.is(logs.find((l) => l['msg'] === RECORDED_TWICE).length, 1, 'the second record is logged as an error');
 
   const m = parsePrometheusText(await registry.metrics());
   const opened = m.samples.filter((s) => s.name === 'istio_tcp_connections_opened_total');

@@ -1,7 +1,7 @@
 /**
  * The rules `ztunnel-ts redirect install` writes really steer traffic as ztunnel's in-pod
  * rules do, for each backend (iptables-nft, iptables-legacy, and nftables for hosts without
- * iptables: field-notes K6): the pod's outgoing TCP lands on :15001 with its original
+ * iptables): the pod's outgoing TCP lands on :15001 with its original
  * destination readable via SO_ORIGINAL_DST, incoming TCP lands on :15006, :15008 and the
  * excluded ports are reached directly, marked sockets and loopback are never captured, and
  * after remove nothing is. Root only.

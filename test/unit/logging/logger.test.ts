@@ -1,6 +1,7 @@
 import test from 'ava';
 import { generateKeyPairSync } from 'node:crypto';
-import { createLogger, formatPlain, LogCollector } from '../../../src/logging/logger';
+import { createLogger, formatPlain } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { errorMessage, ProxyError, classifyError } from '../../../src/errors';
 
 test('plain format is `time LEVEL scope msg k=v`, quoting values with spaces', (t) => {

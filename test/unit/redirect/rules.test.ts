@@ -51,7 +51,7 @@ test('excluded inbound ports are merged, de-duplicated, sorted and split into mu
   t.is(rules[1], `-p tcp -m multiport --dports ${[...ports.slice(15), 15020, 15021, 15090].join(',')} -j RETURN`);
 });
 
-test('probe sources are configurable per family (field-notes item 5): host IP instead of the SNAT address, or none', (t) => {
+test('probe sources are configurable per family: host IP instead of the SNAT address, or none', (t) => {
   const spec = { ...BASE, probeSources: ['192.168.5.10', '2001:db8::/64'] };
   t.true(text(preroutingRules(spec, 4)).includes('-s 192.168.5.10/32 -j RETURN'));
   t.false(text(preroutingRules(spec, 4)).some((r) => r.includes('169.254.7.127')));

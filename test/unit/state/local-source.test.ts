@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Readiness } from '../../../src/admin/readiness';
-import { createLogger, LogCollector } from '../../../src/logging/logger';
+import { createLogger } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { createRegistry } from '../../../src/metrics/registry';
 import { createStateMetrics } from '../../../src/metrics/state-metrics';
 import { LocalConfigSource } from '../../../src/state/local-source';
