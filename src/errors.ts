@@ -1,7 +1,7 @@
 /**
  * The closed set of failure reasons. The same string is the `reason` label on metrics,
  * the `reason` field of access and diagnostic logs, and the key into the HTTP status map,
- * so a user can grep one code across everything.
+ * so a user can grep one code across everything (field-notes §7).
  */
 export const REASONS = {
   DENY: { flag: 'DENY', status: 401, hint: 'an AuthorizationPolicy denied the connection; see the policy named in the log' },
@@ -55,6 +55,10 @@ export type Reason = keyof typeof REASONS;
 /** Istio's `response_flags` label values. */
 export type ResponseFlag = (typeof REASONS)[Reason]['flag'];
 
+export function isReason(s: string): s is Reason {
+  return Object.prototype.hasOwnProperty.call(REASONS, s);
+}
+
 /** Every failure the data plane reports carries one typed reason plus context for the log. */
 export class ProxyError extends Error {
   readonly reason: Reason;
@@ -71,16 +75,46 @@ export class ProxyError extends Error {
 }
 
 /**
- * The one place foreign errors become reasons: walks `.cause` looking for a ProxyError,
- * then maps well-known Node error codes. Everything else is INTERNAL.
+ * Where a foreign error was raised. One errno means different things in different phases:
+ * ECONNREFUSED from an app is CONNECT, from a peer's HBONE port PEER_UNREACHABLE; an
+ * ECONNRESET during the copy is a reset to carry, not a failure to connect; anything that
+ * ends a TLS handshake is a TLS reason.
  */
-export function classifyError(err: unknown): Reason {
+export type ErrorPhase = 'connect' | 'peer-connect' | 'tls' | 'copy';
+
+/** Codes that mean "the other side reset", as Node reports them for sockets and HTTP/2 streams. */
+const RESET_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_HTTP2_STREAM_ERROR']);
+
+/**
+ * The one place foreign errors become reasons: walks `.cause` looking for a ProxyError,
+ * then maps the Node error code for the phase it was raised in. Everything else is INTERNAL
+ * (or, for a phase with one natural failure, that failure).
+ */
+export function classifyError(err: unknown, phase: ErrorPhase = 'connect'): Reason {
   let e: unknown = err;
   for (let depth = 0; e && depth < 8; depth++) {
     if (e instanceof ProxyError) return e.reason;
     e = (e as { cause?: unknown }).cause;
   }
-  const code = (err as { code?: string } | null)?.code;
+  const raw = (err as { code?: unknown } | null)?.code;
+  const code = typeof raw === 'string' ? raw : '';
+  switch (phase) {
+    case 'peer-connect':
+      // Refused/unreachable: no proxy listening; a timeout: something drops port 15008.
+      return code === 'ETIMEDOUT' ? 'NETWORK_POLICY' : 'PEER_UNREACHABLE';
+    case 'tls': {
+      const r = reasonForCode(code);
+      return REASONS[r].flag === 'TLS_FAILURE' ? r : 'TLS_FAILURE';
+    }
+    case 'copy':
+      return RESET_CODES.has(code) ? 'RESET' : reasonForCode(code);
+    case 'connect':
+      return reasonForCode(code);
+  }
+}
+
+/** Node error codes that mean the same in every phase. */
+function reasonForCode(code: string): Reason {
   switch (code) {
     case 'ECONNREFUSED':
       return 'CONNECT';
@@ -116,7 +150,7 @@ export function classifyError(err: unknown): Reason {
       return 'TLS_NO_CLIENT_CERT';
     default:
       // Handshake failures without a verify result (wrong version, alerts from the peer).
-      return code?.startsWith('ERR_SSL_') ? 'TLS_FAILURE' : 'INTERNAL';
+      return code.startsWith('ERR_SSL_') ? 'TLS_FAILURE' : 'INTERNAL';
   }
 }
 

@@ -61,8 +61,8 @@ export function isLoopbackIp(ip: string): boolean {
 
 /**
  * Force-closes one leg (drain, late denial). A plain TCP socket is reset (RST) so the app
- * sees an abort rather than a clean end (a reset must stay a reset through the proxy). An HTTP/2 stream is destroyed,
- * which sends RST_STREAM(CANCEL): closing it with CONNECT_ERROR instead left the peer's
+ * sees an abort rather than a clean end: a forced close must not look like a completed
+ * exchange. An HTTP/2 stream is destroyed, which sends RST_STREAM(CANCEL): closing it with CONNECT_ERROR instead left the peer's
  * raw socket spinning in the event loop after the session ended (seen with Node 20), so
  * the peer proxy treats it as a clean end of that tunnel.
  */

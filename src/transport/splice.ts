@@ -203,7 +203,7 @@ class Splice {
 
   private onError(leg: Duplex, err: Error): void {
     if (this.finishing) return;
-    this.fail(leg, resetLike(err) ? 'RESET' : classifyError(err), err);
+    this.fail(leg, classifyError(err, 'copy'), err);
   }
 
   private readonly onErrorA = (err: Error): void => this.onError(this.a, err);
@@ -280,11 +280,6 @@ function cleanRst(s: H2StreamLike): boolean {
 /** A TCP socket whose counters are payload bytes (not TLS records). */
 function plainTcp(d: Duplex): Socket | null {
   return d instanceof Socket && !(d instanceof TLSSocket) ? d : null;
-}
-
-function resetLike(err: Error): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ERR_HTTP2_STREAM_ERROR' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNABORTED';
 }
 
 /**

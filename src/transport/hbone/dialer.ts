@@ -1,6 +1,6 @@
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
-import { ProxyError, errorMessage } from '../../errors';
+import { ProxyError, REASONS, classifyError, errorMessage } from '../../errors';
 import type { SpiffeId } from '../../identity/spiffe';
 import type { WorkloadCertificate } from '../../identity/types';
 import type { Clock } from '../../util/clock';
@@ -101,13 +101,12 @@ function swallowUntilOwned(): void {}
 
 function tcpError(err: Error, peer: string): ProxyError {
   const code = (err as { code?: string }).code ?? '';
-  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-    return new ProxyError('PEER_UNREACHABLE', `connect to ${peer} failed: ${code}; is the peer node proxy running on 15008?`, { peer, code }, err);
+  const reason = classifyError(err, 'peer-connect');
+  if (reason === 'NETWORK_POLICY') {
+    return new ProxyError(reason, `connect to ${peer} timed out: maybe a NetworkPolicy is blocking HBONE port 15008`, { peer, code }, err);
   }
-  if (code === 'ETIMEDOUT') {
-    return new ProxyError('NETWORK_POLICY', `connect to ${peer} timed out: maybe a NetworkPolicy is blocking HBONE port 15008`, { peer, code }, err);
-  }
-  return new ProxyError('PEER_UNREACHABLE', `connect to ${peer} failed: ${code ? code + ': ' : ''}${errorMessage(err)}`, { peer, code }, err);
+  const detail = code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? `${code}; is the peer node proxy running on 15008?` : `${code ? code + ': ' : ''}${errorMessage(err)}`;
+  return new ProxyError(reason, `connect to ${peer} failed: ${detail}`, { peer, code }, err);
 }
 
 function handshakeH2(sock: tls.TLSSocket, target: HboneTarget, o: DialOptions): Promise<http2.ClientHttp2Session> {
@@ -150,8 +149,7 @@ function handshakeH2(sock: tls.TLSSocket, target: HboneTarget, o: DialOptions): 
     // A peer that rejects our client certificate closes after its side of the TLS 1.3
     // handshake; we notice it here, before SETTINGS, so the message says so.
     const onError = (err: Error): void => {
-      const code = (err as { code?: string }).code ?? '';
-      if (code.startsWith('ERR_SSL')) {
+      if (REASONS[classifyError(err)].flag === 'TLS_FAILURE') {
         cleanup();
         session.destroy();
         reject(tlsError(err, peer, 'client'));

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
-import { ProxyError, REASONS, classifyError, errorMessage, type Reason } from '../../errors';
+import { ProxyError, classifyError, errorMessage } from '../../errors';
 import { SpiffeId } from '../../identity/spiffe';
 import type { WorkloadCertificate } from '../../identity/types';
 import { formatSocketAddr, type SocketAddr } from '../../util/socket-addr';
@@ -124,7 +124,7 @@ export function finishServerHandshake(sock: tls.TLSSocket, server: SpiffeId, pee
   const verifyError = handle.verifyError();
   if (verifyError) {
     const code = (verifyError as { code?: string }).code ?? 'UNKNOWN';
-    throw new ProxyError(tlsReason(verifyError), `client ${peer} certificate rejected: ${code}: ${errorMessage(verifyError)}${describeCert(sock.getPeerCertificate())}`, { code });
+    throw new ProxyError(classifyError(verifyError, 'tls'), `client ${peer} certificate rejected: ${code}: ${errorMessage(verifyError)}${describeCert(sock.getPeerCertificate())}`, { code });
   }
   assertTlsPolicy(sock, peer);
   if (sock.alpnProtocol !== 'h2') {
@@ -144,21 +144,11 @@ function describeCert(cert: tls.PeerCertificate | undefined): string {
   return ` (certificate SANs [${uriSans(cert).join(', ')}], valid ${cert.valid_from} to ${cert.valid_to})`;
 }
 
-/**
- * The reason of a TLS-phase failure: classifyError's mapping when it names a TLS failure
- * (expired, not yet valid, unknown issuer, untrusted, no client certificate), else
- * TLS_FAILURE, since anything that ends a handshake is a handshake failure.
- */
-function tlsReason(err: unknown): Reason {
-  const r = classifyError(err);
-  return REASONS[r].flag === 'TLS_FAILURE' ? r : 'TLS_FAILURE';
-}
-
 /** Maps a TLS-phase error (either side) to a typed ProxyError, keeping an existing one. */
 export function tlsError(err: unknown, peer: string, side: 'client' | 'server'): ProxyError {
   if (err instanceof ProxyError) return err;
   const code = (err as { code?: string } | null)?.code ?? '';
-  const reason = tlsReason(err);
+  const reason = classifyError(err, 'tls');
   if (reason === 'TLS_NO_CLIENT_CERT') {
     return new ProxyError(reason, `${side === 'server' ? `client ${peer} sent` : 'we sent'} no client certificate`, { code }, err);
   }

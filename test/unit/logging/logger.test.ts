@@ -36,3 +36,24 @@ test('classifyError walks causes to the ProxyError reason and maps socket codes'
   t.is(classifyError(new Error('who knows')), 'INTERNAL');
   t.regex(inner.hint, /AuthorizationPolicy/);
 });
+
+test('classifyError maps one errno by the phase it was raised in', (t) => {
+  const err = (code: string) => Object.assign(new Error(code), { code });
+  // An app that refuses is CONNECT; a peer proxy that refuses or is unreachable is PEER_UNREACHABLE.
+  t.is(classifyError(err('ECONNREFUSED'), 'peer-connect'), 'PEER_UNREACHABLE');
+  t.is(classifyError(err('EHOSTUNREACH'), 'peer-connect'), 'PEER_UNREACHABLE');
+  t.is(classifyError(err('ETIMEDOUT'), 'connect'), 'CONNECT_TIMEOUT');
+  t.is(classifyError(err('ETIMEDOUT'), 'peer-connect'), 'NETWORK_POLICY');
+  // TLS: a missing client certificate has its own reason, in any phase.
+  t.is(classifyError(err('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED'), 'tls'), 'TLS_NO_CLIENT_CERT');
+  t.is(classifyError(err('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE')), 'TLS_NO_CLIENT_CERT');
+  t.is(classifyError(err('ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE')), 'TLS_FAILURE');
+  t.is(classifyError(err('CERT_HAS_EXPIRED')), 'TLS_FAILURE');
+  t.is(classifyError(new Error('socket hang up'), 'tls'), 'TLS_FAILURE');
+  // During the copy every reset-like code is a reset to carry; outside it an h2 stream error is HBONE_RESET.
+  for (const c of ['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_HTTP2_STREAM_ERROR']) t.is(classifyError(err(c), 'copy'), 'RESET', c);
+  t.is(classifyError(err('ERR_HTTP2_STREAM_ERROR')), 'HBONE_RESET');
+  t.is(classifyError(err('ECONNREFUSED'), 'copy'), 'CONNECT');
+  // A typed reason inside always wins.
+  t.is(classifyError(new Error('x', { cause: new ProxyError('DENY', 'no') }), 'peer-connect'), 'DENY');
+});
