@@ -19,6 +19,7 @@ const LAYERS = [
   { from: 'src/metrics/', mustNotImport: 'src/proxy/' },
   { from: 'src/logging/', mustNotImport: 'src/proxy/' },
   { from: 'src/state/', mustNotImport: 'src/proxy/' },
+  { from: 'src/policy/', mustNotImport: 'src/proxy/' },
 ];
 
 async function check(dir) {
