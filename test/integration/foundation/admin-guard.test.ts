@@ -1,7 +1,7 @@
 import test from 'ava';
 import { NodeApp } from '../../../src/app/node-app';
 import { loadNodeConfig } from '../../../src/config/node-config';
-import { LogCollector } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { isLocalHostHeader } from '../../../src/admin/admin-server';
 import { httpRequest } from '../../helpers/http';
 

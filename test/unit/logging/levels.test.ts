@@ -1,5 +1,6 @@
 import test from 'ava';
-import { createLogger, LogCollector, logLevelsOf } from '../../../src/logging/logger';
+import { createLogger, logLevelsOf } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { parseLevelSpec } from '../../../src/logging/levels';
 
 test("ztunnel's level spec: a bare level, scoped items, module paths, and errors naming the item", (t) => {

@@ -3,7 +3,8 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { createLogger, LogCollector } from '../../../src/logging/logger';
+import { createLogger } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { L7ConfigSource } from '../../../src/waypoint/config/source';
 import type { L7Config } from '../../../src/waypoint/config/types';
 
