@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { parseLocalConfig, formatLocalConfigError } from '../state/local-config';
-import { parseSocketAddr, type SocketAddr } from '../util/socket-addr';
+import { parseSocketAddr, splitHostPort, type SocketAddr } from '../util/socket-addr';
 
 /** One node proxy of the local mesh. */
 export interface MeshNode {
@@ -113,10 +113,10 @@ function parseNode(n: unknown, path: string, problems: string[]): MeshNode {
 function parseCheck(c: unknown, path: string, nodes: Set<string>, problems: string[]): MeshCheck {
   const o = isObj(c) ? c : {};
   const to = String(o['to'] ?? '');
-  const idx = to.lastIndexOf(':');
-  const host = idx > 0 ? to.slice(0, idx) : '';
-  const port = Number(to.slice(idx + 1));
-  if (!host || !Number.isInteger(port) || port < 1 || port > 65535) problems.push(`${path}.to: ${JSON.stringify(o['to'])} must be host:port`);
+  const hp = splitHostPort(to);
+  const host = hp?.host ?? '';
+  const port = hp?.port ?? 0;
+  if (!host || port < 1 || port > 65535) problems.push(`${path}.to: ${JSON.stringify(o['to'])} must be host:port`);
   const via = String(o['via'] ?? '');
   if (!nodes.has(via)) problems.push(`${path}.via: ${JSON.stringify(o['via'])} is not a node`);
   const from = String(o['from'] ?? '');

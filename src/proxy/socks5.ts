@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { ProxyError, type Reason } from '../errors';
-import { canonicalIpString } from '../state/ip';
+import { canonicalIpString, ipBytes } from '../state/ip';
 import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
 
 /**
@@ -60,17 +60,12 @@ export function socksReplyFor(reason: Reason): number {
 
 /** Builds a reply: VER REP RSV ATYP BND.ADDR BND.PORT (bound address 0.0.0.0:0 unless given). */
 export function buildSocksReply(code: number, bound?: SocketAddr): Buffer {
-  if (bound && bound.family === 6) {
-    const b = Buffer.alloc(22);
-    b.set([5, code, 0, 4]);
-    ipv6Bytes(bound.ip).copy(b, 4);
-    b.writeUInt16BE(bound.port, 20);
-    return b;
-  }
-  const b = Buffer.alloc(10);
-  b.set([5, code, 0, 1]);
-  if (bound) bound.ip.split('.').forEach((o, i) => (b[4 + i] = Number(o)));
-  b.writeUInt16BE(bound?.port ?? 0, 8);
+  const addr = bound ? ipBytes(bound.ip) : null;
+  const v6 = addr !== null && addr.length === 16;
+  const b = Buffer.alloc(v6 ? 22 : 10);
+  b.set([5, code, 0, v6 ? 4 : 1]);
+  if (addr) b.set(addr, 4);
+  b.writeUInt16BE(bound?.port ?? 0, v6 ? 20 : 8);
   return b;
 }
 
@@ -188,14 +183,4 @@ export async function readSocksHandshake(socket: Socket, timeoutMs: number): Pro
 
 export function describeSocksTarget(t: SocksTarget): string {
   return t.kind === 'ip' ? formatSocketAddr(t.addr) : `${t.host}:${t.port}`;
-}
-
-function ipv6Bytes(ip: string): Buffer {
-  const out = Buffer.alloc(16);
-  const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, ''];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16) || 0, i * 2));
-  return out;
 }

@@ -63,7 +63,12 @@ export function formatListenAddr(a: ListenAddr): string {
   return formatSocketAddr({ ip: a.host, port: a.port });
 }
 
-function splitHostPort(s: string): { host: string; port: number } | null {
+/**
+ * Splits `host:port` or `[v6]:port` (port digits only, range not checked; an unbracketed
+ * IPv6 literal is refused as ambiguous). The one host:port parser: addresses, listener
+ * addresses, HBONE authorities and config all go through it.
+ */
+export function splitHostPort(s: string): { host: string; port: number } | null {
   let host: string;
   let portStr: string;
   if (s.startsWith('[')) {
