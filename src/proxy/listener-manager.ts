@@ -73,11 +73,6 @@ export class ListenerManager implements Component {
     await this.sync();
   }
 
-  /** Resolves once per-workload listeners match the current state (tests, readiness). */
-  settled(): Promise<void> {
-    return this.syncing;
-  }
-
   /**
    * Illegal ports (ztunnel's illegal_ports): 15001/15006/15008, the ports of the per-workload
    * listeners and the SOCKS5 port. A loopback destination on one of them is a self-call and

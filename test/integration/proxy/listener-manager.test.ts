@@ -7,6 +7,7 @@ import { StateUpdater } from '../../../src/state/proxy-state';
 import { ListenerManager, type AcceptInfo } from '../../../src/proxy/listener-manager';
 import { loopbackBlock } from '../../helpers/loopback';
 import { workload } from '../../helpers/workloads';
+import { waitUntil } from '../../helpers/node-harness';
 
 test('host-less addresses follow local workloads; fixed hosts bind exactly; one bind failure is not fatal', async (t) => {
   const ip = loopbackBlock();
@@ -47,9 +48,11 @@ test('host-less addresses follow local workloads; fixed hosts bind exactly; one 
   const b = workload({ name: 'b', ip: ip(20), node: 'n1' });
   const blocked = workload({ name: 'blocked', ip: ip(21), node: 'n1' });
   updater.source('test').replaceAll({ workloads: [b, blocked, other], services: [], policies: [] });
-  await lm.settled();
-  t.deepEqual(names(), [`inbound@${ip(20)}:15008(${b.uid})`, `socks5@${ip(1)}:${socksPort}`]);
-  const err = logs.find((l) => l['msg'] === 'cannot bind listener for workload; its traffic is not served');
+  const after = [`inbound@${ip(20)}:15008(${b.uid})`, `socks5@${ip(1)}:${socksPort}`];
+  const bindFailures = () => logs.find((l) => l['msg'] === 'cannot bind listener for workload; its traffic is not served');
+  // The manager follows the state on its own; observe it through its listeners and logs.
+  await waitUntil(() => names().join() === after.join() && bindFailures().length > 0, 5000, () => `listeners: ${names().join(', ')}`);
+  const err = bindFailures();
   t.is(err.length, 1);
   t.is(err[0]!['workload'], blocked.uid);
   t.is(logs.find((l) => l['msg'] === 'listener closed (workload left this node)').length, 1);
