@@ -1,7 +1,7 @@
 /**
  * The closed set of failure reasons. The same string is the `reason` label on metrics,
  * the `reason` field of access and diagnostic logs, and the key into the HTTP status map,
- * so a user can grep one code across everything (field-notes §7).
+ * so a user can grep one code across everything.
  */
 export const REASONS = {
   DENY: { flag: 'DENY', status: 401, hint: 'an AuthorizationPolicy denied the connection; see the policy named in the log' },
