@@ -3,6 +3,15 @@ import { createServer, connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { readSocksRequest, buildSocksReply, SocksError, socksReplyFor } from '../../../src/proxy/socks5';
 
+/** Resolves when the socket has seen the peer's FIN or is closed. */
+function finished(s: Socket): Promise<void> {
+  if (s.destroyed) return Promise.resolve();
+  return new Promise((r) => {
+    s.once('end', () => r());
+    s.once('close', () => r());
+  });
+}
+
 /** Runs readSocksRequest on the server side of a real loopback connection fed `bytes`. */
 async function serve(bytes: Buffer): Promise<{ result: Awaited<ReturnType<typeof readSocksRequest>> | SocksError; clientGot: Buffer; rest: Buffer }> {
   const server = createServer();
@@ -21,10 +30,13 @@ async function serve(bytes: Buffer): Promise<{ result: Awaited<ReturnType<typeof
   }
   const rest: Buffer[] = [];
   sock.on('data', (c: Buffer) => rest.push(c));
+  // Both sides end: everything either side wrote has arrived once both have seen the FIN
+  // (no timing window, so a loaded machine cannot make the client miss the reply).
+  const done = Promise.all([finished(client), finished(sock)]);
+  client.end();
+  sock.end();
   sock.resume();
-  await new Promise((r) => setTimeout(r, 30));
-  client.destroy();
-  sock.destroy();
+  await done;
   server.close();
   return { result, clientGot: Buffer.concat(clientChunks), rest: Buffer.concat(rest) };
 }
