@@ -335,6 +335,9 @@ static napi_value create_dial_socket(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* native/netns.c: in-pod sockets and the ZDS transport, registered on the same module. */
+void ztunnel_netns_init(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"getOriginalDst", NULL, get_original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -345,6 +348,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"createDialSocket", NULL, create_dial_socket, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  ztunnel_netns_init(env, exports);
   return exports;
 }
 
