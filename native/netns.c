@@ -3,9 +3,10 @@
  * for the in-pod capture model: one node proxy process serves every pod on the node by
  * opening each pod's sockets inside that pod's network namespace.
  *
- *   netnsTcpListener(nsFd, host, port, reusePort, backlog) -> fd   listening TCP socket in nsFd
+ *   netnsTcpListener(nsFd, host, port, mark, reusePort)    -> fd   listening TCP socket in nsFd
  *   netnsTcpSocket(nsFd, family, mark)                     -> fd   unconnected TCP socket, SO_MARK set
  *   netnsUdpSocket(nsFd, host, port, mark, reusePort)      -> fd   bound UDP socket
+ *   netnsSysctl(nsFd, "net/...", value)                          write a per-namespace sysctl
  *   seqpacketConnect(path) / seqpacketListen(path, backlog) / seqpacketAccept(fd) -> fd (accept: -1 = none)
  *   seqpacketSend(fd, data, fds[])                         -> bytes
  *   seqpacketRecv(fd, maxBytes, maxFds) -> null (nothing to read) | { data, fds, truncated }
@@ -117,7 +118,7 @@ static napi_value fd_value(napi_env env, int fd) {
 
 /* ---- sockets created inside a network namespace -------------------------------------- */
 
-enum sock_kind { KIND_TCP_LISTENER, KIND_TCP_DIAL, KIND_UDP };
+enum sock_kind { KIND_TCP_LISTENER, KIND_TCP_DIAL, KIND_UDP, KIND_SYSCTL };
 
 struct ns_job {
   int ns_fd;
@@ -129,6 +130,8 @@ struct ns_job {
   uint32_t mark;
   int reuse_port;
   int backlog;
+  char sysctl_path[128]; /* KIND_SYSCTL: /proc/sys/... resolved in the namespace of the thread */
+  char sysctl_value[32];
   /* results */
   int fd;
   int err;
@@ -148,6 +151,25 @@ static void *ns_thread(void *arg) {
   j->fd = -1;
   if (setns(j->ns_fd, CLONE_NEWNET) != 0) {
     job_fail(j, "setns");
+    return NULL;
+  }
+  if (j->kind == KIND_SYSCTL) {
+    /* /proc/sys/net/... is looked up in the network namespace of the opening thread. */
+    int f = open(j->sysctl_path, O_WRONLY | O_CLOEXEC);
+    if (f < 0) {
+      job_fail(j, "open(sysctl)");
+      return NULL;
+    }
+    size_t n = strlen(j->sysctl_value);
+    if (write(f, j->sysctl_value, n) != (ssize_t)n) {
+      int e = errno;
+      close(f);
+      errno = e;
+      job_fail(j, "write(sysctl)");
+      return NULL;
+    }
+    close(f);
+    j->fd = 0;
     return NULL;
   }
   int type = (j->kind == KIND_UDP ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK;
@@ -221,24 +243,32 @@ static int job_addr(struct ns_job *j, const char *host, int port) {
   return 1;
 }
 
-/* netnsTcpListener(nsFd, host, port, reusePort, backlog) */
-static napi_value netns_tcp_listener(napi_env env, napi_callback_info info) {
+/*
+ * netnsTcpListener(nsFd, host, port, mark, reusePort): listening (backlog 511, Node's own);
+ * netnsUdpSocket(nsFd, host, port, mark, reusePort): bound, for dgram's bind({fd}).
+ * The callback data says which kind.
+ */
+static napi_value netns_bound_socket(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
   char host[64];
-  int32_t ns_fd, port, backlog;
+  int32_t ns_fd, port;
+  uint32_t mark;
   int reuse;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data = NULL;
+  napi_get_cb_info(env, info, &argc, argv, NULL, &data);
+  enum sock_kind kind = data == NULL ? KIND_TCP_LISTENER : KIND_UDP;
   if (argc < 5 || !get_i32(env, argv[0], &ns_fd) || !get_str(env, argv[1], host, sizeof host) || !get_i32(env, argv[2], &port) ||
-      !get_bool(env, argv[3], &reuse) || !get_i32(env, argv[4], &backlog))
-    return fail_arg(env, "netnsTcpListener(nsFd: number, host: string, port: number, reusePort: boolean, backlog: number)");
+      !get_u32(env, argv[3], &mark) || !get_bool(env, argv[4], &reuse))
+    return fail_arg(env, "netnsTcpListener / netnsUdpSocket(nsFd: number, host: string, port: number, mark: number, reusePort: boolean)");
   struct ns_job j;
   memset(&j, 0, sizeof j);
   j.ns_fd = ns_fd;
-  j.kind = KIND_TCP_LISTENER;
+  j.kind = kind;
+  j.mark = mark;
   j.reuse_port = reuse;
-  j.backlog = backlog;
-  if (port < 0 || port > 65535 || !job_addr(&j, host, port)) return fail_arg(env, "netnsTcpListener: host must be an IP literal and port 0-65535");
+  j.backlog = 511;
+  if (port < 0 || port > 65535 || !job_addr(&j, host, port)) return fail_arg(env, "host must be an IP literal and port 0-65535");
   return run_ns_job(env, &j);
 }
 
@@ -260,26 +290,26 @@ static napi_value netns_tcp_socket(napi_env env, napi_callback_info info) {
   return run_ns_job(env, &j);
 }
 
-/* netnsUdpSocket(nsFd, host, port, mark, reusePort): bound, for dgram's bind({fd}). */
-static napi_value netns_udp_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  char host[64];
-  int32_t ns_fd, port;
-  uint32_t mark;
-  int reuse;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 5 || !get_i32(env, argv[0], &ns_fd) || !get_str(env, argv[1], host, sizeof host) || !get_i32(env, argv[2], &port) ||
-      !get_u32(env, argv[3], &mark) || !get_bool(env, argv[4], &reuse))
-    return fail_arg(env, "netnsUdpSocket(nsFd: number, host: string, port: number, mark: number, reusePort: boolean)");
+/* netnsSysctl(nsFd, "net/ipv4/tcp_migrate_req", "1"): writes a per-namespace sysctl. */
+static napi_value netns_sysctl(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t ns_fd;
+  char name[96];
   struct ns_job j;
   memset(&j, 0, sizeof j);
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3 || !get_i32(env, argv[0], &ns_fd) || !get_str(env, argv[1], name, sizeof name) || !get_str(env, argv[2], j.sysctl_value, sizeof j.sysctl_value) ||
+      strncmp(name, "net/", 4) != 0 || strstr(name, "..") != NULL)
+    return fail_arg(env, "netnsSysctl(nsFd: number, name: 'net/...', value: string)");
+  snprintf(j.sysctl_path, sizeof j.sysctl_path, "/proc/sys/%s", name);
   j.ns_fd = ns_fd;
-  j.kind = KIND_UDP;
-  j.mark = mark;
-  j.reuse_port = reuse;
-  if (port < 0 || port > 65535 || !job_addr(&j, host, port)) return fail_arg(env, "netnsUdpSocket: host must be an IP literal and port 0-65535");
-  return run_ns_job(env, &j);
+  j.kind = KIND_SYSCTL;
+  napi_value r = run_ns_job(env, &j);
+  if (r == NULL) return NULL;
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  return undef;
 }
 
 /* ---- ZDS transport: SOCK_SEQPACKET Unix sockets ---------------------------------------- */
@@ -562,9 +592,10 @@ static napi_value poll_stop(napi_env env, napi_callback_info info) {
 /* Called from the addon's init (native/capture.c) so both files share one .node module. */
 void ztunnel_netns_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-    {"netnsTcpListener", NULL, netns_tcp_listener, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"netnsTcpListener", NULL, netns_bound_socket, NULL, NULL, NULL, napi_enumerable, NULL},
     {"netnsTcpSocket", NULL, netns_tcp_socket, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"netnsUdpSocket", NULL, netns_udp_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"netnsUdpSocket", NULL, netns_bound_socket, NULL, NULL, NULL, napi_enumerable, (void *)1},
+    {"netnsSysctl", NULL, netns_sysctl, NULL, NULL, NULL, napi_enumerable, NULL},
     {"seqpacketConnect", NULL, seqpacket_connect, NULL, NULL, NULL, napi_enumerable, NULL},
     {"seqpacketListen", NULL, seqpacket_listen, NULL, NULL, NULL, napi_enumerable, NULL},
     {"seqpacketAccept", NULL, seqpacket_accept, NULL, NULL, NULL, napi_enumerable, NULL},

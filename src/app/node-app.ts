@@ -31,6 +31,7 @@ import { sendJson, sendText } from '../admin/http-util';
 import { explainHandler } from '../policy/explain-render';
 import { createSplicer } from '../transport/splice-outcome';
 import { createNodeTransport, type NodeTransport } from '../proxy/node-transport';
+import { createInpodMode, splitInpodAddrs, type InpodMode } from '../inpod/inpod-mode';
 
 export interface NodeAppOptions {
   readonly config: NodeConfig;
@@ -62,6 +63,8 @@ export class NodeApp {
   readonly capture: Capture;
   readonly origSrc: OrigSrcMode;
   readonly localConfig: LocalConfigSource;
+  /** INPOD_ENABLED: the ZDS client and the per-pod listeners; null in the per-workload-IP (loopback) mode. */
+  readonly inpod: InpodMode | null;
   private readonly transport: NodeTransport;
   private unsubscribe: (() => void) | null = null;
 
@@ -125,11 +128,32 @@ export class NodeApp {
         return w ? this.certs.fetchCertificate(workloadIdentity(w), 'realtime') : undefined;
       },
     });
+    const addrs = { outbound: c.outboundAddr, inboundPlaintext: c.inboundPlaintextAddr, inbound: c.inboundAddr, socks5: c.socks5Addr };
+    const split = c.inpodEnabled ? splitInpodAddrs(addrs) : null;
+    let zdsPending: (() => void) | null = c.inpodEnabled ? readiness.register('workload_manager') : null;
+    this.inpod = split
+      ? createInpodMode(
+          {
+            config: c,
+            logger: this.logger,
+            registry: this.registry,
+            clock: this.clock,
+            accept: (socket, info) => this.proxy.accept(socket, info),
+            setReady: (ready) => {
+              if (ready) zdsPending?.();
+              zdsPending = ready ? null : (zdsPending ?? readiness.register('workload_manager'));
+            },
+            onPodsChanged: () => this.certs.syncLocalIdentities(this.localIdentities()),
+          },
+          split.pod,
+        )
+      : null;
     this.proxy = new NodeProxy({
       logger: this.logger,
       state: this.state,
       nodeName: c.nodeName,
-      addrs: { outbound: c.outboundAddr, inboundPlaintext: c.inboundPlaintextAddr, inbound: c.inboundAddr, socks5: c.socks5Addr },
+      addrs: split ? split.fixed : addrs,
+      ...(this.inpod ? { podSockets: this.inpod.podSockets } : {}),
       capture: this.capture,
       telemetry: this.telemetry,
       hboneClient: this.transport.client,
@@ -163,6 +187,7 @@ export class NodeApp {
       listeners: () => this.proxy.listeners(),
       dump: () => this.proxy.dump(),
     });
+    if (this.inpod) this.runtime.add(this.inpod.component);
     this.runtime.admin.addDumpSection('state', () => stateDump(this.state));
     this.runtime.admin.addDumpSection('pools', () => this.transport.client.dump());
     registerPoolMetrics(this.registry, this.transport.client);
@@ -183,6 +208,8 @@ export class NodeApp {
       const id = workloadIdentity(w);
       seen.set(id.toString(), id);
     }
+    // In-pod: a pod the agent enrolled but the state does not know yet still gets its certificate.
+    for (const id of this.inpod?.fallbackIdentities((uid) => this.state.findWorkloadByUid(uid) !== undefined) ?? []) seen.set(id.toString(), id);
     return [...seen.values()];
   }
 

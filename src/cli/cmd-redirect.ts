@@ -33,7 +33,7 @@ ${describeKeys(REDIRECT_KEYS)}
 }
 
 /** Turns parsed keys into the rule spec; problems name the key and value. */
-export function buildRedirectSpec(c: ConfigOf<typeof REDIRECT_KEYS>): { spec: RedirectSpec; issues: ConfigIssue[] } {
+export function buildRedirectSpec(c: Omit<ConfigOf<typeof REDIRECT_KEYS>, 'netns' | 'dryRun'>): { spec: RedirectSpec; issues: ConfigIssue[] } {
   const issues: ConfigIssue[] = [];
   let proxyUid: number | null = null;
   if (c.proxyUid !== null) {

@@ -9,6 +9,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   ca: { summary: 'dev CA: Istio CreateCertificate gRPC API over TLS on 15012', load: () => (require('./cmd-ca') as typeof import('./cmd-ca')).command },
   mesh: { summary: 'run a whole local mesh on loopback from one config file (no root, no Kubernetes)', load: () => (require('./cmd-mesh') as typeof import('./cmd-mesh')).command },
   redirect: { summary: 'install or remove traffic-capture rules (iptables) for a pod netns', load: () => (require('./cmd-redirect') as typeof import('./cmd-redirect')).command },
+  agent: { summary: 'stand-in for the istio-cni node agent: serves ZDS, enrols pod network namespaces, installs their capture rules', load: () => (require('./cmd-agent') as typeof import('./cmd-agent')).command },
   explain: { summary: 'explain the route and the policy decision for source, destination and port', load: () => (require('./cmd-explain') as typeof import('./cmd-explain')).command },
 };
 

@@ -19,6 +19,20 @@ export const REDIRECT_KEYS = {
   hbonePort: key({ env: 'REDIRECT_HBONE_PORT', doc: 'inbound HBONE port (reached directly, never redirected)', default: '15008', parse: p.int(1, 65535) }),
 } as const;
 
+/** The redirect keys that shape the rules (the agent picks each pod's namespace itself and never dry-runs). */
+function agentRuleKeys(): Omit<typeof REDIRECT_KEYS, 'netns' | 'dryRun'> {
+  const { netns: _netns, dryRun: _dryRun, ...rules } = REDIRECT_KEYS;
+  return rules;
+}
+
+/** `ztunnel-ts agent`: the stand-in for istio-cni's node agent (serves ZDS, installs in-pod rules). */
+export const AGENT_KEYS = {
+  ...agentRuleKeys(),
+  inpodUds: key({ env: 'INPOD_UDS', doc: 'ZDS socket the node proxies connect to', default: '/var/run/ztunnel/ztunnel.sock', parse: p.string }),
+  pods: key({ env: 'AGENT_PODS', doc: 'pods file (YAML: pods: [{uid, name, namespace, serviceAccount, netns}]), watched; netns is an ip-netns name or /proc/<pid>/ns/net', default: '', parse: p.optString }),
+  redirect: key({ env: 'AGENT_REDIRECT', doc: 'install the in-pod capture rules in each enrolled pod (and remove them on un-enrol)', default: 'true', parse: p.bool }),
+} as const;
+
 /** `ztunnel-ts mesh <file>`: the local loopback mesh. */
 export const MESH_KEYS = {
   logLevel: COMMON_KEYS.logLevel,

@@ -20,11 +20,13 @@ export type PollHandle = object & { readonly __poll: unique symbol };
  */
 export interface NetnsAddon {
   /** A listening TCP socket inside the namespace `nsFd` ([::] is dual stack). */
-  netnsTcpListener(nsFd: number, host: string, port: number, reusePort: boolean, backlog: number): number;
+  netnsTcpListener(nsFd: number, host: string, port: number, mark: number, reusePort: boolean): number;
   /** An unconnected TCP socket inside the namespace, with SO_MARK (0 = none). */
   netnsTcpSocket(nsFd: number, family: 4 | 6, mark: number): number;
   /** A bound UDP socket inside the namespace, with SO_MARK (0 = none). */
   netnsUdpSocket(nsFd: number, host: string, port: number, mark: number, reusePort: boolean): number;
+  /** Writes /proc/sys/<name> (a net/... sysctl) as seen inside the namespace. */
+  netnsSysctl(nsFd: number, name: string, value: string): void;
   seqpacketConnect(path: string): number;
   seqpacketListen(path: string, backlog: number): number;
   /** -1 when no connection is waiting. */
@@ -41,7 +43,7 @@ export interface NetnsAddon {
 export type NetnsSupport = { readonly available: true; readonly addon: NetnsAddon } | { readonly available: false; readonly reason: string };
 
 const EXPORTS: readonly (keyof NetnsAddon)[] = [
-  'netnsTcpListener', 'netnsTcpSocket', 'netnsUdpSocket', 'seqpacketConnect', 'seqpacketListen', 'seqpacketAccept', 'seqpacketSend', 'seqpacketRecv', 'pollStart', 'pollStop', 'getMark',
+  'netnsTcpListener', 'netnsTcpSocket', 'netnsUdpSocket', 'netnsSysctl', 'seqpacketConnect', 'seqpacketListen', 'seqpacketAccept', 'seqpacketSend', 'seqpacketRecv', 'pollStart', 'pollStop', 'getMark',
 ];
 
 /**

@@ -1,10 +1,9 @@
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import type { SocketFactory } from '../transport/dial';
 import type { NetnsAddon } from './netns-addon';
 
-/** Makes an unconnected TCP socket for one dial; the caller connects it (see dialTcp's createSocket). */
-export type SocketFactory = (family: 4 | 6) => net.Socket;
 
 /**
  * One pod's network namespace, held open by its descriptor (from ZDS SCM_RIGHTS or opened
@@ -54,7 +53,7 @@ export class PodNetns {
    */
   listenTcp(host: string, port: number, reusePort: boolean, opts: net.ServerOpts = {}): Promise<net.Server> {
     this.assertOpen();
-    const fd = this.addon.netnsTcpListener(this.fd, host, port, reusePort, 511);
+    const fd = this.addon.netnsTcpListener(this.fd, host, port, this.mark, reusePort);
     const server = net.createServer({ allowHalfOpen: true, ...opts });
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
@@ -100,6 +99,12 @@ export class PodNetns {
         resolve(sock);
       });
     });
+  }
+
+  /** Writes a per-namespace sysctl (`net/...`) inside the pod's namespace. */
+  sysctl(name: string, value: string): void {
+    this.assertOpen();
+    this.addon.netnsSysctl(this.fd, name, value);
   }
 
   /** Closes the namespace descriptor (sockets made in it keep working until their owners close them). */

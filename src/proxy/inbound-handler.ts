@@ -98,7 +98,7 @@ export class InboundHboneHandler {
       abortLeg(app);
     });
     try {
-      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, ...appSource(req.peerAddr.ip, target.target.ip, deps.settings.origSrc), prepare: deps.prepareDial });
+      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, ...appSource(req.peerAddr.ip, target.target.ip, deps.settings.origSrc), prepare: deps.prepareDial, createSocket: deps.podSockets?.forWorkload(target.workload) });
     } catch (err) {
       const reason = classifyError(err);
       req.reject(503, reason);

@@ -85,7 +85,7 @@ export class InboundPlaintextConnection {
       abortLeg(app);
     });
     try {
-      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, ...appSource(src.ip, target.target.ip, deps.settings.origSrc), prepare: deps.prepareDial });
+      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, ...appSource(src.ip, target.target.ip, deps.settings.origSrc), prepare: deps.prepareDial, createSocket: deps.podSockets?.forWorkload(target.workload) });
     } catch (err) {
       socket.destroy();
       result.record({ reason: classifyError(err), error: errorMessage(err) });

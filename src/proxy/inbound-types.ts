@@ -1,4 +1,4 @@
-import type { DialPreparer } from '../transport/dial';
+import type { DialPreparer, PodSocketSource } from '../transport/dial';
 import type { Logger } from 'pino';
 import type { AuthzContext, AuthzDecision } from '../policy/types';
 import type { Service, Workload } from '../state/types';
@@ -46,4 +46,6 @@ export interface InboundDeps {
   readonly isOwnAddress: (a: SocketAddr) => boolean;
   readonly splice: Splicer;
   readonly prepareDial?: DialPreparer;
+  /** In-pod mode: the app is dialled from a socket made in its own pod's namespace. */
+  readonly podSockets?: PodSocketSource;
 }

@@ -15,6 +15,8 @@ export interface AcceptInfo {
   readonly bound: SocketAddr;
   /** The workload the listener serves; null for listeners bound to an explicit host. */
   readonly workloadUid: string | null;
+  /** In-pod mode: the pod (ZDS uid) whose network namespace the listener is in. */
+  readonly pod?: string;
 }
 
 export interface ListenerSpec {

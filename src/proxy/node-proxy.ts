@@ -11,6 +11,7 @@ import { InboundPlaintextConnection } from './inbound-plaintext';
 import type { InboundDeps } from './inbound-types';
 import { ListenerManager, type AcceptInfo, type ListenerName } from './listener-manager';
 import { OutboundConnection } from './outbound';
+import type { PodSocketSource } from '../transport/dial';
 import type { OutboundDeps } from './outbound-types';
 import { OutboundHeaders } from './outbound-headers';
 import type { Telemetry } from '../telemetry/telemetry';
@@ -39,6 +40,8 @@ export interface NodeProxyOptions {
   readonly hboneClient: HboneClient;
   readonly hboneServer: HboneSocketServer;
   /** Everything but the shared pieces above, built by the composition root. */
+  /** In-pod mode: the pods' own sockets (listeners are bound by the in-pod listener set, which hands accepted sockets to accept()). */
+  readonly podSockets?: PodSocketSource;
   readonly outbound: Omit<OutboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'hbone' | 'illegalPorts' | 'isOwnAddress' | 'headers'>;
   readonly inbound: Omit<InboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'isOwnAddress'>;
 }
@@ -62,8 +65,8 @@ export class NodeProxy implements Component {
   constructor(private readonly opts: NodeProxyOptions) {
     const illegalPorts = (): ReadonlySet<number> => this.listenerManager.illegalPorts();
     const isOwnAddress = (a: SocketAddr): boolean => this.listenerManager.isOwnAddress(a);
-    this.outboundDeps = { ...opts.outbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, hbone: opts.hboneClient, illegalPorts, isOwnAddress, headers: new OutboundHeaders() };
-    this.inboundDeps = { ...opts.inbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, isOwnAddress };
+    this.outboundDeps = { ...opts.outbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, hbone: opts.hboneClient, illegalPorts, isOwnAddress, headers: new OutboundHeaders(), ...(opts.podSockets ? { podSockets: opts.podSockets } : {}) };
+    this.inboundDeps = { ...opts.inbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, isOwnAddress, ...(opts.podSockets ? { podSockets: opts.podSockets } : {}) };
     this.inboundHandler = new InboundHboneHandler(this.inboundDeps);
     const a = opts.addrs;
     this.listenerManager = new ListenerManager({
@@ -114,7 +117,8 @@ export class NodeProxy implements Component {
     return { listeners: this.listenerManager.dump(), liveConnections: this.opts.telemetry.tracker.size };
   }
 
-  private accept(socket: Socket, info: AcceptInfo): void {
+  /** Every listener's accepted sockets come here (the in-pod listener set calls it too); takes ownership. */
+  readonly accept = (socket: Socket, info: AcceptInfo): void => {
     this.accepted.add(socket);
     socket.once('close', () => this.accepted.delete(socket));
     socket.setNoDelay(true);
@@ -132,11 +136,12 @@ export class NodeProxy implements Component {
         this.opts.hboneServer.handleSocket(socket, this.inboundLocalAddr(socket, info));
         return;
     }
-  }
+  };
 
   /** The address an HBONE connection arrived at: original destination (capture) or local address. */
   private inboundLocalAddr(socket: Socket, info: AcceptInfo): SocketAddr {
     if (info.workloadUid !== null) return info.bound;
+    if (info.pod !== undefined && socket.localAddress && socket.localPort) return makeSocketAddr(socket.localAddress, socket.localPort);
     try {
       return resolveDestination(this.opts.capture, socket).addr;
     } catch {

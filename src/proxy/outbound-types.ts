@@ -1,6 +1,6 @@
 import type { OutboundRoute } from '../state/route-types';
 import type { OutboundHeaders } from './outbound-headers';
-import type { DialPreparer } from '../transport/dial';
+import type { DialPreparer, PodSocketSource } from '../transport/dial';
 import type { Splicer } from '../transport/splice-outcome';
 import type { Logger } from 'pino';
 import type { CertificateSource } from '../identity/types';
@@ -48,4 +48,6 @@ export interface OutboundDeps {
   readonly splice: Splicer;
   /** Prepares dialled sockets (NODELAY, keepalive, SO_MARK before the SYN). */
   readonly prepareDial?: DialPreparer;
+  /** In-pod mode: sockets made inside the source pod's namespace. */
+  readonly podSockets?: PodSocketSource;
 }

@@ -184,9 +184,12 @@ export class OutboundConnection {
   private async openUpstream(r: Resolved): Promise<Duplex> {
     const { deps } = this;
     const p = r.plan;
-    const localAddress = isLoopbackIp(r.src.ip) ? r.src.ip : undefined;
+    // In-pod: dial from the pod's own namespace, bound to its IP (which also keys pooled
+    // HBONE sessions per pod, so one pod's tunnel never carries another pod's traffic).
+    const createSocket = this.info.pod !== undefined ? deps.podSockets?.forPod(this.info.pod) : undefined;
+    const localAddress = isLoopbackIp(r.src.ip) || (createSocket && r.src.family === p.nextHop.family) ? r.src.ip : undefined;
     if (p.kind !== 'hbone') {
-      return dialTcp(p.nextHop, { timeoutMs: deps.settings.connectTimeoutMs, localAddress, prepare: deps.prepareDial });
+      return dialTcp(p.nextHop, { timeoutMs: deps.settings.connectTimeoutMs, localAddress, prepare: deps.prepareDial, createSocket });
     }
     const id = workloadIdentity(r.srcWorkload);
     // The common case has a valid certificate cached: skip the bounded wait (a timer and a
@@ -211,6 +214,7 @@ export class OutboundConnection {
       peerUid: p.destWorkload.uid,
       headers: deps.headers.build(r.srcWorkload, r.src, p.destService),
       ...(localAddress ? { localAddress } : {}),
+      ...(createSocket ? { createSocket } : {}),
       })
       .catch((err: unknown) => {
         throw peerDenied(err) ?? err;

@@ -5,7 +5,7 @@
  */
 import { type Exec, type CommandResult, RedirectError, explainFailure } from './exec';
 import { NFT_TABLE, nftInstallScript, nftTableListing } from './nft';
-import { type Backend, detectBackend, checkNamespace, ipv6Enabled, type Flavour } from './backend';
+import { type Backend, detectBackend, checkNamespace, ipv6Enabled, netnsPrefix, type Flavour } from './backend';
 import { type Family, type RedirectSpec, type Step, installSteps, removeSteps, renderStep, expectedChainListing, expectedMangleListing, validateSpec, CHAIN_OUTPUT, CHAIN_PREROUTING } from './rules';
 import { routingArgs, routingCheck, routingRemoveArgs } from './orig-src';
 
@@ -14,7 +14,7 @@ export type RedirectAction = 'install' | 'remove' | 'check';
 export interface RedirectRequest {
   readonly action: RedirectAction;
   readonly spec: RedirectSpec;
-  /** Named namespace (ip netns), or null for the current one. */
+  /** Named namespace (ip netns) or a namespace file path (/proc/<pid>/ns/net), or null for the current one. */
   readonly netns: string | null;
   readonly backend: 'auto' | Flavour;
   readonly dryRun: boolean;
@@ -35,7 +35,7 @@ export interface RedirectOutcome {
 export async function runRedirect(exec: Exec, req: RedirectRequest): Promise<RedirectOutcome> {
   const problems = validateSpec(req.spec);
   if (problems.length > 0) throw new RedirectError('INVALID', problems.join('; '));
-  const nsPrefix = req.netns === null ? [] : ['ip', 'netns', 'exec', req.netns];
+  const nsPrefix = req.netns === null ? [] : netnsPrefix(req.netns);
   if (req.netns !== null) await checkNamespace(exec, req.netns);
   const backend = await detectBackend(exec, nsPrefix, req.backend);
   const notes: string[] = [];

@@ -87,10 +87,20 @@ export async function detectBackend(exec: Exec, nsPrefix: readonly string[], for
   return backendFor(plain as 'nft' | 'legacy', true, `plain iptables (${plain as string})`);
 }
 
+/**
+ * The command prefix that runs a program inside a namespace: `ip netns exec <name>` for a
+ * named one, `nsenter --net=<path>` for a namespace file such as /proc/<pid>/ns/net (how
+ * the node agent names pods that have no ip-netns name).
+ */
+export function netnsPrefix(netns: string): string[] {
+  return netns.startsWith('/') ? ['nsenter', `--net=${netns}`] : ['ip', 'netns', 'exec', netns];
+}
+
 /** Checks the namespace exists and we may enter it, before anything else runs there. */
 export async function checkNamespace(exec: Exec, netns: string): Promise<void> {
-  if (!/^[A-Za-z0-9_.-]{1,255}$/.test(netns) || netns === '.' || netns === '..') throw new RedirectError('INVALID', `REDIRECT_NETNS: ${JSON.stringify(netns)} is not a valid network namespace name`);
-  const argv = ['ip', 'netns', 'exec', netns, 'true'];
+  const isPath = netns.startsWith('/') && !netns.split('/').includes('..');
+  if (!isPath && (!/^[A-Za-z0-9_.-]{1,255}$/.test(netns) || netns === '.' || netns === '..')) throw new RedirectError('INVALID', `REDIRECT_NETNS: ${JSON.stringify(netns)} is not a valid network namespace name or path`);
+  const argv = [...netnsPrefix(netns), 'true'];
   const r = await exec(argv);
   if (r.code !== 0) throw explainFailure(argv, r, netns);
 }

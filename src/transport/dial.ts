@@ -3,6 +3,21 @@ import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { ProxyError, classifyError } from '../errors';
 import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
+import type { Workload } from '../state/types';
+
+/** Makes an unconnected TCP socket for one dial; the dial connects it. */
+export type SocketFactory = (family: 4 | 6) => Socket;
+
+/**
+ * In-pod mode: the sockets a pod's connections dial from, made inside that pod's network
+ * namespace with the packet mark (so they leave from the pod and its rules skip them).
+ */
+export interface PodSocketSource {
+  /** The pod behind an in-pod listener (AcceptInfo.pod). */
+  forPod(podUid: string): SocketFactory | undefined;
+  /** The pod running a local workload (inbound: the app is dialled from its own pod). */
+  forWorkload(w: Workload): SocketFactory | undefined;
+}
 
 export interface DialOptions {
   readonly timeoutMs: number;
@@ -12,6 +27,8 @@ export interface DialOptions {
   readonly transparent?: boolean;
   /** Socket options for the dial (NODELAY, keepalive, SO_MARK before the SYN); see prepareDial. */
   readonly prepare?: DialPreparer | undefined;
+  /** In-pod: the socket comes from the pod's namespace (already marked); `prepare` is not used. */
+  readonly createSocket?: SocketFactory | undefined;
 }
 
 /**
@@ -30,10 +47,15 @@ export type DialPreparer = (family: 4 | 6, localAddress: string | undefined, tra
  */
 export function dialTcp(addr: SocketAddr, opts: DialOptions): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const prepared = opts.prepare?.(addr.family, opts.localAddress, opts.transparent ?? false);
-    const localAddress = prepared ? prepared.localAddress : opts.localAddress;
-    const socket = connect({ host: addr.ip, port: addr.port, allowHalfOpen: true, noDelay: true, ...(localAddress ? { localAddress } : {}) });
-    prepared?.attach(socket);
+    let socket: Socket;
+    if (opts.createSocket) {
+      socket = opts.createSocket(addr.family).connect({ host: addr.ip, port: addr.port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    } else {
+      const prepared = opts.prepare?.(addr.family, opts.localAddress, opts.transparent ?? false);
+      const localAddress = prepared ? prepared.localAddress : opts.localAddress;
+      socket = connect({ host: addr.ip, port: addr.port, allowHalfOpen: true, noDelay: true, ...(localAddress ? { localAddress } : {}) });
+      prepared?.attach(socket);
+    }
     const target = formatSocketAddr(addr);
     const timer = setTimeout(() => {
       socket.destroy();

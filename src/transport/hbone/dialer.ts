@@ -53,9 +53,17 @@ export async function dialHbone(target: HboneTarget, cert: WorkloadCertificate, 
 function connectTls(target: HboneTarget, cert: WorkloadCertificate, o: DialOptions, verified: VerifiedPeer): Promise<tls.TLSSocket> {
   const peer = formatSocketAddr(target.nextHop);
   return new Promise((resolve, reject) => {
-    const dial = prepareDial(target.nextHop.family, target.localAddress, o.socket);
-    const sock = tls.connect(clientTlsOptions(cert, target.nextHop, target.expectedIdentities, verified, dial.localAddress));
-    dial.attach(sock, (err) => o.onSocketOptionError?.(err));
+    let sock: tls.TLSSocket;
+    if (target.createSocket) {
+      const raw = target.createSocket(target.nextHop.family);
+      raw.connect({ host: target.nextHop.ip, port: target.nextHop.port, ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
+      if (o.socket.keepalive) raw.setKeepAlive(true, o.socket.keepaliveTime);
+      sock = tls.connect({ ...clientTlsOptions(cert, target.nextHop, target.expectedIdentities, verified), socket: raw });
+    } else {
+      const dial = prepareDial(target.nextHop.family, target.localAddress, o.socket);
+      sock = tls.connect(clientTlsOptions(cert, target.nextHop, target.expectedIdentities, verified, dial.localAddress));
+      dial.attach(sock, (err) => o.onSocketOptionError?.(err));
+    }
     let tcpUp = false;
     let timer = o.clock.setTimeout(() => fail(tcpTimeout()), o.connectTimeout);
     timer.unref?.();

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SpiffeId } from '../../identity/spiffe';
 import type { WorkloadCertificate } from '../../identity/types';
@@ -24,6 +25,8 @@ export interface HboneTarget {
   readonly headers: Readonly<Record<string, string>>;
   /** Local address to bind the TCP connection to (the source workload IP on loopback meshes); optional. */
   readonly localAddress?: string;
+  /** In-pod: makes the TCP socket inside the source pod's namespace (marked); the pool key still uses localAddress. */
+  readonly createSocket?: (family: 4 | 6) => Socket;
 }
 
 /** An open, 200-answered CONNECT stream; bytes may flow. The caller owns it from here. */

@@ -70,7 +70,7 @@ if (skip) {
     const b = await pod.listenTcp('::', port, true);
     t.teardown(() => b.close());
     t.is((b.address() as net.AddressInfo).port, port);
-    const err = t.throws(() => addon.netnsTcpListener(pod.fd, '::', port, false, 16)) as NodeJS.ErrnoException;
+    const err = t.throws(() => addon.netnsTcpListener(pod.fd, '::', port, 0, false)) as NodeJS.ErrnoException;
     t.is(err.code, 'EADDRINUSE');
     t.is(err.syscall, 'bind');
   });
