@@ -59,10 +59,11 @@ export class NodeAgent implements Component {
     this.server = new ZdsServer({ addon: o.addon, codec: o.codec, path: o.socketPath, logger: o.logger, snapshot: () => [...this.pods.values()].map((p) => p.entry) });
   }
 
+  /** Reads the pods file BEFORE serving, so the first snapshot a node proxy gets is complete (an empty one would stop every pod). */
   async start(): Promise<void> {
+    if (this.o.podsFile !== null) await this.reload();
     this.server.start();
     if (this.o.podsFile === null) return;
-    await this.reload();
     const file = resolve(this.o.podsFile);
     this.watcher = fs.watch(dirname(file), { persistent: false }, (_e, changed) => {
       if (changed !== null && changed !== basename(file)) return;
@@ -154,7 +155,8 @@ export class NodeAgent implements Component {
     if (errors.length > 0) this.o.logger.warn({ uid: spec.uid, errors }, 'a node proxy could not start the pod (it retries)');
     if (this.o.redirect) {
       try {
-        await runRedirect(this.o.redirect.exec, { action: 'install', spec: this.o.redirect.spec, netns: spec.netns, backend: this.o.redirect.backend, dryRun: false });
+        const out = await runRedirect(this.o.redirect.exec, { action: 'install', spec: this.o.redirect.spec, netns: spec.netns, backend: this.o.redirect.backend, dryRun: false });
+        if (out.notes.length > 0) this.o.logger.warn({ uid: spec.uid, netns: spec.netns, notes: out.notes }, 'capture rules installed with notes');
       } catch (err) {
         this.pods.delete(spec.uid);
         await this.server.broadcast({ kind: 'del', uid: spec.uid }, []);

@@ -1,10 +1,12 @@
 /**
- * Brings the e2e mesh up on the network of topology.ts (see README.md, "model"):
+ * Brings the e2e mesh up on the network of topology.ts (see README.md, "model"), as
+ * ztunnel runs in a cluster with istio-cni:
  *  - the dev CA in node1's namespace on 10.0.0.1:15012;
- *  - in EVERY pod namespace: the in-pod capture rules (`ztunnel-ts redirect install
- *    --redirect-netns <pod>`) and one `ztunnel-ts node` process serving that pod, started
- *    with `ip netns exec <pod>` so its 15001/15006/15008 listeners live in the pod's netns
- *    (what ztunnel achieves with setns). It runs as uid 1337 with CAP_NET_ADMIN (SO_MARK);
+ *  - per NODE namespace: ONE `ztunnel-ts node` process with INPOD_ENABLED=true and one
+ *    `ztunnel-ts agent` (the stand-in for istio-cni's node agent) serving ZDS on the node's
+ *    socket; the agent enrols the node's pods from its pods file (their network namespaces),
+ *    hands each namespace to the node proxy (which opens 15001/15006/15008 inside it) and
+ *    installs the in-pod capture rules (mark-only, no uid exclusion);
  *  - mesh-unaware apps (HTTP + TCP echo) in b1, b2 and ext.
  * Every process is tracked by PID in the Topology and killed in destroy().
  */
@@ -12,25 +14,27 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Topology, run, type NsProcess, type RunResult } from '../helpers/netns';
+import { Topology, type NsProcess, type RunResult } from '../helpers/netns';
 import { parsePrometheusText, type ParsedMetrics } from '../helpers/prom-text';
 import { buildNetwork, PODS, NODE_IP, EXT, type E2eNet, type PodDef } from './topology';
 
 export const MAIN_JS = path.resolve(__dirname, '../../src/cli/main.js');
 const FIXTURES = path.join(__dirname, 'fixtures');
-/** The uid the per-pod proxies run as; capture rules exclude it (the CA/xDS sockets cannot be marked). */
-export const PROXY_UID = 1337;
 export const TRUST_DOMAIN = 'cluster.local';
 export const HTTP_PORT = 8080;
 export const ECHO_PORT = 9000;
 
 export const spiffe = (sa: string): string => `spiffe://${TRUST_DOMAIN}/ns/default/sa/${sa}`;
+export const podUid = (name: string): string => `Kubernetes//Pod/default/${name}`;
+export type NodeName = 'node1' | 'node2';
+/** Pods enrolled at start (a3 is enrolled by a test). */
+export const INITIAL_PODS = ['a1', 'a2', 'b1', 'b2'] as const;
 
 /** Policies: b1 is STRICT (istiod's static DENY for "no peer identity"); b2 denies a2. */
 export function localConfigYaml(): string {
   const policyOf: Record<string, string[]> = { b1: ['istio-system/istio_converted_static_strict'], b2: ['default/deny-from-a2'] };
   const workloads = PODS.map(
-    (p) => `  - uid: Kubernetes//Pod/default/${p.name}
+    (p) => `  - uid: ${podUid(p.name)}
     name: ${p.name}
     namespace: default
     serviceAccount: ${p.name}
@@ -68,8 +72,12 @@ export class E2eMesh {
   readonly topo = new Topology('e2e');
   net!: E2eNet;
   readonly dir: string;
-  readonly proxies = new Map<string, NsProcess>();
+  /** The node proxy of each node (one process per node). */
+  readonly proxies = new Map<NodeName, NsProcess>();
+  readonly agents = new Map<NodeName, NsProcess>();
   readonly apps = new Map<string, NsProcess>();
+  /** Pods listed in each node agent's pods file. */
+  readonly enrolled = new Map<NodeName, Set<string>>([['node1', new Set()], ['node2', new Set()]]);
   ca: NsProcess | null = null;
   /** Timings of the setup phases, for the report. */
   readonly timings: Record<string, number> = {};
@@ -99,13 +107,15 @@ export class E2eMesh {
     t0 = Date.now();
     await this.startCa();
     this.timings['ca_ms'] = Date.now() - t0;
-    t0 = Date.now();
-    for (const p of PODS) await this.installRedirect(p.name, true);
-    this.timings['redirect_ms'] = Date.now() - t0;
     await this.startApps();
     t0 = Date.now();
-    await Promise.all(PODS.map((p) => this.startProxy(p.name)));
+    await Promise.all((['node1', 'node2'] as const).map((n) => this.startProxy(n)));
     this.timings['proxies_ready_ms'] = Date.now() - t0;
+    t0 = Date.now();
+    for (const n of ['node1', 'node2'] as const) this.startAgent(n);
+    await Promise.all(INITIAL_PODS.map((p) => this.enrol(p)));
+    for (const n of ['node1', 'node2'] as const) await this.waitReady(n, this.proxies.get(n)!);
+    this.timings['pods_enrolled_ms'] = Date.now() - t0;
   }
 
   private writeFiles(): void {
@@ -114,9 +124,9 @@ export class E2eMesh {
     const tokens = (['node1', 'node2'] as const).map((node) => ({ node, token: randomBytes(18).toString('base64url') }));
     fs.writeFileSync(path.join(this.dir, 'ca-tokens.yaml'), tokens.map((t) => `- { token: "${t.token}", namespace: istio-system, serviceAccount: ztunnel, node: "${t.node}" }`).join('\n') + '\n', { mode: 0o600 });
     for (const t of tokens) {
-      const f = path.join(this.dir, 'tokens', t.node);
-      fs.writeFileSync(f, t.token, { mode: 0o600 });
-      fs.chownSync(f, PROXY_UID, PROXY_UID);
+      fs.writeFileSync(path.join(this.dir, 'tokens', t.node), t.token, { mode: 0o600 });
+      fs.mkdirSync(path.join(this.dir, t.node), { mode: 0o755 });
+      this.writePods(t.node);
     }
   }
 
@@ -128,13 +138,6 @@ export class E2eMesh {
     fs.chmodSync(caDir, 0o755);
   }
 
-  /** `ztunnel-ts redirect install` in the pod's netns (with or without the proxy-uid exclusion). */
-  async installRedirect(pod: string, excludeProxyUid: boolean): Promise<void> {
-    const args = [MAIN_JS, 'redirect', 'install', '--redirect-netns', this.ns(pod), ...(excludeProxyUid ? ['--redirect-proxy-uid', String(PROXY_UID)] : [])];
-    const r = await run(process.execPath, args, { env: { PATH: process.env['PATH'] } });
-    if (r.code !== 0) throw new Error(`redirect install in ${pod} failed: ${r.stderr}`);
-  }
-
   private async startApps(): Promise<void> {
     for (const name of ['b1', 'b2', 'ext']) {
       const p = this.topo.spawn(this.ns(name), `app-${name}`, process.execPath, [path.join(FIXTURES, 'apps.js'), name, '0.0.0.0', String(HTTP_PORT), String(ECHO_PORT)]);
@@ -143,23 +146,86 @@ export class E2eMesh {
     }
   }
 
-  proxyEnv(pod: PodDef): NodeJS.ProcessEnv {
+  socketPath(node: NodeName): string {
+    return path.join(this.dir, node, 'ztunnel.sock');
+  }
+
+  private podsFile(node: NodeName): string {
+    return path.join(this.dir, node, 'pods.yaml');
+  }
+
+  private writePods(node: NodeName): void {
+    const rows = [...this.enrolled.get(node)!].map((name) => `  - { uid: "${podUid(name)}", name: ${name}, namespace: default, serviceAccount: ${name}, netns: ${this.ns(name)} }`);
+    const tmp = `${this.podsFile(node)}.tmp`;
+    fs.writeFileSync(tmp, `pods:\n${rows.join('\n')}\n`);
+    fs.renameSync(tmp, this.podsFile(node));
+  }
+
+  /** The node agent of a node: serves ZDS, enrols the pods file's pods, installs their rules. */
+  startAgent(node: NodeName): NsProcess {
+    const env = { PATH: process.env['PATH'], LOG_FORMAT: 'json', LOG_LEVEL: 'info', INPOD_UDS: this.socketPath(node), AGENT_PODS: this.podsFile(node), PACKET_MARK: '1337' };
+    const proc = this.topo.spawn(this.ns(node), `agent-${node}`, process.execPath, [MAIN_JS, 'agent'], { env });
+    this.agents.set(node, proc);
+    return proc;
+  }
+
+  /** Adds a pod to its node agent's file and waits until the agent enrolled it (rules installed, proxy acked). */
+  async enrol(name: string): Promise<void> {
+    const p = this.pod(name);
+    const agent = this.agents.get(p.node)!;
+    const count = (): number => agent.output().split(`"uid":"${podUid(name)}","netns":"${this.ns(name)}","proxies"`).length;
+    const before = count();
+    this.enrolled.get(p.node)!.add(name);
+    this.writePods(p.node);
+    await waitUntil(() => count() > before, `agent on ${p.node} to enrol ${name}; agent output:\n${agent.output().slice(-2000)}`, 20_000);
+    await waitUntil(() => this.proxyHasPod(name), `node proxy on ${p.node} to run ${name}`, 20_000);
+  }
+
+  /** Removes a pod from its node agent's file without waiting (the agent may be down). */
+  forget(name: string): void {
+    const node = this.pod(name).node;
+    this.enrolled.get(node)!.delete(name);
+    this.writePods(node);
+  }
+
+  /** Whether the node proxy serving `name` runs its in-pod proxy (admin /config_dump, "inpod" section). */
+  async proxyHasPod(name: string): Promise<boolean> {
+    const r = await this.topo.exec(this.ns(this.pod(name).node), 'curl', ['-s', '-m', '2', 'http://127.0.0.1:15000/config_dump']);
+    try {
+      const dump = JSON.parse(r.stdout) as { inpod?: { pods?: string[] } };
+      return dump.inpod?.pods?.includes(podUid(name)) ?? false;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Removes a pod from its node agent's file and waits until the agent un-enrolled it. */
+  async unenrol(name: string): Promise<void> {
+    const p = this.pod(name);
+    const agent = this.agents.get(p.node)!;
+    const count = (): number => agent.output().split(`"uid":"${podUid(name)}","netns":"${this.ns(name)}","msg":"pod un-enrolled"`).length;
+    const before = count();
+    this.enrolled.get(p.node)!.delete(name);
+    this.writePods(p.node);
+    await waitUntil(() => count() > before, `agent on ${p.node} to un-enrol ${name}`, 20_000);
+  }
+
+  nodeEnv(node: NodeName, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     return {
       PATH: process.env['PATH'],
       LOG_FORMAT: 'json',
       LOG_LEVEL: 'info',
-      NODE_NAME: pod.node,
+      NODE_NAME: node,
       LOCAL_XDS_PATH: path.join(this.dir, 'local.yaml'),
       CA_ADDRESS: `https://${NODE_IP.node1}:15012`,
       CA_ROOT_CA: path.join(this.dir, 'ca', 'root-cert.pem'),
-      AUTH_TOKEN: path.join(this.dir, 'tokens', pod.node),
+      AUTH_TOKEN: path.join(this.dir, 'tokens', node),
       TRUST_DOMAIN,
-      // 15001 must be a wildcard: OUTPUT REDIRECT delivers to 127.0.0.1. 15006 and 15008 are
-      // bound to the pod IP (PREROUTING REDIRECT delivers to the incoming interface's address),
-      // which in a one-IP pod is what ztunnel's [::] bind inside the pod netns amounts to.
-      OUTBOUND_ADDR: '0.0.0.0:15001',
-      INBOUND_PLAINTEXT_ADDR: `${pod.ip}:15006`,
-      INBOUND_ADDR: `${pod.ip}:15008`,
+      // One process per node: host-less listener addresses (the defaults) mean "this port
+      // inside every pod the node agent enrols".
+      INPOD_ENABLED: 'true',
+      INPOD_UDS: this.socketPath(node),
+      INPOD_PORT_REUSE: 'true',
       ADMIN_ADDR: '127.0.0.1:15000',
       STATS_ADDR: '127.0.0.1:15020',
       READINESS_ADDR: '127.0.0.1:15021',
@@ -167,34 +233,36 @@ export class E2eMesh {
       IPV6_ENABLED: 'false',
       CONNECT_TIMEOUT: '3s',
       CONNECTION_TERMINATION_DEADLINE: '1s',
+      ...extra,
     };
   }
 
   /**
-   * One node proxy for one pod, inside the pod's netns, as uid 1337 keeping CAP_NET_ADMIN
-   * (ambient) so SO_MARK works: `ip netns exec` and `setpriv` both exec in place, so the PID
-   * we hold is the node process itself.
+   * The node proxy of a node, in the node's namespace, as root (setns into pod namespaces
+   * needs CAP_SYS_ADMIN, SO_MARK CAP_NET_ADMIN, as ztunnel's DaemonSet grants). It is ready
+   * once its agent's snapshot is acknowledged, so at start (no agent yet) only its admin
+   * port is awaited; `ready` waits for readiness.
    */
-  async startProxy(pod: string): Promise<NsProcess> {
-    const p = this.pod(pod);
-    const setpriv = ['--reuid', String(PROXY_UID), '--regid', String(PROXY_UID), '--clear-groups', '--inh-caps', '+net_admin', '--ambient-caps', '+net_admin'];
-    const proc = this.topo.spawn(this.ns(pod), `proxy-${pod}`, 'setpriv', [...setpriv, process.execPath, MAIN_JS, 'node'], { env: this.proxyEnv(p) });
-    this.proxies.set(pod, proc);
-    await this.waitReady(pod, proc, 30_000);
+  async startProxy(node: NodeName, opts: { ready?: boolean; label?: string; env?: Record<string, string> } = {}): Promise<NsProcess> {
+    const proc = this.topo.spawn(this.ns(node), opts.label ?? `proxy-${node}`, process.execPath, [MAIN_JS, 'node'], { env: this.nodeEnv(node, opts.env) });
+    if (!opts.label) this.proxies.set(node, proc);
+    const port = (opts.env?.['READINESS_ADDR'] ?? '127.0.0.1:15021').split(':')[1]!;
+    if (opts.ready) await this.waitReady(node, proc, 30_000, port);
+    else await proc.waitFor(/"msg":"connected to the node agent \(ZDS\)"|cannot connect to the node agent/, 30_000);
     return proc;
   }
 
-  private async waitReady(pod: string, proc: NsProcess, timeoutMs: number): Promise<void> {
+  async waitReady(node: NodeName, proc: NsProcess, timeoutMs = 30_000, port = '15021'): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last = '';
     while (Date.now() < deadline) {
-      if (proc.exitStatus) throw new Error(`node proxy for ${pod} exited (${proc.exitStatus.code ?? proc.exitStatus.signal}) before ready; output:\n${proc.output().slice(-3000)}`);
-      const r = await this.topo.exec(this.ns(pod), 'curl', ['-s', '-m', '1', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:15021/healthz/ready']);
+      if (proc.exitStatus) throw new Error(`node proxy on ${node} exited (${proc.exitStatus.code ?? proc.exitStatus.signal}) before ready; output:\n${proc.output().slice(-3000)}`);
+      const r = await this.topo.exec(this.ns(node), 'curl', ['-s', '-m', '1', '-w', ' %{http_code}', `http://127.0.0.1:${port}/healthz/ready`]);
       last = r.stdout.trim();
-      if (last === '200') return;
-      await new Promise((res) => setTimeout(res, 200));
+      if (last.endsWith(' 200')) return;
+      await new Promise((res) => setTimeout(res, 100));
     }
-    throw new Error(`node proxy for ${pod} not ready within ${timeoutMs}ms (last readiness answer ${last || 'none'}); output:\n${proc.output().slice(-3000)}`);
+    throw new Error(`node proxy on ${node} not ready within ${timeoutMs}ms (last readiness answer ${last || 'none'}); output:\n${proc.output().slice(-3000)}`);
   }
 
   /** curl from a pod (a mesh-unaware client), with its wall time. */
@@ -211,16 +279,22 @@ export class E2eMesh {
     return { ...r, ms: Date.now() - t0 };
   }
 
-  async metrics(pod: string): Promise<ParsedMetrics> {
-    const r = await this.topo.exec(this.ns(pod), 'curl', ['-sS', '-m', '3', 'http://127.0.0.1:15020/metrics']);
-    if (r.code !== 0) throw new Error(`scraping ${pod}'s proxy metrics failed: ${r.stderr}`);
+  /** Metrics of the node proxy serving a pod (or of a node). */
+  async metrics(podOrNode: string, port = 15020): Promise<ParsedMetrics> {
+    const node = this.nodeOf(podOrNode);
+    const r = await this.topo.exec(this.ns(node), 'curl', ['-sS', '-m', '3', `http://127.0.0.1:${port}/metrics`]);
+    if (r.code !== 0) throw new Error(`scraping ${node}'s proxy metrics failed: ${r.stderr}`);
     return parsePrometheusText(r.stdout);
   }
 
-  /** JSON records the pod's proxy logged so far. */
-  logs(pod: string): LogRecord[] {
+  nodeOf(podOrNode: string): NodeName {
+    return podOrNode === 'node1' || podOrNode === 'node2' ? podOrNode : this.pod(podOrNode).node;
+  }
+
+  /** JSON records the node proxy (of a pod or node) logged so far. */
+  logs(podOrNode: string): LogRecord[] {
     const out: LogRecord[] = [];
-    for (const line of (this.proxies.get(pod)?.output() ?? '').split('\n')) {
+    for (const line of (this.proxies.get(this.nodeOf(podOrNode))?.output() ?? '').split('\n')) {
       if (!line.startsWith('{')) continue;
       try {
         out.push(JSON.parse(line) as LogRecord);
@@ -231,9 +305,15 @@ export class E2eMesh {
     return out;
   }
 
-  /** Access-log closing lines ("connection complete" and policy closes) of the pod's proxy. */
+  /**
+   * Access-log closing lines ("connection complete", policy closes, early failures) of the
+   * node proxy that concern a pod: its outbound connections and the inbound ones to it.
+   */
   accessLogs(pod: string): LogRecord[] {
-    return this.logs(pod).filter((r) => r['scope'] === 'access' && r['msg'] !== 'connection opened' && r['msg'] !== 'connection update');
+    const ip = this.pod(pod).ip;
+    const mine = (r: LogRecord): boolean =>
+      r['direction'] === 'outbound' ? r['src.workload'] === pod || String(r['src.addr']).startsWith(`${ip}:`) : r['dst.workload'] === pod || String(r['dst.addr']).startsWith(`${ip}:`);
+    return this.logs(pod).filter((r) => r['scope'] === 'access' && r['msg'] !== 'connection opened' && r['msg'] !== 'connection update' && mine(r));
   }
 
   async destroy(): Promise<string[]> {
@@ -244,3 +324,11 @@ export class E2eMesh {
 }
 
 export const EXT_IP = EXT.ip;
+
+export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

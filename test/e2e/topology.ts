@@ -6,14 +6,17 @@
  *
  *   a1 10.1.1.2 ─┐                                      ┌─ b1 10.2.1.2
  *   a2 10.1.2.2 ─┤ node1 ── inter 10.0.0.1/30 · 10.0.0.2 ── node2 ├─ b2 10.2.2.2
- *  ext 10.3.0.2 ─┘   (dev CA on 10.0.0.1:15012)           └─ out 10.4.0.2
+ *   a3 10.1.3.2 ─┤   (dev CA on 10.0.0.1:15012)           └─ out 10.4.0.2
+ *  ext 10.3.0.2 ─┘
+ *
+ * a3 exists from the start but is enrolled only by the pod add/del test.
  *
  * Every address exists only inside these namespaces (none in the host namespace).
  */
 import { Topology } from '../helpers/netns';
 
 export interface PodDef {
-  readonly name: 'a1' | 'a2' | 'b1' | 'b2';
+  readonly name: 'a1' | 'a2' | 'a3' | 'b1' | 'b2';
   readonly node: 'node1' | 'node2';
   readonly ip: string;
   /** Node-side address of the pod's veth (the pod's default gateway). */
@@ -23,6 +26,7 @@ export interface PodDef {
 export const PODS: readonly PodDef[] = [
   { name: 'a1', node: 'node1', ip: '10.1.1.2', gw: '10.1.1.1' },
   { name: 'a2', node: 'node1', ip: '10.1.2.2', gw: '10.1.2.1' },
+  { name: 'a3', node: 'node1', ip: '10.1.3.2', gw: '10.1.3.1' },
   { name: 'b1', node: 'node2', ip: '10.2.1.2', gw: '10.2.1.1' },
   { name: 'b2', node: 'node2', ip: '10.2.2.2', gw: '10.2.2.1' },
 ];

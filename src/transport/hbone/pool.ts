@@ -1,3 +1,4 @@
+import { constants as h2constants } from 'node:http2';
 import type { Logger } from 'pino';
 import { ProxyError, errorMessage } from '../../errors';
 import type { CertificateSource } from '../../identity/types';
@@ -95,8 +96,19 @@ export class HbonePool implements HboneClient {
     for (let round = 0; round < MAX_ROUNDS; round++) {
       if (this.closing) throw new ProxyError('DRAINED', 'the HBONE pool is closing; no new streams');
       const session = this.checkout(key);
-      if (session) return this.open(session, target);
-      await this.awaitDial(key, target);
+      if (!session) {
+        await this.awaitDial(key, target);
+        continue;
+      }
+      try {
+        return await this.open(session, target);
+      } catch (err) {
+        // REFUSED_STREAM means the peer did not process the stream (RFC 9113 §8.7): the
+        // CONNECT raced the peer's GOAWAY (a node proxy handing over in a rolling update),
+        // so it is safe to send again on another connection; the GOAWAY evicted this one.
+        if (!(err instanceof ProxyError && err.details['rstCode'] === h2constants.NGHTTP2_REFUSED_STREAM)) throw err;
+        this.logger.debug({ key, peer: formatSocketAddr(target.nextHop) }, 'CONNECT refused unprocessed (peer going away); retrying on a new connection');
+      }
     }
     throw new ProxyError('STREAM_LIMIT', `no HBONE stream capacity to ${formatSocketAddr(target.nextHop)} after ${MAX_ROUNDS} dials`);
   }

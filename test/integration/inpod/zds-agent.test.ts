@@ -12,7 +12,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { Topology, rootSkipReason } from '../../helpers/netns';
+import { Topology, rootSkipReason, run } from '../../helpers/netns';
+import { buildRedirectSpec } from '../../../src/cli/cmd-redirect';
+import { loadConfig } from '../../../src/config/load';
+import { AGENT_KEYS } from '../../../src/config/keys-tools';
+import { systemExec } from '../../../src/redirect/exec';
 import { parsePrometheusText, sumSamples } from '../../helpers/prom-text';
 import { loadNetnsAddon, type NetnsAddon } from '../../../src/inpod/netns-addon';
 import { PodNetns } from '../../../src/inpod/pod-netns';
@@ -24,8 +28,9 @@ import { NodeAgent } from '../../../src/inpod/agent';
 import { createWorkloadManagerMetrics } from '../../../src/inpod/metrics';
 import { systemClock } from '../../../src/util/clock';
 
+const MAIN_JS = path.resolve(__dirname, '../../../src/cli/main.js');
 const support = loadNetnsAddon();
-const skip = support.available ? rootSkipReason(['ip']) : support.reason;
+const skip = support.available ? rootSkipReason(['ip', 'iptables', 'nsenter']) : support.reason;
 const addon = (support.available ? support.addon : null) as NetnsAddon;
 const codec = new ZdsCodec();
 const logger = pino({ level: 'silent' });
@@ -182,6 +187,29 @@ if (skip) {
     t.is(await ask(codec.encodeRequest({ kind: 'del', uid: 'uid-x' }), []), '');
     t.is(openFds(), fdsBefore, 'no namespace descriptor leaked');
     fs.closeSync(conn);
+  });
+
+  test.serial('a pod given as /proc/<pid>/ns/net gets the in-pod rules on enrol and loses them on un-enrol', async (t) => {
+    const holder = topo.spawn(ns['c']!, 'netns-holder', 'sleep', ['30']);
+    t.teardown(() => holder.stop('SIGKILL'));
+    // `ip netns exec` enters the namespace and then execs: until it has, /proc/<pid>/ns/net is OUR namespace.
+    const target = fs.statSync(`/var/run/netns/${ns['c']}`).ino;
+    await until(() => fs.statSync(`/proc/${holder.pid}/ns/net`).ino === target, 'the holder process to be in the namespace');
+    const sock = path.join(dir, 'proc.sock');
+    const { spec: rules } = buildRedirectSpec(loadConfig(AGENT_KEYS, {}, []).config);
+    const agent = new NodeAgent({ addon, codec, socketPath: sock, podsFile: null, redirect: { exec: systemExec(), spec: rules, backend: 'nft' }, logger });
+    await agent.start();
+    t.teardown(() => agent.close());
+    const check = async (): Promise<string> => {
+      const r = await run(process.execPath, [MAIN_JS, 'redirect', 'check', '--redirect-iptables', 'nft', '--redirect-netns', ns['c']!], { env: { PATH: process.env['PATH'] } });
+      return `${r.code}: ${r.stdout}${r.stderr}`;
+    };
+    await agent.enrol({ uid: 'uid-proc', name: 'p', namespace: 'default', serviceAccount: 'p', netns: `/proc/${holder.pid}/ns/net` });
+    t.regex(await check(), /^0: capture rules .* are installed and current/, 'rules installed through nsenter into the namespace of the process');
+    t.deepEqual(agent.enrolled(), ['uid-proc']);
+    await agent.unenrol('uid-proc');
+    t.regex(await check(), /^1: capture rules .* are NOT as expected/, 'rules removed');
+    await t.throwsAsync(agent.enrol({ uid: 'uid-gone', name: 'g', namespace: 'default', serviceAccount: 'g', netns: '/proc/999999999/ns/net' }), { message: /pod uid-gone: cannot open its network namespace \/proc\/999999999\/ns\/net/ });
   });
 
   test.serial('the agent refuses a node proxy that speaks another ZDS version', async (t) => {
