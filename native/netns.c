@@ -320,36 +320,27 @@ static int unix_addr(napi_env env, napi_value v, struct sockaddr_un *sa) {
   return get_str(env, v, sa->sun_path, sizeof sa->sun_path);
 }
 
-static napi_value seqpacket_connect(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  struct sockaddr_un sa;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1 || !unix_addr(env, argv[0], &sa)) return fail_arg(env, "seqpacketConnect(path: string) (at most 107 bytes)");
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return fail_errno(env, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
-  /* A Unix-domain connect completes at once or fails (EAGAIN = backlog full: retried later). */
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    int e = errno;
-    close(fd);
-    return fail_errno(env, "connect", e);
-  }
-  return fd_value(env, fd);
-}
-
-static napi_value seqpacket_listen(napi_env env, napi_callback_info info) {
+/*
+ * seqpacketConnect(path) (client; a Unix-domain connect completes at once or fails, and
+ * EAGAIN = backlog full is retried by the caller) and seqpacketListen(path, backlog) (server):
+ * the callback data says which.
+ */
+static napi_value seqpacket_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   struct sockaddr_un sa;
-  int32_t backlog;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2 || !unix_addr(env, argv[0], &sa) || !get_i32(env, argv[1], &backlog)) return fail_arg(env, "seqpacketListen(path: string, backlog: number)");
+  int32_t backlog = 0;
+  void *listening = NULL;
+  napi_get_cb_info(env, info, &argc, argv, NULL, &listening);
+  if (argc < 1 || !unix_addr(env, argv[0], &sa) || (listening && (argc < 2 || !get_i32(env, argv[1], &backlog))))
+    return fail_arg(env, "seqpacketConnect(path: string) / seqpacketListen(path: string, backlog: number) (path at most 107 bytes)");
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return fail_errno(env, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, backlog) != 0) {
+  int rc = listening ? (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? listen(fd, backlog) : -1) : connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  if (rc != 0) {
     int e = errno;
     close(fd);
-    return fail_errno(env, "bind/listen", e);
+    return fail_errno(env, listening ? "bind/listen" : "connect", e);
   }
   return fd_value(env, fd);
 }
@@ -596,8 +587,8 @@ void ztunnel_netns_init(napi_env env, napi_value exports) {
     {"netnsTcpSocket", NULL, netns_tcp_socket, NULL, NULL, NULL, napi_enumerable, NULL},
     {"netnsUdpSocket", NULL, netns_bound_socket, NULL, NULL, NULL, napi_enumerable, (void *)1},
     {"netnsSysctl", NULL, netns_sysctl, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"seqpacketConnect", NULL, seqpacket_connect, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"seqpacketListen", NULL, seqpacket_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"seqpacketConnect", NULL, seqpacket_open, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"seqpacketListen", NULL, seqpacket_open, NULL, NULL, NULL, napi_enumerable, (void *)1},
     {"seqpacketAccept", NULL, seqpacket_accept, NULL, NULL, NULL, napi_enumerable, NULL},
     {"seqpacketSend", NULL, seqpacket_send, NULL, NULL, NULL, napi_enumerable, NULL},
     {"seqpacketRecv", NULL, seqpacket_recv, NULL, NULL, NULL, napi_enumerable, NULL},
