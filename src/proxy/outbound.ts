@@ -74,7 +74,10 @@ export class OutboundConnection {
       throw new ProxyError('SELF_CALL', `destination ${formatSocketAddr(dst)} is one of the proxy's own ports`);
     }
     const s = deps.settings;
-    const srcWorkload = await waitForLocalWorkload(deps.state, s.network, s.nodeName, src.ip, s.localWorkloadWaitMs, this.closed);
+    // In-pod: the connection was made inside this pod's namespace, so the pod is the source
+    // (found in the state by its uid, as ztunnel does); the source address is the fallback.
+    const podWorkload = this.info.pod !== undefined ? deps.state.findWorkloadByUid(this.info.pod) : undefined;
+    const srcWorkload = podWorkload?.node === s.nodeName ? podWorkload : await waitForLocalWorkload(deps.state, s.network, s.nodeName, src.ip, s.localWorkloadWaitMs, this.closed);
     if (!srcWorkload && socket.destroyed) throw new ProxyError('RESET', `client ${formatSocketAddr(src)} went away while its workload was looked up`);
     if (!srcWorkload) {
       const listenerOwner = this.info.workloadUid ? ` (the connection arrived on the listener of workload ${this.info.workloadUid} at ${formatSocketAddr(this.info.bound)}; it is not used as a substitute)` : '';
