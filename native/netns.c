@@ -4,7 +4,7 @@
  * opening each pod's sockets inside that pod's network namespace.
  *
  *   netnsTcpListener(nsFd, host, port, mark, reusePort)    -> fd   listening TCP socket in nsFd
- *   netnsTcpSocket(nsFd, family, mark)                     -> fd   unconnected TCP socket, SO_MARK set
+ *   netnsTcpSocket(nsFd, family, mark, bindIp, transparent) -> fd  unconnected TCP socket, SO_MARK set
  *   netnsUdpSocket(nsFd, host, port, mark, reusePort)      -> fd   bound UDP socket
  *   netnsSysctl(nsFd, "net/...", value)                          write a per-namespace sysctl
  *   seqpacketConnect(path) / seqpacketListen(path, backlog) / seqpacketAccept(fd) -> fd (accept: -1 = none)
@@ -53,6 +53,23 @@
 #include <unistd.h>
 
 #define MAX_RECV_FDS 16
+
+/* Kernel ABI values, for libcs that lack them. */
+#ifndef IP_TRANSPARENT
+#define IP_TRANSPARENT 19
+#endif
+#ifndef IPV6_TRANSPARENT
+#define IPV6_TRANSPARENT 75
+#endif
+#ifndef IP_FREEBIND
+#define IP_FREEBIND 15
+#endif
+#ifndef IPV6_FREEBIND
+#define IPV6_FREEBIND 78
+#endif
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
 
 static napi_value fail_errno(napi_env env, const char *syscall, int e) {
   char msg[256];
@@ -129,6 +146,7 @@ struct ns_job {
   int has_addr;
   uint32_t mark;
   int reuse_port;
+  int transparent; /* KIND_TCP_DIAL: IP_TRANSPARENT + IP_FREEBIND before the bind (original source) */
   int backlog;
   char sysctl_path[128]; /* KIND_SYSCTL: /proc/sys/... resolved in the namespace of the thread */
   char sysctl_value[32];
@@ -183,7 +201,28 @@ static void *ns_thread(void *arg) {
     job_fail(j, "setsockopt(SO_MARK)");
     return NULL;
   }
-  if (j->kind == KIND_TCP_DIAL) return NULL;
+  if (j->kind == KIND_TCP_DIAL) {
+    if (j->transparent) {
+      int v4 = j->family == AF_INET;
+      if (setsockopt(j->fd, v4 ? SOL_IP : SOL_IPV6, v4 ? IP_TRANSPARENT : IPV6_TRANSPARENT, &one, sizeof one) != 0) {
+        job_fail(j, v4 ? "setsockopt(IP_TRANSPARENT)" : "setsockopt(IPV6_TRANSPARENT)");
+        return NULL;
+      }
+      if (setsockopt(j->fd, v4 ? SOL_IP : SOL_IPV6, v4 ? IP_FREEBIND : IPV6_FREEBIND, &one, sizeof one) != 0) {
+        job_fail(j, "setsockopt(IP_FREEBIND)");
+        return NULL;
+      }
+    }
+    if (!j->has_addr) return NULL;
+    /* Port-less bind: the kernel picks the source port at connect time per 4-tuple, so
+     * connection churn from one pod IP never runs out of ports at bind. */
+    if (setsockopt(j->fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) {
+      job_fail(j, "setsockopt(IP_BIND_ADDRESS_NO_PORT)");
+      return NULL;
+    }
+    if (bind(j->fd, (struct sockaddr *)&j->addr, j->addr_len) != 0) job_fail(j, "bind");
+    return NULL;
+  }
   /* Dual stack on [::], as ztunnel's [::] listeners inside the pod. */
   if (j->family == AF_INET6 && setsockopt(j->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) {
     job_fail(j, "setsockopt(IPV6_V6ONLY)");
@@ -272,21 +311,34 @@ static napi_value netns_bound_socket(napi_env env, napi_callback_info info) {
   return run_ns_job(env, &j);
 }
 
-/* netnsTcpSocket(nsFd, family 4|6, mark): unconnected; Node binds/connects it. */
+/*
+ * netnsTcpSocket(nsFd, family 4|6, mark, bindIp|null, transparent): an unconnected TCP socket
+ * for a dial from the pod, with every option set before bind and connect (Node connects it).
+ */
 static napi_value netns_tcp_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 5;
+  napi_value argv[5];
   int32_t ns_fd, family;
   uint32_t mark;
+  int transparent;
+  char ip[64];
+  napi_valuetype t = napi_undefined;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3 || !get_i32(env, argv[0], &ns_fd) || !get_i32(env, argv[1], &family) || !get_u32(env, argv[2], &mark) || (family != 4 && family != 6))
-    return fail_arg(env, "netnsTcpSocket(nsFd: number, family: 4 | 6, mark: number)");
+  if (argc < 5 || !get_i32(env, argv[0], &ns_fd) || !get_i32(env, argv[1], &family) || !get_u32(env, argv[2], &mark) || (family != 4 && family != 6) ||
+      napi_typeof(env, argv[3], &t) != napi_ok || (t != napi_null && !get_str(env, argv[3], ip, sizeof ip)) || !get_bool(env, argv[4], &transparent))
+    return fail_arg(env, "netnsTcpSocket(nsFd: number, family: 4 | 6, mark: number, bindIp: string | null, transparent: boolean)");
   struct ns_job j;
   memset(&j, 0, sizeof j);
   j.ns_fd = ns_fd;
   j.kind = KIND_TCP_DIAL;
-  j.family = family == 6 ? AF_INET6 : AF_INET;
   j.mark = mark;
+  j.transparent = transparent;
+  if (t == napi_string) {
+    if (!job_addr(&j, ip, 0)) return fail_arg(env, "netnsTcpSocket: bindIp must be an IP literal");
+    if (j.family != (family == 6 ? AF_INET6 : AF_INET)) return fail_arg(env, "netnsTcpSocket: bindIp is not of the given family");
+  } else {
+    j.family = family == 6 ? AF_INET6 : AF_INET;
+  }
   return run_ns_job(env, &j);
 }
 

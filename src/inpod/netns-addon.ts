@@ -21,8 +21,11 @@ export type PollHandle = object & { readonly __poll: unique symbol };
 export interface NetnsAddon {
   /** A listening TCP socket inside the namespace `nsFd` ([::] is dual stack). */
   netnsTcpListener(nsFd: number, host: string, port: number, mark: number, reusePort: boolean): number;
-  /** An unconnected TCP socket inside the namespace, with SO_MARK (0 = none). */
-  netnsTcpSocket(nsFd: number, family: 4 | 6, mark: number): number;
+  /**
+   * An unconnected TCP socket inside the namespace, with SO_MARK (0 = none), bound port-less
+   * to bindIp when given (IP_TRANSPARENT + IP_FREEBIND first when transparent).
+   */
+  netnsTcpSocket(nsFd: number, family: 4 | 6, mark: number, bindIp: string | null, transparent: boolean): number;
   /** A bound UDP socket inside the namespace, with SO_MARK (0 = none). */
   netnsUdpSocket(nsFd: number, host: string, port: number, mark: number, reusePort: boolean): number;
   /** Writes /proc/sys/<name> (a net/... sysctl) as seen inside the namespace. */

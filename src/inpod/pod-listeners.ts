@@ -42,7 +42,7 @@ class PodProxy implements RunningPod {
     readonly info: ZdsWorkloadInfo,
     readonly netns: PodNetns,
   ) {
-    this.dial = (family) => this.track(netns.tcpSocket(family));
+    this.dial = (family, localAddress, transparent) => this.track(netns.tcpSocket(family, localAddress, transparent));
   }
 
   track(s: Socket): Socket {

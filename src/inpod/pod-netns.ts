@@ -70,9 +70,9 @@ export class PodNetns {
   }
 
   /** An unconnected TCP socket in the namespace with SO_MARK (so the pod's capture rules skip it). */
-  readonly tcpSocket: SocketFactory = (family) => {
+  readonly tcpSocket: SocketFactory = (family, localAddress, transparent = false) => {
     this.assertOpen();
-    const fd = this.addon.netnsTcpSocket(this.fd, family, this.mark);
+    const fd = this.addon.netnsTcpSocket(this.fd, family, this.mark, localAddress ?? null, transparent);
     try {
       const s = new net.Socket({ fd, allowHalfOpen: true, readable: true, writable: true });
       s.setNoDelay(true);

@@ -5,8 +5,11 @@ import { ProxyError, classifyError } from '../errors';
 import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
 import type { Workload } from '../state/types';
 
-/** Makes an unconnected TCP socket for one dial; the dial connects it. */
-export type SocketFactory = (family: 4 | 6) => Socket;
+/**
+ * Makes an unconnected TCP socket for one dial, already bound to `localAddress` when given
+ * (port-less; `transparent` for a non-local original source); the dial connects it.
+ */
+export type SocketFactory = (family: 4 | 6, localAddress?: string, transparent?: boolean) => Socket;
 
 /**
  * In-pod mode: the sockets a pod's connections dial from, made inside that pod's network
@@ -49,7 +52,7 @@ export function dialTcp(addr: SocketAddr, opts: DialOptions): Promise<Socket> {
   return new Promise((resolve, reject) => {
     let socket: Socket;
     if (opts.createSocket) {
-      socket = opts.createSocket(addr.family).connect({ host: addr.ip, port: addr.port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+      socket = opts.createSocket(addr.family, opts.localAddress, opts.transparent ?? false).connect({ host: addr.ip, port: addr.port });
     } else {
       const prepared = opts.prepare?.(addr.family, opts.localAddress, opts.transparent ?? false);
       const localAddress = prepared ? prepared.localAddress : opts.localAddress;

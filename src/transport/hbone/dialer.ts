@@ -55,8 +55,8 @@ function connectTls(target: HboneTarget, cert: WorkloadCertificate, o: DialOptio
   return new Promise((resolve, reject) => {
     let sock: tls.TLSSocket;
     if (target.createSocket) {
-      const raw = target.createSocket(target.nextHop.family);
-      raw.connect({ host: target.nextHop.ip, port: target.nextHop.port, ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
+      const raw = target.createSocket(target.nextHop.family, target.localAddress, false);
+      raw.connect({ host: target.nextHop.ip, port: target.nextHop.port });
       if (o.socket.keepalive) raw.setKeepAlive(true, o.socket.keepaliveTime);
       sock = tls.connect({ ...clientTlsOptions(cert, target.nextHop, target.expectedIdentities, verified), socket: raw });
     } else {

@@ -26,7 +26,7 @@ export interface HboneTarget {
   /** Local address to bind the TCP connection to (the source workload IP on loopback meshes); optional. */
   readonly localAddress?: string;
   /** In-pod: makes the TCP socket inside the source pod's namespace (marked); the pool key still uses localAddress. */
-  readonly createSocket?: (family: 4 | 6) => Socket;
+  readonly createSocket?: (family: 4 | 6, localAddress?: string, transparent?: boolean) => Socket;
 }
 
 /** An open, 200-answered CONNECT stream; bytes may flow. The caller owns it from here. */

@@ -63,6 +63,23 @@ if (skip) {
     t.is(err.code, 'ECONNREFUSED', 'the port is not open in our own namespace');
   });
 
+  test.serial('a dial socket is bound port-less to the given source before connect; a transparent one may bind a non-local address', async (t) => {
+    const server = await pod.listenTcp('::', 0, false);
+    t.teardown(() => server.close());
+    server.on('connection', (s) => s.end(`${s.remoteAddress}`));
+    const port = (server.address() as net.AddressInfo).port;
+    const dial = pod.tcpSocket(4, '127.0.0.1');
+    dial.connect(port, '127.0.0.1');
+    const [data] = (await once(dial, 'data')) as [Buffer];
+    t.is(data.toString(), '::ffff:127.0.0.1');
+    dial.destroy();
+    const freebind = pod.tcpSocket(4, '10.99.0.1', true);
+    t.is(addon.getMark(socketFd(freebind)), 0x539);
+    freebind.destroy();
+    t.throws(() => pod.tcpSocket(4, '10.99.0.1', false), { code: 'EADDRNOTAVAIL', message: /^bind:/ });
+    t.throws(() => addon.netnsTcpSocket(pod.fd, 6, 0, '127.0.0.1', false), { message: /not of the given family/ });
+  });
+
   test.serial('SO_REUSEPORT lets a second listener share the port; without it the bind fails with EADDRINUSE', async (t) => {
     const a = await pod.listenTcp('::', 0, true);
     t.teardown(() => a.close());
@@ -97,7 +114,7 @@ if (skip) {
     const p = PodNetns.open(addon, '/proc/self/ns/net', 0);
     p.close();
     t.throws(() => p.tcpSocket(4), { message: /already closed/ });
-    t.throws(() => addon.netnsTcpSocket(1_000_000, 4, 0), { code: 'EBADF', message: /^setns:/ });
+    t.throws(() => addon.netnsTcpSocket(1_000_000, 4, 0, null, false), { code: 'EBADF', message: /^setns:/ });
   });
 
   test.serial('SEQPACKET: one message per send, descriptors via SCM_RIGHTS, truncated ones closed, fd count flat', async (t) => {
