@@ -54,22 +54,6 @@
 
 #define MAX_RECV_FDS 16
 
-/* Kernel ABI values, for libcs that lack them. */
-#ifndef IP_TRANSPARENT
-#define IP_TRANSPARENT 19
-#endif
-#ifndef IPV6_TRANSPARENT
-#define IPV6_TRANSPARENT 75
-#endif
-#ifndef IP_FREEBIND
-#define IP_FREEBIND 15
-#endif
-#ifndef IPV6_FREEBIND
-#define IPV6_FREEBIND 78
-#endif
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
 
 static napi_value fail_errno(napi_env env, const char *syscall, int e) {
   char msg[256];
