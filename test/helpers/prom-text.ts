@@ -50,8 +50,10 @@ export function parsePrometheusText(text: string): ParsedMetrics {
       pos = LABEL.lastIndex;
     }
     const v = m[4] as string;
-    const value = v === '+Inf' ? Infinity : v === '-Inf' ? -Infinity : v === 'NaN' ? NaN : Number(v);
-    if (Number.isNaN(value) && v !== 'NaN') throw new Error(`line ${i + 1}: bad value ${v}`);
+    // prom-client prints NaN as "Nan" (e.g. nodejs_eventloop_lag_* before the first sample).
+    const nan = v === 'NaN' || v === 'Nan';
+    const value = v === '+Inf' ? Infinity : v === '-Inf' ? -Infinity : nan ? NaN : Number(v);
+    if (Number.isNaN(value) && !nan) throw new Error(`line ${i + 1}: bad value ${v}`);
     out.samples.push({ name: m[1] as string, labels, value });
   });
   return out;
