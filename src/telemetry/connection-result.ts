@@ -21,6 +21,9 @@ export interface RecordOutcome {
  */
 export type ByteSourceRole = 'client' | 'server';
 
+/** A TCP socket, or a tunnel stream that keeps the same counters (the waypoint's). */
+export type ByteCounters = Pick<Socket, 'bytesRead' | 'bytesWritten'>;
+
 /**
  * One proxied connection's telemetry, opened once the context is known and recorded
  * exactly once (ztunnel's ConnectionResult). Label-bound counter children
@@ -33,7 +36,7 @@ export class ConnectionResult implements TrackedConnection {
   readonly startedAt: number;
   private readonly labels: TrafficLabels;
   private readonly counters: ConnectionCounters;
-  private socket: Socket | null = null;
+  private socket: ByteCounters | null = null;
   private role: ByteSourceRole = 'client';
   /** Socket bytes that were protocol, not app data (the SOCKS5 handshake). */
   private baseRead = 0;
@@ -76,7 +79,7 @@ export class ConnectionResult implements TrackedConnection {
    * The socket whose counters are the connection's bytes (the plain TCP leg). `base` is what
    * the counters held before app data started (the SOCKS5 handshake), so it is not counted.
    */
-  setByteSource(socket: Socket, role: ByteSourceRole, base: { read: number; written: number } = { read: 0, written: 0 }): void {
+  setByteSource(socket: ByteCounters, role: ByteSourceRole, base: { read: number; written: number } = { read: 0, written: 0 }): void {
     this.socket = socket;
     this.role = role;
     this.baseRead = base.read;

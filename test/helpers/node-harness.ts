@@ -21,11 +21,13 @@ export interface LocalWorkload {
   protocol?: 'HBONE' | 'TCP';
   authorizationPolicies?: string[];
   services?: Record<string, Record<number, number>>;
+  /** IP of this workload's waypoint (workload-addressed traffic goes through it). */
+  waypoint?: string;
 }
 
 export interface LocalConfigDoc {
   workloads: LocalWorkload[];
-  services?: { name: string; hostname: string; vip: string; ports: Record<number, number>; namespace?: string }[];
+  services?: { name: string; hostname: string; vip: string; ports: Record<number, number>; namespace?: string; waypoint?: string }[];
   policies?: Record<string, unknown>[];
 }
 
@@ -49,8 +51,16 @@ export function renderLocalConfig(doc: LocalConfigDoc): string {
       clusterId: 'cluster1',
       authorizationPolicies: w.authorizationPolicies ?? [],
       services: w.services ?? {},
+      ...(w.waypoint ? { waypoint: { destination: `/${w.waypoint}`, hboneMtlsPort: 15008 } } : {}),
     })),
-    services: (doc.services ?? []).map((s) => ({ name: s.name, namespace: s.namespace ?? 'default', hostname: s.hostname, vips: [`/${s.vip}`], ports: s.ports })),
+    services: (doc.services ?? []).map((s) => ({
+      name: s.name,
+      namespace: s.namespace ?? 'default',
+      hostname: s.hostname,
+      vips: [`/${s.vip}`],
+      ports: s.ports,
+      ...(s.waypoint ? { waypoint: { destination: `/${s.waypoint}`, hboneMtlsPort: 15008 } } : {}),
+    })),
     policies: doc.policies ?? [],
   });
 }
@@ -80,7 +90,7 @@ export interface TestNode {
 export class TestMesh {
   readonly dir = mkdtempSync(join(tmpdir(), 'zt-proxy-test-'));
   readonly xdsPath = join(this.dir, 'local.yaml');
-  private ca: DevCa | null = null;
+  ca: DevCa | null = null;
   private readonly nodes: TestNode[] = [];
   private readonly tokens = new Map<string, string>();
 
@@ -95,12 +105,13 @@ export class TestMesh {
     renameSync(tmp, this.xdsPath);
   }
 
-  async startCa(): Promise<DevCa> {
+  /** `extraCallers`: more CA tokens (e.g. a waypoint's own service account, which asks without impersonation). */
+  async startCa(extraCallers: { token: string; namespace: string; serviceAccount: string; node: string }[] = []): Promise<DevCa> {
     this.ca = await startDevCa({
       dir: join(this.dir, 'ca'),
       listenAddr: { host: '127.0.0.1', port: 0 },
       tokensPath: null,
-      callers: [...this.tokens].map(([node, token]) => ({ token, namespace: 'istio-system', serviceAccount: 'ztunnel', node })),
+      callers: [...[...this.tokens].map(([node, token]) => ({ token, namespace: 'istio-system', serviceAccount: 'ztunnel', node })), ...extraCallers],
       trustedNodeAccounts: ['istio-system/ztunnel'],
       localXdsPath: this.xdsPath,
       trustDomain: 'cluster.local',

@@ -1,0 +1,43 @@
+import { key, p } from './key';
+import { COMMON_KEYS } from './keys-common';
+import { IDENTITY_KEYS, NODE_KEYS } from './keys-node';
+
+const N = NODE_KEYS;
+
+/**
+ * Keys of the waypoint (one Deployment per service account, Istio's istio-waypoint
+ * Gateway class). State and transport keys keep the node proxy's names and meaning; the
+ * waypoint's own are its identity (POD_NAMESPACE + SERVICE_ACCOUNT, from the CA without
+ * impersonation), the Gateway it is (WAYPOINT_NAME), what it serves (WAYPOINT_FOR) and
+ * its routes and L7 policies (WAYPOINT_CONFIG_PATH).
+ */
+export const WAYPOINT_KEYS = {
+  ...COMMON_KEYS,
+  ...IDENTITY_KEYS,
+  inboundAddr: key({ env: 'INBOUND_ADDR', doc: 'HBONE (mTLS HTTP/2 CONNECT) listener', default: '[::]:15008', parse: p.listen }),
+  instanceIp: key({ env: 'INSTANCE_IP', doc: "this waypoint pod's IP: its workload in the state, and the source address of its upstream connections", default: '', parse: p.string }),
+  podNamespace: key({ env: 'POD_NAMESPACE', doc: 'namespace of the waypoint (its identity and its Gateway)', default: 'default', parse: p.string }),
+  serviceAccount: key({ env: 'SERVICE_ACCOUNT', doc: 'service account of the waypoint: its identity spiffe://<td>/ns/<ns>/sa/<sa>', default: 'waypoint', parse: p.string }),
+  waypointName: key({ env: 'WAYPOINT_NAME', doc: 'name of the waypoint Gateway that routes (parentRefs) and policies (targetRefs) attach to', default: 'waypoint', parse: p.string }),
+  waypointFor: key({ env: 'WAYPOINT_FOR', doc: "traffic served (the Gateway's istio.io/waypoint-for): service, workload or all", default: 'service', parse: p.oneOf('service', 'workload', 'all') }),
+  waypointConfigPath: key({ env: 'WAYPOINT_CONFIG_PATH', doc: 'HTTPRoute / GRPCRoute / AuthorizationPolicy YAML: a file or a directory of *.yaml; reloaded on change', default: '', parse: p.optString }),
+  protocolDetectionTimeout: key({ env: 'PROTOCOL_DETECTION_TIMEOUT', doc: 'how long to wait for the first bytes of a tunnel before treating it as opaque TCP', default: '1s', parse: p.duration(1) }),
+  localXdsPath: N.localXdsPath,
+  localXds: N.localXds,
+  network: N.network,
+  clusterDomain: N.clusterDomain,
+  poolMaxStreams: N.poolMaxStreams,
+  poolUnusedReleaseTimeout: N.poolUnusedReleaseTimeout,
+  h2StreamWindow: N.h2StreamWindow,
+  h2ConnectionWindow: N.h2ConnectionWindow,
+  h2FrameSize: N.h2FrameSize,
+  keepaliveEnabled: N.keepaliveEnabled,
+  keepaliveTime: N.keepaliveTime,
+  connectTimeout: N.connectTimeout,
+  handshakeTimeout: N.handshakeTimeout,
+  headersTimeout: N.headersTimeout,
+  maxStreamsPerPeer: N.maxStreamsPerPeer,
+  maxPendingHandshakesPerPeer: N.maxPendingHandshakesPerPeer,
+  maxControlFrames: N.maxControlFrames,
+  maxPreAcceptBytes: N.maxPreAcceptBytes,
+} as const;

@@ -1,0 +1,351 @@
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { classifyError, errorMessage } from '../errors';
+import type { SpiffeId } from '../identity/spiffe';
+import type { StateView } from '../state/view';
+import type { RequestMetrics } from '../telemetry/request-metrics';
+import { formatSocketAddr } from '../util/socket-addr';
+import type { L7Config } from './config/types';
+import { decideRequest, type Endpoint, type L7Decision } from './l7/decide';
+import { applyHeaderModifier, type HeaderBag } from './l7/filters';
+import { flattenHeaders, splitPathQuery, type L7Peer, type L7Request } from './l7/request';
+import type { WaypointName } from './l7/route-select';
+import { GrpcFrameCounter, grpcStatusForHttp } from './grpc-frames';
+import { nextTraceparent, requestId, type ConnInfo } from './request-context';
+import { RequestRecorder } from './request-record';
+import type { StreamSocket } from './stream-socket';
+import type { Upstreams } from './upstream';
+import { handleUpgrade } from './upgrade';
+
+export interface HttpProxyDeps {
+  readonly state: StateView;
+  readonly config: () => L7Config;
+  readonly waypoint: WaypointName;
+  readonly network: string;
+  readonly clusterDomain: string;
+  readonly upstreams: Upstreams;
+  readonly metrics: RequestMetrics;
+  readonly logger: Logger;
+  readonly random: () => number;
+}
+
+type DownReq = http.IncomingMessage | http2.Http2ServerRequest;
+type DownRes = http.ServerResponse | http2.Http2ServerResponse;
+
+/** Connection-specific headers that never cross a hop (RFC 9110 §7.6.1, RFC 9113 §8.2.2). */
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'http2-settings']);
+
+/**
+ * The waypoint's HTTP data path. Tunnels classified as HTTP/1.1 go to one node:http server
+ * and h2c tunnels to one node:http2 server (each tunnel is fed in with
+ * `emit('connection')`), so parsing, keep-alive, chunking, flow control and trailers are
+ * Node's. Each request: L7 decision (authorization, route, filters, backend, endpoint),
+ * then forwarded to the endpoint over the waypoint's own HBONE with the same protocol
+ * (HTTP/1.1 → pooled HTTP/1.1, h2c/gRPC → one HTTP/2 session per endpoint), the response
+ * streamed back with its trailers, and one metrics record + access-log line at the end.
+ */
+export class HttpProxy {
+  readonly h1: http.Server;
+  readonly h2: http2.Http2Server;
+  private readonly h1Conn = new WeakMap<object, ConnInfo>();
+  private readonly h2Conn = new WeakMap<http2.Http2Session, ConnInfo>();
+  private attaching: ConnInfo | null = null;
+  readonly recorder: RequestRecorder;
+
+  constructor(private readonly d: HttpProxyDeps) {
+    this.recorder = new RequestRecorder(d.metrics, d.logger);
+    this.h1 = http.createServer({ keepAlive: true }, (req, res) => this.onRequest(req, res, this.h1Conn.get(req.socket) ?? null));
+    this.h1.on('upgrade', (req: http.IncomingMessage, socket: StreamSocket, head: Buffer) => {
+      const info = this.h1Conn.get(socket);
+      if (info) handleUpgrade(this, req, socket, head, info);
+      else socket.destroy();
+    });
+    this.h1.on('clientError', (_err, socket) => socket.destroy());
+    this.h2 = http2.createServer({ settings: { enableConnectProtocol: false } }, (req, res) => this.onRequest(req, res, this.h2Conn.get(req.stream.session as http2.Http2Session) ?? null));
+    // 'session' fires synchronously inside emit('connection'): that is where the tunnel's context is attached.
+    this.h2.on('session', (s: http2.Http2Session) => {
+      if (this.attaching) this.h2Conn.set(s, this.attaching);
+    });
+  }
+
+  /** Serves one tunnel classified as HTTP/1.1 or h2c. */
+  serve(socket: StreamSocket, proto: 'http1' | 'h2c', info: ConnInfo): void {
+    if (proto === 'http1') {
+      this.h1Conn.set(socket, info);
+      this.h1.emit('connection', socket);
+      return;
+    }
+    this.attaching = info;
+    try {
+      this.h2.emit('connection', socket);
+    } finally {
+      this.attaching = null;
+    }
+  }
+
+  /** The L7 view of a request and its connection (shared with upgrades). */
+  view(req: DownReq, info: ConnInfo): { request: L7Request; peer: L7Peer } {
+    const url = req.url ?? '/';
+    const { path, query } = splitPathQuery(url);
+    const host = String((req as http2.Http2ServerRequest).authority ?? req.headers.host ?? formatSocketAddr(info.dst)).toLowerCase();
+    const request: L7Request = { method: req.method ?? 'GET', path, query, host, headers: flattenHeaders(req.headers) };
+    const id = info.peerIdentity;
+    const peer: L7Peer = {
+      sourceIp: info.peerAddr.ip,
+      remoteIp: info.remoteIp,
+      principal: id.principal(),
+      namespace: id.namespace,
+      destinationIp: info.dst.ip,
+      destinationPort: info.dst.port,
+    };
+    return { request, peer };
+  }
+
+  decide(request: L7Request, peer: L7Peer, info: ConnInfo): L7Decision {
+    const d = this.d;
+    return decideRequest({ state: d.state, config: d.config(), waypoint: d.waypoint, network: d.network, clusterDomain: d.clusterDomain, target: info.target, request, peer, srcWorkload: info.srcWorkload, random: d.random, pickEndpoint: true });
+  }
+
+  get upstreams(): Upstreams {
+    return this.d.upstreams;
+  }
+
+  private onRequest(req: DownReq, res: DownRes, info: ConnInfo | null): void {
+    if (!info) {
+      res.destroy();
+      return;
+    }
+    const { request, peer } = this.view(req, info);
+    const grpc = (request.headers['content-type'] ?? '').startsWith('application/grpc');
+    const rec = this.recorder.begin(info, request, grpc, req.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${req.httpVersion}`);
+    const xrid = requestId(request.headers['x-request-id']);
+    rec.requestId = xrid;
+    countBody(req, rec.reqCounter, grpc ? rec.reqFrames : null);
+    // Counting made the body flow; hold it until it is piped upstream (the HTTP/2 session may still be opening).
+    req.pause();
+    res.once('close', () => rec.finish(res.writableFinished ? null : 'DC'));
+
+    const dec = this.decide(request, peer, info);
+    rec.decision = dec;
+    if (dec.kind === 'deny') return localReply(res, rec, 403, 'RBAC: access denied', '-', grpc, `rbac_access_denied_matched_policy[${dec.authz.policy ?? 'none'}]`);
+    if (dec.kind === 'local') return localReply(res, rec, dec.status, dec.body, dec.flags, grpc, dec.details);
+    if (dec.kind === 'redirect') {
+      const h: HeaderBag = { location: dec.location };
+      for (const m of dec.responseHeaders) applyHeaderModifier(h, m);
+      return localReply(res, rec, dec.status, '', '-', false, 'via_upstream_redirect', h);
+    }
+    const ep = dec.endpoint as Endpoint;
+    rec.endpoint = ep;
+    const headers = forwardHeaders(req.headers, xrid);
+    for (const m of dec.requestHeaders) applyHeaderModifier(headers, m);
+    if (dec.mirror && this.d.random() * 100 < dec.mirror.percent) this.mirror(req, dec, headers, info);
+    const timer = dec.timeoutMs !== null ? setTimeout(() => this.timeout(res, rec, grpc), dec.timeoutMs) : null;
+    rec.onDone = () => {
+      if (timer) clearTimeout(timer);
+    };
+    if (req.httpVersion === '2.0') this.forwardH2(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, rec, ep, dec, headers, grpc);
+    else this.forwardH1(req as http.IncomingMessage, res as http.ServerResponse, rec, ep, dec, headers, grpc);
+  }
+
+  private forwardH1(req: http.IncomingMessage, res: http.ServerResponse, rec: ReturnType<RequestRecorder['begin']>, ep: Endpoint, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, grpc: boolean): void {
+    headers['host'] = dec.host;
+    const up = http.request({ agent: this.d.upstreams.agent(ep), method: req.method, path: dec.path, headers, setHost: false });
+    rec.abortUpstream = () => up.destroy();
+    up.on('response', (ur) => {
+      rec.upstreamIdentity = (ur.socket as unknown as StreamSocket).peerIdentity ?? null;
+      const h = responseHeaders(ur.headers);
+      for (const m of dec.responseHeaders) applyHeaderModifier(h, m);
+      if (res.headersSent || res.destroyed) {
+        ur.destroy();
+        return;
+      }
+      res.writeHead(ur.statusCode ?? 502, h);
+      rec.status = ur.statusCode ?? 502;
+      this.pipeResponse(ur, res, rec, grpc, () => (ur.rawTrailers.length > 0 ? ur.trailers : null));
+    });
+    up.on('error', (err) => this.upstreamError(res, rec, err, grpc));
+    req.pipe(up);
+  }
+
+  private forwardH2(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, rec: ReturnType<RequestRecorder['begin']>, ep: Endpoint, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, grpc: boolean): void {
+    this.d.upstreams.session(ep).then(
+      (session) => {
+        if (res.destroyed || res.headersSent) return;
+        const te = req.headers['te'];
+        const out: http2.OutgoingHttpHeaders = { ...headers, ':method': req.method, ':path': dec.path, ':authority': dec.host, ':scheme': 'http' };
+        if (te === 'trailers') out['te'] = 'trailers';
+        let up: http2.ClientHttp2Stream;
+        try {
+          up = session.request(out);
+        } catch (err) {
+          return this.upstreamError(res, rec, err as Error, grpc);
+        }
+        rec.upstreamIdentity = (session as unknown as { peerIdentity: SpiffeId | null }).peerIdentity;
+        rec.abortUpstream = () => up.close(http2.constants.NGHTTP2_CANCEL);
+        let trailers: http2.IncomingHttpHeaders | null = null;
+        up.on('trailers', (t) => (trailers = t));
+        up.on('response', (uh) => {
+          const status = Number(uh[':status'] ?? 502);
+          const h = responseHeaders(uh);
+          for (const m of dec.responseHeaders) applyHeaderModifier(h, m);
+          if (res.headersSent || res.destroyed) {
+            up.close();
+            return;
+          }
+          if (grpc && uh['grpc-status'] !== undefined) {
+            // A trailers-only answer (status in the headers, END_STREAM): relayed as headers + trailers, which gRPC clients read the same.
+            trailers = { 'grpc-status': String(uh['grpc-status']), ...(uh['grpc-message'] !== undefined ? { 'grpc-message': String(uh['grpc-message']) } : {}) };
+            delete h['grpc-status'];
+            delete h['grpc-message'];
+          }
+          res.writeHead(status, h);
+          rec.status = status;
+          this.pipeResponse(up, res, rec, grpc, () => trailers);
+        });
+        up.on('error', (err) => this.upstreamError(res, rec, err, grpc));
+        up.on('close', () => {
+          if (!rec.responded && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.upstreamError(res, rec, new Error(`upstream reset the stream (code ${up.rstCode})`), grpc);
+        });
+        req.pipe(up);
+      },
+      (err: Error) => this.upstreamError(res, rec, err, grpc),
+    );
+  }
+
+  /** Streams the upstream body to the client, then its trailers (gRPC status), then ends. */
+  private pipeResponse(body: Readable, res: DownRes, rec: ReturnType<RequestRecorder['begin']>, grpc: boolean, trailers: () => Record<string, string | string[] | undefined> | null): void {
+    rec.responded = true;
+    countBody(body, rec.resCounter, grpc ? rec.resFrames : null);
+    body.on('end', () => {
+      const t = trailers();
+      if (t) {
+        const clean: Record<string, string> = {};
+        for (const [k, v] of Object.entries(t)) if (v !== undefined && !k.startsWith(':')) clean[k] = Array.isArray(v) ? v.join(', ') : v;
+        if (clean['grpc-status'] !== undefined) rec.grpcStatus = clean['grpc-status'];
+        res.addTrailers(clean);
+      }
+      res.end();
+    });
+    body.on('error', () => {
+      rec.flags = 'UC';
+      res.destroy();
+    });
+    (body as Readable).pipe(res as unknown as NodeJS.WritableStream, { end: false });
+  }
+
+  private upstreamError(res: DownRes, rec: ReturnType<RequestRecorder['begin']>, err: Error, grpc: boolean): void {
+    // A timeout or local reply already decided the outcome (and aborted the upstream).
+    if (rec.finished || rec.flags !== '-') return;
+    const reason = classifyError(err);
+    rec.error = `${reason}: ${errorMessage(err)}`;
+    if (res.headersSent || rec.responded) {
+      rec.flags = 'UC';
+      res.destroy();
+      return;
+    }
+    localReply(res, rec, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${errorMessage(err)}`, 'UF', grpc, 'upstream_reset_before_response_started');
+  }
+
+  private timeout(res: DownRes, rec: ReturnType<RequestRecorder['begin']>, grpc: boolean): void {
+    rec.abortUpstream?.();
+    if (res.headersSent || rec.responded) {
+      rec.flags = 'UT';
+      res.destroy();
+      return;
+    }
+    localReply(res, rec, 504, 'upstream request timeout', 'UT', grpc, 'upstream_response_timeout');
+  }
+
+  /** RequestMirror: a copy of the request to the mirror backend; its response is discarded. */
+  private mirror(req: DownReq, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, info: ConnInfo): void {
+    const m = dec.mirror;
+    if (!m) return;
+    const mirrored: L7Decision = decideRequest({
+      state: this.d.state,
+      config: { routes: [], policies: [], ignoredKinds: [] },
+      waypoint: this.d.waypoint,
+      network: this.d.network,
+      clusterDomain: this.d.clusterDomain,
+      target: mirrorTarget(this.d.state, m.backend, this.d.clusterDomain) ?? info.target,
+      request: { method: req.method ?? 'GET', path: dec.path, query: '', host: dec.host, headers: {} },
+      peer: { sourceIp: info.peerAddr.ip, remoteIp: info.remoteIp, principal: info.peerIdentity.principal(), namespace: info.peerIdentity.namespace, destinationIp: info.dst.ip, destinationPort: m.backend.port },
+      srcWorkload: info.srcWorkload,
+      random: this.d.random,
+      pickEndpoint: true,
+    });
+    if (mirrored.kind !== 'forward' || !mirrored.endpoint || mirrorTarget(this.d.state, m.backend, this.d.clusterDomain) === null) {
+      this.d.logger.debug({ mirror: `${m.backend.namespace}/${m.backend.name}` }, 'request mirror skipped: no endpoint');
+      return;
+    }
+    // Envoy marks shadow traffic by suffixing the host with -shadow.
+    const h: HeaderBag = { ...headers, host: `${dec.host}-shadow` };
+    const up = http.request({ agent: this.d.upstreams.agent(mirrored.endpoint), method: req.method, path: dec.path, headers: h, setHost: false });
+    up.on('response', (r) => r.resume());
+    up.on('error', (err) => this.d.logger.debug({ err: errorMessage(err) }, 'request mirror failed'));
+    req.on('data', (c: Buffer) => up.write(c));
+    req.on('end', () => up.end());
+  }
+}
+
+function mirrorTarget(state: StateView, b: { name: string; namespace: string; port: number }, domain: string): { kind: 'service'; service: NonNullable<ReturnType<StateView['findServiceByHostname']>>; port: number } | null {
+  const s = state.findServiceByHostname(b.namespace, `${b.name}.${b.namespace}.svc.${domain}`) ?? state.allServices().find((x) => x.name === b.name && x.namespace === b.namespace);
+  return s ? { kind: 'service', service: s, port: b.port } : null;
+}
+
+/** Counts body bytes (and gRPC messages) as they stream; one listener per body, nothing per chunk. */
+function countBody(body: Readable, counter: { bytes: number }, frames: GrpcFrameCounter | null): void {
+  body.on('data', (c: Buffer) => {
+    counter.bytes += c.length;
+    frames?.feed(c);
+  });
+}
+
+/** Request headers as forwarded: hop-by-hop dropped, x-request-id and traceparent set. */
+export function forwardHeaders(h: http.IncomingHttpHeaders, xrid: string): HeaderBag {
+  const out: HeaderBag = {};
+  const listed = new Set(String(h['connection'] ?? '').toLowerCase().split(',').map((s) => s.trim()));
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || k.startsWith(':') || HOP.has(k) || listed.has(k)) continue;
+    out[k] = v;
+  }
+  out['x-request-id'] = xrid;
+  out['traceparent'] = nextTraceparent(typeof h['traceparent'] === 'string' ? h['traceparent'] : undefined);
+  return out;
+}
+
+function responseHeaders(h: http.IncomingHttpHeaders | http2.IncomingHttpHeaders): HeaderBag {
+  const out: HeaderBag = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || k.startsWith(':') || HOP.has(k)) continue;
+    out[k] = v as string | string[];
+  }
+  return out;
+}
+
+/**
+ * A response the waypoint makes itself. gRPC requests get Envoy's gRPC form: HTTP 200 with
+ * grpc-status (mapped from the HTTP status) and grpc-message, no body.
+ */
+function localReply(res: DownRes, rec: ReturnType<RequestRecorder['begin']>, status: number, body: string, flags: string, grpc: boolean, details: string, extra: HeaderBag = {}): void {
+  rec.flags = flags;
+  rec.details = details;
+  rec.responded = true;
+  rec.abortUpstream?.();
+  if (res.headersSent || res.destroyed) return;
+  if (grpc) {
+    const gs = grpcStatusForHttp(status);
+    rec.status = 200;
+    rec.grpcStatus = String(gs);
+    res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': String(gs), 'grpc-message': encodeURIComponent(body || details) });
+    res.end();
+    return;
+  }
+  rec.status = status;
+  const b = body ? Buffer.from(body) : null;
+  res.writeHead(status, { ...extra, ...(b ? { 'content-type': 'text/plain', 'content-length': String(b.length) } : { 'content-length': '0' }) });
+  rec.resCounter.bytes += b?.length ?? 0;
+  if (b) res.end(b);
+  else res.end();
+}

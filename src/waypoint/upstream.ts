@@ -1,0 +1,140 @@
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { SpiffeId } from '../identity/spiffe';
+import type { Endpoint } from './l7/decide';
+import { dialTcp, type DialPreparer } from '../transport/dial';
+import type { HboneClient } from '../transport/hbone/types';
+import { formatSocketAddr, makeSocketAddr } from '../util/socket-addr';
+import { StreamSocket } from './stream-socket';
+
+export interface UpstreamOptions {
+  readonly hbone: HboneClient;
+  /** The waypoint's own identity: the client certificate of every upstream HBONE connection. */
+  readonly identity: SpiffeId;
+  /** Source address for upstream connections (the waypoint pod IP on loopback meshes), or undefined. */
+  readonly localAddress: string | undefined;
+  readonly hbonePort: number;
+  readonly connectTimeoutMs: number;
+  readonly prepareDial: DialPreparer;
+}
+
+/** A raw connection to one endpoint and who answered it (verified SPIFFE id; null for plain TCP). */
+export interface UpstreamConn {
+  readonly socket: StreamSocket;
+  readonly peerIdentity: SpiffeId | null;
+}
+
+/**
+ * Connections from the waypoint to chosen endpoints. Each endpoint (workload uid +
+ * ip:targetPort) gets one keep-alive http.Agent for HTTP/1.1 and one HTTP/2 session for
+ * h2c/gRPC, so HTTP connections are reused across requests; each of those rides one HBONE
+ * CONNECT stream to endpointIP:15008 with :authority endpointIP:targetPort, presenting the
+ * waypoint's own certificate and accepting only the endpoint's expected SANs (the HBONE
+ * pool shares the TLS connection across streams). Plain-TCP endpoints are dialled directly.
+ */
+export class Upstreams {
+  private readonly agents = new Map<string, { uid: string; agent: http.Agent }>();
+  private readonly sessions = new Map<string, { uid: string; session: Promise<http2.ClientHttp2Session> }>();
+
+  constructor(private readonly o: UpstreamOptions) {}
+
+  /** A new tunnel to the endpoint (for upgrades and TCP). Rejects with ProxyError. */
+  async connect(ep: Endpoint): Promise<UpstreamConn> {
+    if (!ep.hbone) {
+      const s: Socket = await dialTcp(makeSocketAddr(ep.ip, ep.targetPort), { timeoutMs: this.o.connectTimeoutMs, localAddress: this.o.localAddress, prepare: this.o.prepareDial });
+      return { socket: new StreamSocket(s as Duplex, { ip: ep.ip, port: ep.targetPort }), peerIdentity: null };
+    }
+    const st = await this.o.hbone.connect({
+      nextHop: makeSocketAddr(ep.ip, this.o.hbonePort),
+      authority: formatSocketAddr({ ip: ep.ip, port: ep.targetPort }),
+      expectedIdentities: ep.expectedIdentities,
+      srcIdentity: this.o.identity,
+      peerUid: ep.workload.uid,
+      headers: {},
+      ...(this.o.localAddress ? { localAddress: this.o.localAddress } : {}),
+    });
+    const socket = new StreamSocket(st.stream, { ip: ep.ip, port: ep.targetPort });
+    socket.peerIdentity = st.peerIdentity;
+    return { socket, peerIdentity: st.peerIdentity };
+  }
+
+  /** The keep-alive HTTP/1.1 agent of an endpoint. */
+  agent(ep: Endpoint): http.Agent {
+    const key = endpointKey(ep);
+    const cur = this.agents.get(key);
+    if (cur) return cur.agent;
+    const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
+    // The async form of createConnection: the Agent waits for the callback.
+    (agent as unknown as { createConnection: (o: unknown, cb: (err: Error | null, s?: Duplex) => void) => undefined }).createConnection = (_o, cb) => {
+      this.connect(ep).then(
+        (c) => cb(null, c.socket),
+        (err: Error) => cb(err),
+      );
+      return undefined;
+    };
+    this.agents.set(key, { uid: ep.workload.uid, agent });
+    return agent;
+  }
+
+  /** The endpoint's HTTP/2 session (prior knowledge over the tunnel), opened on first use. */
+  session(ep: Endpoint): Promise<http2.ClientHttp2Session> {
+    const key = endpointKey(ep);
+    const cur = this.sessions.get(key);
+    if (cur) return cur.session;
+    const p = this.connect(ep).then((c) => {
+      const s = http2.connect(`http://${formatSocketAddr({ ip: ep.ip, port: ep.targetPort })}`, { createConnection: () => c.socket });
+      (s as unknown as { peerIdentity: SpiffeId | null }).peerIdentity = c.peerIdentity;
+      const drop = (): void => {
+        if (this.sessions.get(key)?.session === p) this.sessions.delete(key);
+      };
+      s.on('close', drop);
+      s.on('goaway', drop);
+      s.on('error', drop);
+      return s;
+    });
+    p.catch(() => {
+      if (this.sessions.get(key)?.session === p) this.sessions.delete(key);
+    });
+    this.sessions.set(key, { uid: ep.workload.uid, session: p });
+    return p;
+  }
+
+  /** Drops agents and sessions of a workload that changed or left. */
+  evict(uid: string): void {
+    for (const [k, a] of this.agents) {
+      if (a.uid !== uid) continue;
+      this.agents.delete(k);
+      a.agent.destroy();
+    }
+    for (const [k, s] of this.sessions) {
+      if (s.uid !== uid) continue;
+      this.sessions.delete(k);
+      s.session.then((x) => x.close(), () => undefined);
+    }
+  }
+
+  /** Graceful: sessions get GOAWAY, idle keep-alive sockets close. */
+  close(): void {
+    for (const a of this.agents.values()) a.agent.destroy();
+    for (const s of this.sessions.values()) s.session.then((x) => x.close(), () => undefined);
+    this.agents.clear();
+    this.sessions.clear();
+  }
+
+  destroy(): void {
+    for (const a of this.agents.values()) a.agent.destroy();
+    for (const s of this.sessions.values()) s.session.then((x) => x.destroy(), () => undefined);
+    this.agents.clear();
+    this.sessions.clear();
+  }
+
+  dump(): unknown {
+    return { http1Endpoints: [...this.agents.keys()], http2Endpoints: [...this.sessions.keys()] };
+  }
+}
+
+function endpointKey(ep: Endpoint): string {
+  return `${ep.workload.uid}|${formatSocketAddr({ ip: ep.ip, port: ep.targetPort })}`;
+}

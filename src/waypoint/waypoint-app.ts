@@ -1,0 +1,241 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { DestinationStream, Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { closeServer, listen } from '../admin/listen';
+import { sendJson } from '../admin/http-util';
+import type { Component, BoundListener } from '../app/component';
+import { Runtime, type RuntimeAddresses } from '../app/runtime';
+import { WAYPOINT_KEYS } from '../config/keys-waypoint';
+import { redactedConfig } from '../config/load';
+import type { WaypointConfig } from '../config/waypoint-config';
+import { createIdentityManager } from '../identity/create';
+import type { CertManager } from '../identity/cert-manager';
+import { SpiffeId } from '../identity/spiffe';
+import { createLogger } from '../logging/logger';
+import { createRegistry } from '../metrics/registry';
+import { createStateMetrics } from '../metrics/state-metrics';
+import { registerPoolMetrics } from '../metrics/pool-metrics';
+import { stateDump } from '../state/dump';
+import { LocalConfigSource } from '../state/local-source';
+import { StateUpdater } from '../state/proxy-state';
+import type { StateChange, StateView } from '../state/view';
+import { RequestMetrics } from '../telemetry/request-metrics';
+import { Telemetry } from '../telemetry/telemetry';
+import { createHboneTransport, type HboneTransport } from '../transport/hbone-transport';
+import { createSplicer } from '../transport/splice-outcome';
+import { isLoopbackIp } from '../transport/dial';
+import { systemClock, type Clock } from '../util/clock';
+import { canonicalIp, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
+import { L7ConfigSource } from './config/source';
+import { explainRequestHandler, l7Dump } from './explain';
+import { HttpProxy } from './http-proxy';
+import { WaypointInbound } from './inbound';
+import { Upstreams } from './upstream';
+
+export interface WaypointAppOptions {
+  readonly config: WaypointConfig;
+  readonly logDestination?: DestinationStream;
+  readonly clock?: Clock;
+  readonly processMetrics?: boolean;
+  readonly onStopped?: () => void;
+  /** [0,1) source for weighted routes and load balancing (tests inject a seeded one). */
+  readonly random?: () => number;
+}
+
+const HBONE_PORT = 15008;
+
+/**
+ * Composition root of the waypoint: builds its registry, logger, state (same sources as
+ * the node proxy), its own certificate (spiffe://<td>/ns/<POD_NAMESPACE>/sa/<SERVICE_ACCOUNT>
+ * from the CA, never impersonated), the HBONE transport, the L7 config source and the
+ * HTTP proxy, and wires them. Readiness: "state", "certificates" (its own identity) and
+ * "listeners".
+ */
+export class WaypointApp {
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly runtime: Runtime;
+  readonly state: StateView;
+  readonly updater: StateUpdater;
+  readonly certs: CertManager;
+  readonly identity: SpiffeId;
+  readonly telemetry: Telemetry;
+  readonly requestMetrics: RequestMetrics;
+  readonly l7: L7ConfigSource;
+  readonly http: HttpProxy;
+  readonly upstreams: Upstreams;
+  private readonly transport: HboneTransport;
+  private readonly inbound: WaypointInbound;
+  private readonly listener: Server;
+  private bound: SocketAddr | null = null;
+  private readonly sockets = new Set<Socket>();
+  private unsubscribe: (() => void) | null = null;
+
+  constructor(readonly opts: WaypointAppOptions) {
+    const c = opts.config;
+    const clock = opts.clock ?? systemClock;
+    const random = opts.random ?? Math.random;
+    this.identity = SpiffeId.of(c.trustDomain, c.podNamespace, c.serviceAccount);
+    this.logger = createLogger({ level: c.logLevel, format: c.logFormat, base: { component: 'waypoint', waypoint: `${c.podNamespace}/${c.waypointName}` }, ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
+    this.registry = createRegistry({ component: 'waypoint', processMetrics: opts.processMetrics ?? true });
+    this.runtime = new Runtime({
+      logger: this.logger,
+      registry: this.registry,
+      adminAddr: c.adminAddr,
+      statsAddr: c.statsAddr,
+      readinessAddr: c.readinessAddr,
+      terminationDeadlineMs: c.terminationDeadline,
+      ...(opts.onStopped ? { onStopped: opts.onStopped } : {}),
+    });
+    this.runtime.admin.addDumpSection('config', () => redactedConfig(WAYPOINT_KEYS, c));
+    const readiness = this.runtime.readiness;
+    const stateReady = readiness.register('state');
+    const certsReady = readiness.register('certificates');
+    const listenersReady = readiness.register('listeners');
+
+    this.updater = new StateUpdater(this.logger.child({ scope: 'state' }));
+    this.state = this.updater.view;
+    const localConfig = new LocalConfigSource({
+      path: c.localXdsPath || null,
+      inline: c.localXds || null,
+      updater: this.updater,
+      logger: this.logger.child({ scope: 'state' }),
+      metrics: createStateMetrics(this.registry, this.state),
+      onFirstLoad: stateReady,
+    });
+    if (!c.localXdsPath && !c.localXds) {
+      this.logger.warn('no LOCAL_XDS_PATH or LOCAL_XDS: the waypoint knows no services and serves nothing');
+      stateReady();
+    }
+    this.certs = createIdentityManager({ config: c, logger: this.logger.child({ scope: 'identity' }), registry: this.registry, clock, mode: 'waypoint' });
+    this.telemetry = new Telemetry({ registry: this.registry, logger: this.logger, clock, accessLogUpdateIntervalMs: 0 });
+    this.requestMetrics = new RequestMetrics(this.registry);
+    this.l7 = new L7ConfigSource({ path: c.waypointConfigPath, logger: this.logger.child({ scope: 'l7_config' }), registry: this.registry, onApply: () => undefined });
+
+    const instanceIp = c.instanceIp ? canonicalIp(c.instanceIp) : c.inboundAddr.host && c.inboundAddr.host !== '::' && c.inboundAddr.host !== '0.0.0.0' ? c.inboundAddr.host : null;
+    this.transport = createHboneTransport({
+      logger: this.logger.child({ scope: 'hbone' }),
+      clock,
+      certs: this.certs,
+      resolveCert: () => this.certs.fetchCertificate(this.identity, 'realtime'),
+      onConnect: (req) => this.inbound.onConnect(req),
+      onFailure: (reason) => this.telemetry.metrics.earlyFailure('inbound', reason),
+      connectTimeout: c.connectTimeout,
+      handshakeTimeout: c.handshakeTimeout,
+      firstHeadersTimeout: c.headersTimeout,
+      maxStreamsPerConnection: c.poolMaxStreams,
+      unusedReleaseTimeout: c.poolUnusedReleaseTimeout,
+      maxPendingHandshakesPerPeer: c.maxPendingHandshakesPerPeer,
+      maxConcurrentStreams: c.maxStreamsPerPeer,
+      maxControlFrames: c.maxControlFrames,
+      maxPreAcceptBytes: c.maxPreAcceptBytes,
+      h2: { streamWindow: c.h2StreamWindow, connectionWindow: c.h2ConnectionWindow, frameSize: c.h2FrameSize },
+      socket: { noDelay: true, keepalive: c.keepaliveEnabled, keepaliveTime: c.keepaliveTime },
+    });
+    this.upstreams = new Upstreams({
+      hbone: this.transport.client,
+      identity: this.identity,
+      // On a loopback mesh the destination node proxy attributes connections by source IP.
+      localAddress: instanceIp !== null && isLoopbackIp(instanceIp) ? instanceIp : undefined,
+      hbonePort: HBONE_PORT,
+      connectTimeoutMs: c.connectTimeout,
+      prepareDial: this.transport.prepareDial,
+    });
+    const waypoint = { name: c.waypointName, namespace: c.podNamespace };
+    this.http = new HttpProxy({ state: this.state, config: () => this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain, upstreams: this.upstreams, metrics: this.requestMetrics, logger: this.logger, random });
+    this.inbound = new WaypointInbound({
+      state: this.state,
+      network: c.network,
+      instanceIp,
+      waypointFor: c.waypointFor,
+      ownPorts: new Set([HBONE_PORT, c.inboundAddr.port]),
+      http: this.http,
+      upstreams: this.upstreams,
+      telemetry: this.telemetry,
+      splice: createSplicer(0),
+      detectTimeoutMs: c.protocolDetectionTimeout,
+      random,
+      logger: this.logger,
+    });
+    this.listener = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
+
+    this.runtime.add(localConfig);
+    this.runtime.add(this.l7);
+    this.runtime.add({ name: 'certificates', start: () => this.certs.start(), close: () => this.certs.close(), destroy: () => this.certs.destroy(), dump: () => this.certs.dump() });
+    this.runtime.add(this.dataPath(listenersReady));
+    void this.certs.waitForIdentities([this.identity]).then(certsReady);
+    this.certs.syncLocalIdentities([this.identity]);
+    this.runtime.admin.addDumpSection('identity', () => ({ identity: this.identity.toString(), waypoint, waypointFor: c.waypointFor, instanceIp }));
+    this.runtime.admin.addDumpSection('state', () => stateDump(this.state));
+    this.runtime.admin.addDumpSection('l7', () => l7Dump(this.state, this.l7.config, waypoint, c.network, instanceIp));
+    this.runtime.admin.addDumpSection('upstreams', () => this.upstreams.dump());
+    this.runtime.admin.addDumpSection('pools', () => this.transport.client.dump());
+    this.runtime.admin.addDumpSection('hbone_server', () => this.transport.server.dump());
+    registerPoolMetrics(this.registry, this.transport.client);
+    this.runtime.admin.addHandler(
+      '/debug/explain',
+      'which route, backend and policy decide an HTTP request: ?dst=<ip:port>&path=/x[&method=GET][&host=h][&header=name:value][&src=<spiffe id>]',
+      explainRequestHandler(() => ({ state: this.state, config: this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain }), (res, code, body) => sendJson(res, code, body)),
+    );
+  }
+
+  /** The HBONE listener and everything behind it, as one runtime component. */
+  private dataPath(ready: () => void): Component {
+    const c = this.opts.config;
+    return {
+      name: 'waypoint',
+      start: async () => {
+        this.bound = await listen(this.listener, c.inboundAddr, 'inbound');
+        ready();
+      },
+      close: async () => {
+        await closeServer(this.listener);
+        await this.transport.server.close();
+        this.http.h1.closeIdleConnections();
+        this.upstreams.close();
+        await this.transport.client.close();
+      },
+      destroy: () => {
+        this.listener.close();
+        for (const s of this.sockets) s.destroy();
+        this.transport.server.destroy();
+        this.upstreams.destroy();
+        this.transport.client.destroy();
+      },
+      listeners: (): BoundListener[] => (this.bound ? [{ name: 'inbound', address: this.bound }] : []),
+    };
+  }
+
+  private accept(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    const ip = canonicalIp(socket.localAddress ?? '') ?? socket.localAddress ?? '0.0.0.0';
+    this.transport.server.handleSocket(socket, makeSocketAddr(ip, socket.localPort ?? 0));
+  }
+
+  private onStateChange(change: StateChange): void {
+    for (const w of change.workloadsRemoved) {
+      this.requestMetrics.removeWorkload(w);
+      this.telemetry.metrics.removeWorkload(w);
+    }
+    for (const w of [...change.workloadsRemoved, ...change.workloadsUpdated]) {
+      this.transport.client.evictPeer(w.uid);
+      this.upstreams.evict(w.uid);
+    }
+  }
+
+  async start(): Promise<RuntimeAddresses> {
+    this.unsubscribe = this.state.onChange((ch) => this.onStateChange(ch));
+    return this.runtime.start();
+  }
+
+  async close(): Promise<void> {
+    await this.runtime.close();
+    this.unsubscribe?.();
+  }
+
+  destroy(): void {
+    this.unsubscribe?.();
+    this.runtime.destroy();
+  }
+}
