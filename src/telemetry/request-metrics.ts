@@ -1,37 +1,23 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
+import type { ResponseFlag } from '../errors';
+import { TRAFFIC_LABELS, buildTrafficLabels, type TrafficLabelName } from './tcp-metrics';
 import type { SpiffeId } from '../identity/spiffe';
 import type { Service, Workload } from '../state/types';
 
-/** Istio's standard request labels (Envoy stats filter), in Istio's order. */
+/**
+ * Istio's standard request labels (Envoy stats filter), in Istio's order: the TCP set up
+ * to request_protocol, then response_code and grpc_response_status, then the flags and
+ * security policy (no locality labels).
+ */
 export const REQUEST_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_cluster',
-  'destination_service',
-  'destination_service_namespace',
-  'destination_service_name',
-  'destination_workload',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_cluster',
-  'request_protocol',
+  ...(TRAFFIC_LABELS.slice(0, TRAFFIC_LABELS.indexOf('request_protocol') + 1) as RequestLabelName[]),
   'response_code',
   'grpc_response_status',
   'response_flags',
   'connection_security_policy',
-] as const;
+] as readonly RequestLabelName[];
 
-export type RequestLabelName = (typeof REQUEST_LABELS)[number];
+export type RequestLabelName = Exclude<TrafficLabelName, 'source_region' | 'source_zone' | 'destination_region' | 'destination_zone'> | 'response_code' | 'grpc_response_status';
 export type RequestLabels = Record<RequestLabelName, string>;
 
 /** Istio's duration buckets (ms). */
@@ -62,41 +48,36 @@ export interface RequestRecord {
   readonly responseMessages: number;
 }
 
-const UNKNOWN = 'unknown';
-const v = (s: string | null | undefined): string => (s ? s : UNKNOWN);
-
+/** The TCP label values for the same parties (one builder for both), with the request's own labels. */
 export function buildRequestLabels(r: RequestRecord): RequestLabels {
-  const s = r.srcWorkload;
-  const d = r.dstWorkload;
-  const svc = r.dstService;
-  return {
-    reporter: r.reporter,
-    source_workload: v(s?.workloadName || s?.name),
-    source_canonical_service: v(s?.canonicalName),
-    source_canonical_revision: v(s?.canonicalRevision),
-    source_workload_namespace: v(s?.namespace),
-    source_principal: v(r.srcIdentity?.toString()),
-    source_app: v(s?.canonicalName),
-    source_version: v(s?.canonicalRevision),
-    source_cluster: v(s?.clusterId),
-    destination_service: v(svc?.hostname),
-    destination_service_namespace: v(svc?.namespace),
-    destination_service_name: v(svc?.name),
-    destination_workload: v(d?.workloadName || d?.name),
-    destination_canonical_service: v(d?.canonicalName),
-    destination_canonical_revision: v(d?.canonicalRevision),
-    destination_workload_namespace: v(d?.namespace),
-    destination_principal: v(r.dstIdentity?.toString()),
-    destination_app: v(d?.canonicalName),
-    destination_version: v(d?.canonicalRevision),
-    destination_cluster: v(d?.clusterId),
-    request_protocol: r.protocol,
-    response_code: String(r.responseCode),
-    grpc_response_status: r.grpcStatus ?? '',
-    response_flags: r.flags,
-    connection_security_policy: r.mtls ? 'mutual_tls' : UNKNOWN,
-  };
+  const t = buildTrafficLabels(
+    {
+      direction: 'inbound',
+      src: NO_ADDR,
+      dst: NO_ADDR,
+      hboneAddr: null,
+      srcWorkload: r.srcWorkload,
+      dstWorkload: r.dstWorkload,
+      dstService: r.dstService,
+      srcIdentity: r.srcIdentity,
+      dstIdentity: r.dstIdentity,
+      mtls: r.mtls,
+    },
+    r.flags as ResponseFlag,
+  );
+  const out = {} as RequestLabels;
+  for (const n of REQUEST_LABELS) {
+    if (n === 'response_code' || n === 'grpc_response_status') continue;
+    out[n] = t[n];
+  }
+  out.reporter = r.reporter;
+  out.request_protocol = r.protocol;
+  out.response_code = String(r.responseCode);
+  out.grpc_response_status = r.grpcStatus ?? '';
+  return out;
 }
+
+const NO_ADDR = { ip: '0.0.0.0', port: 0, family: 4 } as const;
 
 /**
  * Istio's request metrics on the registry passed in: one increment of each family per

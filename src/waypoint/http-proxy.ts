@@ -13,7 +13,8 @@ import { applyHeaderModifier, type HeaderBag } from './l7/filters';
 import { flattenHeaders, splitPathQuery, type L7Peer, type L7Request } from './l7/request';
 import type { WaypointName } from './l7/route-select';
 import { GrpcFrameCounter, grpcStatusForHttp } from './grpc-frames';
-import { nextTraceparent, requestId, type ConnInfo } from './request-context';
+import { requestId, type ConnInfo } from './request-context';
+import { HOP, forwardHeaders } from './forward-headers';
 import { RequestRecorder } from './request-record';
 import type { StreamSocket } from './stream-socket';
 import type { Upstreams } from './upstream';
@@ -34,8 +35,6 @@ export interface HttpProxyDeps {
 type DownReq = http.IncomingMessage | http2.Http2ServerRequest;
 type DownRes = http.ServerResponse | http2.Http2ServerResponse;
 
-/** Connection-specific headers that never cross a hop (RFC 9110 §7.6.1, RFC 9113 §8.2.2). */
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'http2-settings']);
 
 /**
  * The waypoint's HTTP data path. Tunnels classified as HTTP/1.1 go to one node:http server
@@ -300,19 +299,6 @@ function countBody(body: Readable, counter: { bytes: number }, frames: GrpcFrame
     counter.bytes += c.length;
     frames?.feed(c);
   });
-}
-
-/** Request headers as forwarded: hop-by-hop dropped, x-request-id and traceparent set. */
-export function forwardHeaders(h: http.IncomingHttpHeaders, xrid: string): HeaderBag {
-  const out: HeaderBag = {};
-  const listed = new Set(String(h['connection'] ?? '').toLowerCase().split(',').map((s) => s.trim()));
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || k.startsWith(':') || HOP.has(k) || listed.has(k)) continue;
-    out[k] = v;
-  }
-  out['x-request-id'] = xrid;
-  out['traceparent'] = nextTraceparent(typeof h['traceparent'] === 'string' ? h['traceparent'] : undefined);
-  return out;
 }
 
 function responseHeaders(h: http.IncomingHttpHeaders | http2.IncomingHttpHeaders): HeaderBag {

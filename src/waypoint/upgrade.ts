@@ -1,11 +1,22 @@
 import * as http from 'node:http';
 import { errorMessage } from '../errors';
 import { applyHeaderModifier } from './l7/filters';
-import type { HttpProxy } from './http-proxy';
-import { forwardHeaders } from './http-proxy';
+import type { L7Decision } from './l7/decide';
+import type { L7Peer, L7Request } from './l7/request';
+import { forwardHeaders } from './forward-headers';
 import type { ConnInfo } from './request-context';
 import { requestId } from './request-context';
+import type { RequestRecorder } from './request-record';
 import type { StreamSocket } from './stream-socket';
+import type { Upstreams } from './upstream';
+
+/** What an upgrade needs from the HTTP proxy (the same decision and telemetry as any request). */
+export interface UpgradeHost {
+  view(req: http.IncomingMessage, info: ConnInfo): { request: L7Request; peer: L7Peer };
+  decide(request: L7Request, peer: L7Peer, info: ConnInfo): L7Decision;
+  readonly recorder: RequestRecorder;
+  readonly upstreams: Upstreams;
+}
 
 /**
  * HTTP/1.1 upgrades (WebSocket and others): the same L7 decision as any request, then the
@@ -13,7 +24,7 @@ import type { StreamSocket } from './stream-socket';
  * answers 101, its response head is relayed and both tunnels are joined byte for byte.
  * Any other answer is relayed as a normal response. One record when both sides closed.
  */
-export function handleUpgrade(proxy: HttpProxy, req: http.IncomingMessage, socket: StreamSocket, head: Buffer, info: ConnInfo): void {
+export function handleUpgrade(proxy: UpgradeHost, req: http.IncomingMessage, socket: StreamSocket, head: Buffer, info: ConnInfo): void {
   const { request, peer } = proxy.view(req, info);
   const rec = proxy.recorder.begin(info, request, false, `HTTP/${req.httpVersion}`);
   rec.requestId = requestId(request.headers['x-request-id']);
