@@ -88,6 +88,22 @@ function printLayout(out: (l: string) => void, mesh: MeshConfig, runner: MeshRun
     const deny = mesh.checks.find((c) => c.expect === 'deny');
     if (deny) out(`  curl --interface ${deny.from} --socks5 ${first.ip}:${first.ports.socks5} http://${deny.to.host}:${deny.to.port}/   # denied by policy`);
     out(`  curl http://${first.ip}:${first.ports.admin}/debug/connections`);
+    printWaypointTries(out, mesh);
+  }
+}
+
+/** curl commands for the checks that go through a waypoint (HTTP path/headers/status) and its admin endpoints. */
+function printWaypointTries(out: (l: string) => void, mesh: MeshConfig): void {
+  for (const c of mesh.checks.filter((x) => x.split !== null || x.status !== null || Object.keys(x.headers).length > 0)) {
+    const node = mesh.nodes.find((n) => n.name === c.via);
+    if (!node) continue;
+    const h = Object.entries(c.headers).map(([k, v]) => `-H '${k}: ${v}' `).join('');
+    out(`  curl --interface ${c.from} --socks5-hostname ${node.ip}:${node.ports.socks5} ${h}http://${c.to.host}:${c.to.port}${c.path}   # ${c.name}`);
+  }
+  for (const w of mesh.waypoints) {
+    out(`
+waypoint ${w.namespace}/${w.name} at ${w.ip}:15008: admin http://${w.ip}:${w.ports.admin}/config_dump  metrics http://${w.ip}:${w.ports.stats}/metrics`);
+    out(`  curl 'http://${w.ip}:${w.ports.admin}/debug/explain?dst=<service VIP:port>&path=/admin'   # which route, backend and policy decide a request`);
   }
 }
 

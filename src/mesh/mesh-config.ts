@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { parseLocalConfig, formatLocalConfigError } from '../state/local-config';
 import { parseSocketAddr, splitHostPort, type SocketAddr } from '../util/socket-addr';
+import { parseL7Config } from '../waypoint/config/parse';
 
 /** One node proxy of the local mesh. */
 export interface MeshNode {
@@ -16,6 +17,19 @@ export interface MeshApp {
   readonly listen: SocketAddr;
 }
 
+/** A waypoint of the local mesh: a `ztunnel-ts waypoint` child with its own identity and L7 config. */
+export interface MeshWaypoint {
+  /** The Gateway name routes and policies attach to (WAYPOINT_NAME). */
+  readonly name: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  /** Its pod IP: HBONE on ip:15008; a workload with this IP must be in `workloads`. */
+  readonly ip: string;
+  readonly ports: { readonly admin: number; readonly stats: number; readonly readiness: number };
+  /** HTTPRoute / GRPCRoute / AuthorizationPolicy objects as multi-document YAML (WAYPOINT_CONFIG_PATH). */
+  readonly configYaml: string;
+}
+
 export interface MeshCheck {
   readonly name: string;
   /** Source IP (a client workload IP) the request is sent from. */
@@ -25,6 +39,14 @@ export interface MeshCheck {
   /** ip:port or hostname:port. */
   readonly to: { readonly host: string; readonly port: number };
   readonly expect: 'allow' | 'deny';
+  /** HTTP request details (default GET /, no extra headers). */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Expected HTTP status when the request is answered (e.g. 403 from a waypoint policy); null = 200. */
+  readonly status: number | null;
+  /** Send `count` requests and compare which app answered ("hello from <app>") with these percentages (±7.5 points). */
+  readonly count: number;
+  readonly split: Readonly<Record<string, number>> | null;
 }
 
 export interface MeshConfig {
@@ -33,6 +55,7 @@ export interface MeshConfig {
   readonly nodes: readonly MeshNode[];
   readonly apps: readonly MeshApp[];
   readonly checks: readonly MeshCheck[];
+  readonly waypoints: readonly MeshWaypoint[];
   /** ztunnel local config (workloads/services/policies) as YAML: LOCAL_XDS_PATH of every node. */
   readonly localConfigYaml: string;
   /** Workloads as written (for printing what runs where). */
@@ -47,7 +70,7 @@ export class MeshConfigError extends Error {
   }
 }
 
-const TOP = new Set(['trustDomain', 'ca', 'nodes', 'apps', 'selfCheck', 'workloads', 'services', 'policies']);
+const TOP = new Set(['trustDomain', 'ca', 'nodes', 'waypoints', 'apps', 'selfCheck', 'workloads', 'services', 'policies']);
 
 /**
  * Parses the mesh file. Every problem is collected and reported with its path, and the
@@ -88,8 +111,10 @@ export function parseMeshConfig(text: string, source: string): MeshConfig {
     ? parsed.value.workloads.map((w) => ({ name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, ips: [...w.workloadIps], node: w.node }))
     : [];
   for (const w of workloads) if (w.node && !names.has(w.node)) problems.push(`workload ${w.namespace}/${w.name}: node ${JSON.stringify(w.node)} is not in nodes`);
+  const waypoints = list(doc['waypoints'], 'waypoints', problems).map((w, i) => parseMeshWaypoint(w, `waypoints[${i}]`, source, problems));
+  for (const w of waypoints) if (parsed.ok && !workloads.some((x) => x.ips.includes(w.ip))) problems.push(`waypoint ${w.name}: no workload has its ip ${w.ip} (add the waypoint pod to workloads)`);
   if (problems.length) throw new MeshConfigError(source, problems);
-  return { trustDomain, caListen: caListen as SocketAddr, nodes, apps, checks, localConfigYaml, workloads };
+  return { trustDomain, caListen: caListen as SocketAddr, nodes, waypoints, apps, checks, localConfigYaml, workloads };
 }
 
 function parseNode(n: unknown, path: string, problems: string[]): MeshNode {
@@ -123,7 +148,38 @@ function parseCheck(c: unknown, path: string, nodes: Set<string>, problems: stri
   if (isIP(from) !== 4) problems.push(`${path}.from: ${JSON.stringify(o['from'])} is not an IPv4 address`);
   const expect = o['expect'];
   if (expect !== 'allow' && expect !== 'deny') problems.push(`${path}.expect: must be allow or deny`);
-  return { name: String(o['name'] ?? path), from, via, to: { host, port }, expect: expect === 'deny' ? 'deny' : 'allow' };
+  const headers: Record<string, string> = {};
+  if (isObj(o['headers'])) for (const [k, v] of Object.entries(o['headers'])) headers[k] = String(v);
+  const status = o['status'] === undefined ? null : Number(o['status']);
+  if (status !== null && !(Number.isInteger(status) && status >= 100 && status <= 599)) problems.push(`${path}.status: ${JSON.stringify(o['status'])} is not an HTTP status`);
+  const count = o['count'] === undefined ? 1 : Number(o['count']);
+  if (!Number.isInteger(count) || count < 1 || count > 10000) problems.push(`${path}.count: ${JSON.stringify(o['count'])} must be 1-10000`);
+  let split: Record<string, number> | null = null;
+  if (o['split'] !== undefined) {
+    if (!isObj(o['split'])) problems.push(`${path}.split: must map app names to percentages`);
+    else split = Object.fromEntries(Object.entries(o['split']).map(([k, v]) => [k, Number(v)]));
+  }
+  const reqPath = String(o['path'] ?? '/');
+  if (!reqPath.startsWith('/')) problems.push(`${path}.path: ${JSON.stringify(o['path'])} must start with /`);
+  return { name: String(o['name'] ?? path), from, via, to: { host, port }, expect: expect === 'deny' ? 'deny' : 'allow', path: reqPath, headers, status, count, split };
+}
+
+function parseMeshWaypoint(w: unknown, path: string, source: string, problems: string[]): MeshWaypoint {
+  const o = isObj(w) ? w : {};
+  const str = (k: string, def: string): string => (typeof o[k] === 'string' ? (o[k] as string) : def);
+  const ip = str('ip', '');
+  if (isIP(ip) !== 4 || !ip.startsWith('127.')) problems.push(`${path}.ip: ${JSON.stringify(o['ip'])} must be an IPv4 loopback address (127.x.y.z)`);
+  const ports = isObj(o['ports']) ? o['ports'] : {};
+  const port = (k: string): number => {
+    const v = ports[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) problems.push(`${path}.ports.${k}: ${JSON.stringify(v)} is not a port`);
+    return Number(v);
+  };
+  const objects = list(o['config'], `${path}.config`, problems);
+  const configYaml = objects.map((x) => stringifyYaml(x)).join('---\n');
+  const l7 = parseL7Config([{ text: configYaml, source: `${source} (${path}.config)` }]);
+  if (!l7.ok) for (const e of l7.errors) problems.push(`${path}.config: ${e.path ? `${e.path}: ` : ''}${e.message}`);
+  return { name: str('name', 'waypoint'), namespace: str('namespace', 'default'), serviceAccount: str('serviceAccount', str('name', 'waypoint')), ip, ports: { admin: port('admin'), stats: port('stats'), readiness: port('readiness') }, configYaml };
 }
 
 function list(v: unknown, path: string, problems: string[]): unknown[] {

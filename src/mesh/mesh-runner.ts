@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MeshConfig, MeshNode } from './mesh-config';
+import type { MeshConfig, MeshNode, MeshWaypoint } from './mesh-config';
 import { startSampleApps, type RunningApps } from './sample-apps';
 import { logTail, startChild, stopChild, waitReady, type Child } from './processes';
 import { startDevCa, type DevCa } from '../ca/dev-ca';
@@ -53,18 +53,53 @@ export class MeshRunner {
     mkdirSync(join(this.stateDir, 'tokens'), { recursive: true });
     writeFileSync(this.localConfigPath, config.localConfigYaml);
     const tokens = config.nodes.map((n) => ({ node: n.name, token: randomBytes(18).toString('base64url') }));
+    // A waypoint asks for its own identity (no node, no impersonation), like a pod's service account token.
+    const wpTokens = config.waypoints.map((w) => ({ w, token: randomBytes(18).toString('base64url') }));
     const tokensPath = join(this.stateDir, 'ca-tokens.yaml');
     writeFileSync(
       tokensPath,
-      tokens.map((t) => `- { token: "${t.token}", namespace: istio-system, serviceAccount: ztunnel, node: "${t.node}" }`).join('\n') + '\n',
+      [
+        ...tokens.map((t) => `- { token: "${t.token}", namespace: istio-system, serviceAccount: ztunnel, node: "${t.node}" }`),
+        ...wpTokens.map((t) => `- { token: "${t.token}", namespace: "${t.w.namespace}", serviceAccount: "${t.w.serviceAccount}" }`),
+      ].join('\n') + '\n',
       { mode: 0o600 },
     );
     for (const t of tokens) writeFileSync(join(this.stateDir, 'tokens', t.node), t.token, { mode: 0o600 });
+    for (const t of wpTokens) writeFileSync(join(this.stateDir, 'tokens', `waypoint-${t.w.name}`), t.token, { mode: 0o600 });
 
     this.apps = await startSampleApps(config.apps);
     out(`started ${this.apps.count} sample apps`);
     await this.startCa(tokensPath);
-    await Promise.all(config.nodes.map((n) => this.startNode(n)));
+    await Promise.all([...config.nodes.map((n) => this.startNode(n)), ...config.waypoints.map((w) => this.startWaypoint(w))]);
+  }
+
+  /** A `ztunnel-ts waypoint` child on its pod IP, its routes and policies in waypoint-<name>.yaml (watched). */
+  private async startWaypoint(w: MeshWaypoint): Promise<void> {
+    const { config } = this.opts;
+    const ca = config.caListen;
+    const cfg = join(this.stateDir, `waypoint-${w.name}.yaml`);
+    writeFileSync(cfg, w.configYaml);
+    const child = this.spawn(`waypoint-${w.name}`, ['waypoint'], {
+      ...this.baseEnv(),
+      WAYPOINT_NAME: w.name,
+      POD_NAMESPACE: w.namespace,
+      SERVICE_ACCOUNT: w.serviceAccount,
+      INSTANCE_IP: w.ip,
+      INBOUND_ADDR: `${w.ip}:15008`,
+      LOCAL_XDS_PATH: this.localConfigPath,
+      WAYPOINT_CONFIG_PATH: cfg,
+      CA_ADDRESS: `https://${ca.ip}:${ca.port}`,
+      CA_ROOT_CA: this.caRootPath,
+      AUTH_TOKEN: join(this.stateDir, 'tokens', `waypoint-${w.name}`),
+      TRUST_DOMAIN: config.trustDomain,
+      ADMIN_ADDR: `${w.ip}:${w.ports.admin}`,
+      STATS_ADDR: `${w.ip}:${w.ports.stats}`,
+      READINESS_ADDR: `${w.ip}:${w.ports.readiness}`,
+      CONNECTION_TERMINATION_DEADLINE: '2s',
+    });
+    const r = await waitReady(w.ip, w.ports.readiness, 30_000, () => child.proc.exitCode === null);
+    if (!r.ready) throw new Error(`waypoint ${w.name} is not ready (last answer: ${r.last}; exit ${child.proc.exitCode}); log ${child.logPath}:\n${logTail(child)}`);
+    this.opts.out(`waypoint ${w.namespace}/${w.name} ready on ${w.ip}:15008 (pid ${child.proc.pid}; routes and policies: ${cfg})`);
   }
 
   private baseEnv(): Record<string, string> {

@@ -7,11 +7,11 @@ export type SocksHttpResult =
   | { readonly kind: 'error'; readonly message: string; readonly ms: number };
 
 /**
- * GET / through a SOCKS5 proxy from a chosen source IP (what
+ * GET `path` (default /) through a SOCKS5 proxy from a chosen source IP (what
  * `curl --interface <from> --socks5-hostname <proxy> http://<host>:<port>/` does), bounded by
  * `timeoutMs`. Used by the mesh self-check; never throws.
  */
-export function socksHttpGet(proxy: { ip: string; port: number }, from: string, host: string, port: number, timeoutMs = 5000): Promise<SocksHttpResult> {
+export function socksHttpGet(proxy: { ip: string; port: number }, from: string, host: string, port: number, timeoutMs = 5000, path = '/', headers: Readonly<Record<string, string>> = {}): Promise<SocksHttpResult> {
   const started = Date.now();
   const ms = (): number => Date.now() - started;
   return new Promise((resolve) => {
@@ -42,7 +42,8 @@ export function socksHttpGet(proxy: { ip: string; port: number }, from: string, 
         if (buf.length < 10) return;
         buf = buf.subarray(10);
         stage = 'http';
-        s.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+        const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+        s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${extra}Connection: close\r\n\r\n`);
       }
     });
     s.on('close', () => {

@@ -34,7 +34,12 @@ test('`ztunnel-ts mesh examples/mesh.yaml --mesh-self-check-only` runs the whole
   t.regex(out, /PASS {2}allowed \(pod IP, HBONE across nodes\)/);
   t.regex(out, /PASS {2}denied by policy default\/deny-untrusted: refused by policy \(SOCKS reply 0x02\)/);
   t.regex(out, /PASS {2}passthrough to a non-mesh address/);
-  t.regex(out, /all 5 checks passed/);
+  t.regex(out, /PASS {2}waypoint: HTTPRoute splits reviews 90\/10 over 200 requests: 200 requests: reviews-v1=\d+ reviews-v2=\d+/);
+  t.regex(out, /PASS {2}waypoint: header x-canary=true goes to reviews-v2: 10 requests: reviews-v2=10/);
+  t.regex(out, /PASS {2}waypoint: L7 policy default\/reviews-deny-admin answers \/admin with 403: HTTP 403 in \d+ms: RBAC: access denied/);
+  t.regex(out, /PASS {2}reviews pod direct \(bypassing the waypoint\) denied/);
+  t.regex(out, /waypoint default\/waypoint ready on 127\.0\.4\.10:15008/);
+  t.regex(out, /all 9 checks passed/);
   t.regex(out, /curl --interface 127\.0\.1\.10 --socks5 127\.0\.1\.1:15080 http:\/\/127\.0\.2\.10:8080\//);
 });
 
