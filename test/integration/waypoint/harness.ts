@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadWaypointConfig } from '../../../src/config/waypoint-config';
-import { LogCollector } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { WaypointApp } from '../../../src/waypoint/waypoint-app';
 import { TestMesh, waitUntil, type LocalConfigDoc, type TestNode } from '../../helpers/node-harness';
 import { loopbackBlock } from '../../helpers/loopback';
