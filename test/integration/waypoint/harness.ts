@@ -77,8 +77,9 @@ export class WaypointMesh {
     renameSync(`${f}.tmp`, f);
   }
 
-  async start(l7 = ''): Promise<void> {
-    this.mesh.writeConfig(this.doc());
+  /** `env`: extra waypoint settings (e.g. WAYPOINT_FOR); `extra`: more workloads/services/policies. */
+  async start(l7 = '', env: Record<string, string> = {}, extra: Partial<LocalConfigDoc> = {}): Promise<void> {
+    this.mesh.writeConfig(this.doc(extra));
     this.writeL7(l7);
     const token = `wp-token-${Math.random().toString(36).slice(2)}`;
     const tokenFile = join(this.mesh.dir, 'wp-token');
@@ -100,6 +101,7 @@ export class WaypointMesh {
         READINESS_ADDR: '127.0.0.1:0',
         LOG_LEVEL: 'debug',
         PROTOCOL_DETECTION_TIMEOUT: '300ms',
+        ...env,
       },
       [],
     );

@@ -10,7 +10,9 @@ const m = new WaypointMesh();
 test.before(async () => {
   m.track(await startHttpApp(m.V1, 8080, 'v1'));
   m.track(await startHttpApp(m.V2, 8080, 'v2'));
-  await m.start();
+  m.track(await startHttpApp(m.ip(22), 8080, 'pinned'));
+  // WAYPOINT_FOR=all: Services and workloads that name this waypoint; `pinned` names it as its own waypoint.
+  await m.start('', { WAYPOINT_FOR: 'all' }, { workloads: [{ name: 'pinned', ips: [m.ip(22)], node: 'node-b', authorizationPolicies: ['default/only-waypoint'], waypoint: m.WP }] });
 });
 
 test.after.always(() => m.close());
@@ -58,4 +60,14 @@ test.serial('HTTP/1.1 through node proxy → waypoint → node proxy → app, ke
   t.is(sumSamples(metrics, 'istio_requests_total', { reporter: 'waypoint', response_code: '200', request_protocol: 'http', source_principal: 'spiffe://cluster.local/ns/default/sa/client', destination_principal: 'spiffe://cluster.local/ns/default/sa/server', connection_security_policy: 'mutual_tls' }), 7);
   const line = m.requestLogs()[0]!;
   t.like(line, { method: 'GET', path: '/hello?i=0', response_code: 200, response_flags: '-', x_request_id: 'rid-0', 'src.identity': 'spiffe://cluster.local/ns/default/sa/client', 'dst.identity': 'spiffe://cluster.local/ns/default/sa/server', 'src.workload': 'client', 'dst.service': 'server.default.svc.cluster.local' });
+});
+
+test.serial('WAYPOINT_FOR=all: traffic to a pod IP whose workload names this waypoint goes through it to that pod', async (t) => {
+  const fwd = await m.forwarder({ host: m.ip(22), port: 8080 });
+  const r = await get(fwd, '/pinned');
+  t.is(r.status, 200, r.text);
+  t.is(r.body.app, 'pinned');
+  t.is(r.body.peer, m.WP, 'the pod is reached from the waypoint, whose identity its policy allows');
+  await waitUntil(() => m.requestLogs().some((l) => l['path'] === '/pinned'), 5000, () => 'log');
+  t.like(m.requestLogs().find((l) => l['path'] === '/pinned'), { 'dst.workload': 'pinned', upstream_host: `${m.ip(22)}:8080`, response_code: 200 });
 });

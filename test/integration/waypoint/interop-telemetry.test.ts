@@ -95,11 +95,20 @@ test.serial('python3-h2 sends HTTP/2 CONNECT with a mesh client certificate and 
 test.serial('one request: every istio_requests_total label and every access-log field, exactly', async (t) => {
   const fwd = await m.forwarder({ host: m.VIP, port: 80 });
   const before = m.requestLogs().length;
-  const r = await get(fwd, '/exact?x=1', { 'x-request-id': 'exact-1', 'user-agent': 'exact-test' });
+  const expectLogs = before + 2;
+  const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+  const r = await get(fwd, '/exact?x=1', { 'x-request-id': 'exact-1', 'user-agent': 'exact-test', traceparent: tp });
   t.is(r.status, 200);
-  await waitUntil(() => m.requestLogs().length > before, 5000, () => 'log');
+  // The trace continues (same trace id and flags) with this hop's own span id.
+  t.regex(r.body.headers['traceparent'], /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+  t.not(r.body.headers['traceparent'], tp);
+  const fresh = await get(fwd, '/no-ids');
+  t.regex(fresh.body.headers['x-request-id'], /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'x-request-id generated when absent');
+  t.regex(fresh.body.headers['traceparent'], /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, 'a trace is started when none came');
+  await waitUntil(() => m.requestLogs().length >= expectLogs, 5000, () => 'log');
   const series = (await m.wpMetrics()).samples.filter((s) => s.name === 'istio_requests_total' && s.labels['response_code'] === '200');
   const labels = series.find((s) => s.labels['destination_service_name'] === 'server-v1')!.labels;
+  t.is(series.length, 1, 'one series for all of this client\'s requests to server-v1');
   t.deepEqual(Object.keys(labels).sort(), [...REQUEST_LABELS].sort());
   t.deepEqual(labels, {
     reporter: 'waypoint',
