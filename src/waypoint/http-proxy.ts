@@ -8,7 +8,8 @@ import type { StateView } from '../state/view';
 import type { RequestMetrics } from '../telemetry/request-metrics';
 import { formatSocketAddr } from '../util/socket-addr';
 import type { L7Config } from './config/types';
-import { decideRequest, type Endpoint, type L7Decision } from './l7/decide';
+import { decideRequest, findService, type Endpoint, type L7Decision } from './l7/decide';
+import { pickServiceEndpoint } from '../state/service-endpoint';
 import { applyHeaderModifier, type HeaderBag } from './l7/filters';
 import { flattenHeaders, splitPathQuery, type L7Peer, type L7Request } from './l7/request';
 import type { WaypointName } from './l7/route-select';
@@ -257,40 +258,24 @@ export class HttpProxy {
     localReply(res, rec, 504, 'upstream request timeout', 'UT', grpc, 'upstream_response_timeout');
   }
 
-  /** RequestMirror: a copy of the request to the mirror backend; its response is discarded. */
+  /** RequestMirror: a copy of the request to an endpoint of the mirror backend; its response is discarded. */
   private mirror(req: DownReq, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, info: ConnInfo): void {
     const m = dec.mirror;
     if (!m) return;
-    const mirrored: L7Decision = decideRequest({
-      state: this.d.state,
-      config: { routes: [], policies: [], ignoredKinds: [] },
-      waypoint: this.d.waypoint,
-      network: this.d.network,
-      clusterDomain: this.d.clusterDomain,
-      target: mirrorTarget(this.d.state, m.backend, this.d.clusterDomain) ?? info.target,
-      request: { method: req.method ?? 'GET', path: dec.path, query: '', host: dec.host, headers: {} },
-      peer: { sourceIp: info.peerAddr.ip, remoteIp: info.remoteIp, principal: info.peerIdentity.principal(), namespace: info.peerIdentity.namespace, destinationIp: info.dst.ip, destinationPort: m.backend.port },
-      srcWorkload: info.srcWorkload,
-      random: this.d.random,
-      pickEndpoint: true,
-    });
-    if (mirrored.kind !== 'forward' || !mirrored.endpoint || mirrorTarget(this.d.state, m.backend, this.d.clusterDomain) === null) {
-      this.d.logger.debug({ mirror: `${m.backend.namespace}/${m.backend.name}` }, 'request mirror skipped: no endpoint');
+    const svc = findService(this.d.state, m.backend.name, m.backend.namespace, this.d.clusterDomain);
+    const ep = svc ? pickServiceEndpoint(this.d.state, svc, m.backend.port, { src: info.srcWorkload, network: this.d.network, family: info.dst.ip.includes(':') ? 6 : 4, random: this.d.random }) : null;
+    if (!ep?.ok) {
+      this.d.logger.debug({ mirror: `${m.backend.namespace}/${m.backend.name}:${m.backend.port}` }, 'request mirror skipped: no such Service or no healthy endpoint');
       return;
     }
     // Envoy marks shadow traffic by suffixing the host with -shadow.
-    const h: HeaderBag = { ...headers, host: `${dec.host}-shadow` };
-    const up = http.request({ agent: this.d.upstreams.agent(mirrored.endpoint), method: req.method, path: dec.path, headers: h, setHost: false });
+    const up = http.request({ agent: this.d.upstreams.agent(ep), method: req.method, path: dec.path, headers: { ...headers, host: `${dec.host}-shadow` }, setHost: false });
     up.on('response', (r) => r.resume());
     up.on('error', (err) => this.d.logger.debug({ err: errorMessage(err) }, 'request mirror failed'));
+    // The copy ignores the mirror's backpressure: the primary request must never wait for it.
     req.on('data', (c: Buffer) => up.write(c));
     req.on('end', () => up.end());
   }
-}
-
-function mirrorTarget(state: StateView, b: { name: string; namespace: string; port: number }, domain: string): { kind: 'service'; service: NonNullable<ReturnType<StateView['findServiceByHostname']>>; port: number } | null {
-  const s = state.findServiceByHostname(b.namespace, `${b.name}.${b.namespace}.svc.${domain}`) ?? state.allServices().find((x) => x.name === b.name && x.namespace === b.namespace);
-  return s ? { kind: 'service', service: s, port: b.port } : null;
 }
 
 /** Counts body bytes (and gRPC messages) as they stream; one listener per body, nothing per chunk. */
