@@ -2,7 +2,8 @@ import type { DestinationStream, Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { createLogger } from '../logging/logger';
 import { createRegistry } from '../metrics/registry';
-import { Runtime, type RuntimeAddresses } from './runtime';
+import type { Runtime, RuntimeAddresses } from './runtime';
+import { roleRuntime } from './role-settings';
 import type { NodeConfig } from '../config/node-config';
 import { NODE_KEYS } from '../config/keys-node';
 import { redactedConfig } from '../config/load';
@@ -73,15 +74,7 @@ export class NodeApp {
     this.clock = opts.clock ?? systemClock;
     this.logger = createLogger({ level: c.logLevel, format: c.logFormat, base: { component: 'node', node: c.nodeName || undefined }, ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
     this.registry = createRegistry({ component: 'ztunnel', processMetrics: opts.processMetrics ?? true });
-    this.runtime = new Runtime({
-      logger: this.logger,
-      registry: this.registry,
-      adminAddr: c.adminAddr,
-      statsAddr: c.statsAddr,
-      readinessAddr: c.readinessAddr,
-      terminationDeadlineMs: c.terminationDeadline,
-      ...(opts.onStopped ? { onStopped: opts.onStopped } : {}),
-    });
+    this.runtime = roleRuntime(this.logger, this.registry, c, opts.onStopped);
     this.runtime.admin.addDumpSection('config', () => redactedConfig(NODE_KEYS, c));
     const readiness = this.runtime.readiness;
     const stateReady = readiness.register('state');

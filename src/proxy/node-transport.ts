@@ -5,6 +5,7 @@ import type { CertificateSource } from '../identity/types';
 import type { Capture } from '../native/capture';
 import type { Clock } from '../util/clock';
 import { createHboneTransport, type HboneTransport } from '../transport/hbone-transport';
+import { transportTuning } from '../app/role-settings';
 import type { InboundConnect, ServerCertResolver } from '../transport/hbone/types';
 import type { SocketOptions } from '../transport/socket-opts';
 
@@ -44,16 +45,7 @@ export function createNodeTransport(d: NodeTransportDeps): NodeTransport {
     resolveCert: d.resolveCert,
     onConnect: d.onConnect,
     onFailure: d.onFailure,
-    connectTimeout: c.connectTimeout,
-    handshakeTimeout: c.handshakeTimeout,
-    firstHeadersTimeout: c.headersTimeout,
-    maxStreamsPerConnection: c.poolMaxStreams,
-    unusedReleaseTimeout: c.poolUnusedReleaseTimeout,
-    maxPendingHandshakesPerPeer: c.maxPendingHandshakesPerPeer,
-    maxConcurrentStreams: c.maxStreamsPerPeer,
-    maxControlFrames: c.maxControlFrames,
-    maxPreAcceptBytes: c.maxPreAcceptBytes,
-    h2: { streamWindow: c.h2StreamWindow, connectionWindow: c.h2ConnectionWindow, frameSize: c.h2FrameSize },
+    ...transportTuning(c),
     socket,
   });
 }

@@ -4,7 +4,8 @@ import type { Registry } from 'prom-client';
 import { closeServer, listen } from '../admin/listen';
 import { sendJson } from '../admin/http-util';
 import type { Component, BoundListener } from '../app/component';
-import { Runtime, type RuntimeAddresses } from '../app/runtime';
+import type { Runtime, RuntimeAddresses } from '../app/runtime';
+import { roleRuntime, transportTuning } from '../app/role-settings';
 import { WAYPOINT_KEYS } from '../config/keys-waypoint';
 import { redactedConfig } from '../config/load';
 import type { WaypointConfig } from '../config/waypoint-config';
@@ -78,15 +79,7 @@ export class WaypointApp {
     this.identity = SpiffeId.of(c.trustDomain, c.podNamespace, c.serviceAccount);
     this.logger = createLogger({ level: c.logLevel, format: c.logFormat, base: { component: 'waypoint', waypoint: `${c.podNamespace}/${c.waypointName}` }, ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
     this.registry = createRegistry({ component: 'waypoint', processMetrics: opts.processMetrics ?? true });
-    this.runtime = new Runtime({
-      logger: this.logger,
-      registry: this.registry,
-      adminAddr: c.adminAddr,
-      statsAddr: c.statsAddr,
-      readinessAddr: c.readinessAddr,
-      terminationDeadlineMs: c.terminationDeadline,
-      ...(opts.onStopped ? { onStopped: opts.onStopped } : {}),
-    });
+    this.runtime = roleRuntime(this.logger, this.registry, c, opts.onStopped);
     this.runtime.admin.addDumpSection('config', () => redactedConfig(WAYPOINT_KEYS, c));
     const readiness = this.runtime.readiness;
     const stateReady = readiness.register('state');
@@ -120,16 +113,7 @@ export class WaypointApp {
       resolveCert: () => this.certs.fetchCertificate(this.identity, 'realtime'),
       onConnect: (req) => this.inbound.onConnect(req),
       onFailure: (reason) => this.telemetry.metrics.earlyFailure('inbound', reason),
-      connectTimeout: c.connectTimeout,
-      handshakeTimeout: c.handshakeTimeout,
-      firstHeadersTimeout: c.headersTimeout,
-      maxStreamsPerConnection: c.poolMaxStreams,
-      unusedReleaseTimeout: c.poolUnusedReleaseTimeout,
-      maxPendingHandshakesPerPeer: c.maxPendingHandshakesPerPeer,
-      maxConcurrentStreams: c.maxStreamsPerPeer,
-      maxControlFrames: c.maxControlFrames,
-      maxPreAcceptBytes: c.maxPreAcceptBytes,
-      h2: { streamWindow: c.h2StreamWindow, connectionWindow: c.h2ConnectionWindow, frameSize: c.h2FrameSize },
+      ...transportTuning(c),
       socket: { noDelay: true, keepalive: c.keepaliveEnabled, keepaliveTime: c.keepaliveTime },
     });
     this.upstreams = new Upstreams({

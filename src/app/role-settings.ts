@@ -1,0 +1,56 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { ConfigOf } from '../config/key';
+import type { COMMON_KEYS } from '../config/keys-common';
+import type { NODE_KEYS } from '../config/keys-node';
+import type { HboneTransportOptions } from '../transport/hbone-transport';
+import { Runtime } from './runtime';
+
+/** The HBONE keys the node and the waypoint share (same env names, same meaning). */
+type TransportKeys = Pick<
+  ConfigOf<typeof NODE_KEYS>,
+  | 'connectTimeout'
+  | 'handshakeTimeout'
+  | 'headersTimeout'
+  | 'poolMaxStreams'
+  | 'poolUnusedReleaseTimeout'
+  | 'maxPendingHandshakesPerPeer'
+  | 'maxStreamsPerPeer'
+  | 'maxControlFrames'
+  | 'maxPreAcceptBytes'
+  | 'h2StreamWindow'
+  | 'h2ConnectionWindow'
+  | 'h2FrameSize'
+>;
+
+/** A role's transport tuning from its config: one mapping for every role that speaks HBONE. */
+export function transportTuning(c: TransportKeys): Pick<
+  HboneTransportOptions,
+  'connectTimeout' | 'handshakeTimeout' | 'firstHeadersTimeout' | 'maxStreamsPerConnection' | 'unusedReleaseTimeout' | 'maxPendingHandshakesPerPeer' | 'maxConcurrentStreams' | 'maxControlFrames' | 'maxPreAcceptBytes' | 'h2'
+> {
+  return {
+    connectTimeout: c.connectTimeout,
+    handshakeTimeout: c.handshakeTimeout,
+    firstHeadersTimeout: c.headersTimeout,
+    maxStreamsPerConnection: c.poolMaxStreams,
+    unusedReleaseTimeout: c.poolUnusedReleaseTimeout,
+    maxPendingHandshakesPerPeer: c.maxPendingHandshakesPerPeer,
+    maxConcurrentStreams: c.maxStreamsPerPeer,
+    maxControlFrames: c.maxControlFrames,
+    maxPreAcceptBytes: c.maxPreAcceptBytes,
+    h2: { streamWindow: c.h2StreamWindow, connectionWindow: c.h2ConnectionWindow, frameSize: c.h2FrameSize },
+  };
+}
+
+/** A role's Runtime (admin, stats, readiness, drain) from the keys every long-running command shares. */
+export function roleRuntime(logger: Logger, registry: Registry, c: ConfigOf<typeof COMMON_KEYS>, onStopped?: () => void): Runtime {
+  return new Runtime({
+    logger,
+    registry,
+    adminAddr: c.adminAddr,
+    statsAddr: c.statsAddr,
+    readinessAddr: c.readinessAddr,
+    terminationDeadlineMs: c.terminationDeadline,
+    ...(onStopped ? { onStopped } : {}),
+  });
+}
