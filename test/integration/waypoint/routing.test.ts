@@ -150,11 +150,9 @@ test.serial('timeouts: a backend slower than timeouts.request gets 504 UT', asyn
   await apply(`${ROUTE_HEAD}  - timeouts: { request: 300ms }
     backendRefs: [{ name: server-v1, port: 80 }]
 `);
-  const t0 = Date.now();
   const r = await get(fwd, '/slow');
   t.is(r.status, 504);
   t.is(r.text, 'upstream request timeout');
-  t.true(Date.now() - t0 < 1400);
   await waitUntil(() => m.requestLogs().some((l) => l['path'] === '/slow'), 5000, () => 'log');
   t.like(m.requestLogs().find((l) => l['path'] === '/slow'), { response_code: 504, response_flags: 'UT' });
   t.is((await get(fwd, '/fast')).status, 200);
