@@ -22,7 +22,7 @@ test.serial('HTTP/1.1 through node proxy → waypoint → node proxy → app, ke
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
   const seen = new Set<string>();
-  for (let i = 0; i < 6; i++) {
+  for (let i = 0; i < 12; i++) {
     const r = await get(fwd, `/hello?i=${i}`, { 'x-request-id': `rid-${i}` }, { agent });
     t.is(r.status, 200, r.text);
     seen.add(r.body.app);
@@ -32,32 +32,30 @@ test.serial('HTTP/1.1 through node proxy → waypoint → node proxy → app, ke
     // node-b saw the waypoint's IP: the app's peer is the waypoint (orig-src on loopback).
     t.is(r.body.peer, m.WP);
   }
-  t.true(seen.size >= 1);
-  // One downstream connection, one waypoint tunnel for HTTP: the client kept its connection.
+  t.deepEqual([...seen].sort(), ['v1', 'v2'], 'no route attached: the Service itself, load-balanced over both endpoints');
+  // Upstream HTTP connections are reused: node-b saw one connection from the waypoint per endpoint.
+  const nodeB = await m.b.metrics();
+  t.is(sumSamples(nodeB, 'istio_tcp_connections_opened_total', { source_principal: 'spiffe://cluster.local/ns/default/sa/waypoint' }), 2);
   const post = await get(fwd, '/p', { 'content-type': 'text/plain' }, { method: 'POST', body: 'x'.repeat(5000), agent });
-  t.is(post.body.body.length, 5000);
-  t.is(post.body.headers['transfer-encoding'] ?? post.body.headers['content-length'], post.body.headers['transfer-encoding'] ? 'chunked' : '5000');
+  t.is(post.body.body, 'x'.repeat(5000));
+  t.is(post.body.headers['content-length'], '5000');
 
-  // Direct to the pod (no waypoint): node-b's policy allows only the waypoint principal.
+  // Direct to the pod (no waypoint): node-b's policy allows only the waypoint principal, so
+  // the CONNECT is refused and node-a answers SOCKS reply 0x02 (not allowed by ruleset).
   const err = await socksConnect(m.a.listener('socks5'), { host: m.V1, port: 8080 }, m.CLIENT).then(
-    async (s) => {
-      // HBONE answers after the policy check; a denied CONNECT closes the stream.
-      const closed = new Promise<string>((r) => {
-        let got = '';
-        s.on('data', (c) => (got += c.toString()));
-        s.on('close', () => r(got));
-      });
-      s.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
-      return closed;
+    (s) => {
+      s.destroy();
+      return null;
     },
     (e: unknown) => e,
   );
-  t.true(err instanceof SocksReplyError || err === '', `direct request must be denied, got ${String(err)}`);
+  t.true(err instanceof SocksReplyError, `direct request must be refused, got ${String(err)}`);
+  t.is((err as SocksReplyError).code, 2);
   await waitUntil(() => m.b.access('connection complete').some((l) => l['reason'] === 'DENY'), 5000, () => 'node-b DENY line');
 
-  await waitUntil(() => m.requestLogs().length >= 7, 5000, () => `request logs: ${m.requestLogs().length}`);
+  await waitUntil(() => m.requestLogs().length >= 13, 5000, () => `request logs: ${m.requestLogs().length}`);
   const metrics = await m.wpMetrics();
-  t.is(sumSamples(metrics, 'istio_requests_total', { reporter: 'waypoint', response_code: '200', request_protocol: 'http', source_principal: 'spiffe://cluster.local/ns/default/sa/client', destination_principal: 'spiffe://cluster.local/ns/default/sa/server', connection_security_policy: 'mutual_tls' }), 7);
+  t.is(sumSamples(metrics, 'istio_requests_total', { reporter: 'waypoint', response_code: '200', request_protocol: 'http', source_principal: 'spiffe://cluster.local/ns/default/sa/client', destination_principal: 'spiffe://cluster.local/ns/default/sa/server', connection_security_policy: 'mutual_tls' }), 13);
   const line = m.requestLogs()[0]!;
   t.like(line, { method: 'GET', path: '/hello?i=0', response_code: 200, response_flags: '-', x_request_id: 'rid-0', 'src.identity': 'spiffe://cluster.local/ns/default/sa/client', 'dst.identity': 'spiffe://cluster.local/ns/default/sa/server', 'src.workload': 'client', 'dst.service': 'server.default.svc.cluster.local' });
 });
