@@ -40,6 +40,7 @@ export const REASONS = {
   SOCKS_UNKNOWN_HOST: { flag: 'CONNECT', status: 0, hint: 'the SOCKS5 domain name is not the hostname of a known service (names resolve from the mesh state, never DNS)' },
   SOCKS_PROTOCOL: { flag: 'CONNECT', status: 0, hint: 'malformed or unsupported SOCKS5 request (only no-auth CONNECT is served)' },
   RESET: { flag: '-', status: 0, hint: 'a side reset the connection; the reset was carried to the other side' },
+  TUNNEL_LOST: { flag: 'CONNECT', status: 0, hint: 'the HBONE connection under this tunnel was lost (peer stopped answering PINGs, closed or reset the connection, or force-closed it at its drain deadline); the application connection was reset, bytes still held for it were discarded' },
   DRAINED: { flag: 'CONNECT', status: 503, hint: 'the proxy is shutting down and force-closed the connection at the drain deadline' },
   CA_UNREACHABLE: { flag: 'IDENTITY_ERROR', status: 0, hint: 'the CA did not answer; check CA_ADDRESS and that the CA runs' },
   CA_TLS: { flag: 'IDENTITY_ERROR', status: 0, hint: 'TLS to the CA failed; check CA_ROOT_CA matches the CA serving certificate' },

@@ -12,6 +12,8 @@ type TransportKeys = Pick<
   | 'connectTimeout'
   | 'handshakeTimeout'
   | 'headersTimeout'
+  | 'hbonePingInterval'
+  | 'hbonePingTimeout'
   | 'poolMaxStreams'
   | 'poolUnusedReleaseTimeout'
   | 'maxPendingHandshakesPerPeer'
@@ -26,7 +28,7 @@ type TransportKeys = Pick<
 /** A role's transport tuning from its config: one mapping for every role that speaks HBONE. */
 export function transportTuning(c: TransportKeys): Pick<
   HboneTransportOptions,
-  'connectTimeout' | 'handshakeTimeout' | 'firstHeadersTimeout' | 'maxStreamsPerConnection' | 'unusedReleaseTimeout' | 'maxPendingHandshakesPerPeer' | 'maxConcurrentStreams' | 'maxControlFrames' | 'maxPreAcceptBytes' | 'h2'
+  'connectTimeout' | 'handshakeTimeout' | 'firstHeadersTimeout' | 'maxStreamsPerConnection' | 'unusedReleaseTimeout' | 'maxPendingHandshakesPerPeer' | 'maxConcurrentStreams' | 'maxControlFrames' | 'maxPreAcceptBytes' | 'h2' | 'keepalive'
 > {
   return {
     connectTimeout: c.connectTimeout,
@@ -39,6 +41,7 @@ export function transportTuning(c: TransportKeys): Pick<
     maxControlFrames: c.maxControlFrames,
     maxPreAcceptBytes: c.maxPreAcceptBytes,
     h2: { streamWindow: c.h2StreamWindow, connectionWindow: c.h2ConnectionWindow, frameSize: c.h2FrameSize },
+    keepalive: { interval: c.hbonePingInterval, timeout: c.hbonePingTimeout },
   };
 }
 

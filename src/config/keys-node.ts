@@ -40,6 +40,8 @@ export const NODE_KEYS = {
   connectTimeout: key({ env: 'CONNECT_TIMEOUT', doc: 'TCP connect timeout to peers and apps (ztunnel fixes 10s)', default: '10s', parse: p.duration(1) }),
   handshakeTimeout: key({ env: 'HANDSHAKE_TIMEOUT', doc: 'inbound TLS handshake timeout on 15008', default: '10s', parse: p.duration(1) }),
   headersTimeout: key({ env: 'FIRST_HEADERS_TIMEOUT', doc: 'time allowed for the first CONNECT after the handshake', default: '10s', parse: p.duration(1) }),
+  hbonePingInterval: key({ env: 'HBONE_PING_INTERVAL', doc: 'HTTP/2 PING liveness on every HBONE connection, both sides (ztunnel: 10s; 0 = off)', default: '10s', parse: p.duration(0) }),
+  hbonePingTimeout: key({ env: 'HBONE_PING_TIMEOUT', doc: 'an HBONE connection whose PING is unanswered this long is dropped and its tunnels reset (ztunnel: 20s)', default: '20s', parse: p.duration(1) }),
   idleTimeout: key({ env: 'IDLE_TIMEOUT', doc: 'close a proxied connection idle this long (0 = never)', default: '0', parse: p.duration(0) }),
   maxStreamsPerPeer: key({ env: 'INBOUND_MAX_STREAMS', doc: 'max concurrent CONNECT streams per inbound HBONE connection (advertised)', default: '200', parse: p.int(1, 100000) }),
   maxPendingHandshakesPerPeer: key({ env: 'INBOUND_MAX_PENDING_HANDSHAKES_PER_PEER', doc: 'cap on TLS handshakes in progress from one peer IP', default: '64', parse: p.int(1, 100000) }),

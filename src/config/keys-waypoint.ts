@@ -36,6 +36,8 @@ export const WAYPOINT_KEYS = {
   connectTimeout: N.connectTimeout,
   handshakeTimeout: N.handshakeTimeout,
   headersTimeout: N.headersTimeout,
+  hbonePingInterval: N.hbonePingInterval,
+  hbonePingTimeout: N.hbonePingTimeout,
   maxStreamsPerPeer: N.maxStreamsPerPeer,
   maxPendingHandshakesPerPeer: N.maxPendingHandshakesPerPeer,
   maxControlFrames: N.maxControlFrames,

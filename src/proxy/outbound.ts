@@ -174,14 +174,17 @@ export class OutboundConnection {
     result.record(outcome);
   }
 
-  /** SOCKS clients get the mapped reply code before the close; captured ones just see the close. */
+  /**
+   * SOCKS clients get the mapped reply code before the close; captured ones get a reset
+   * (ECONNRESET), never a clean EOF that would read as an empty but successful connection.
+   */
   private closeWithFailure(reason: Reason): void {
     if (this.socks && this.socket.writable) {
       this.socket.end(buildSocksReply(socksReplyFor(reason)));
       setTimeout(() => this.socket.destroy(), 1000).unref();
       return;
     }
-    this.socket.destroy();
+    abortLeg(this.socket);
   }
 
   private async openUpstream(r: Resolved): Promise<Duplex> {

@@ -15,6 +15,8 @@ export interface AccessOutcome {
   readonly error: string | null;
   /** The deciding policy (namespace/name) for DENY outcomes. */
   readonly policy: string | null;
+  /** Bytes discarded when the connection was reset (logged as `bytes_discarded` when > 0). */
+  readonly discarded?: number;
 }
 
 /**
@@ -65,6 +67,7 @@ export class AccessLog {
   /** The one closing line: INFO when clean, WARN for policy/drain outcomes, ERROR otherwise. */
   completed(fields: Record<string, string>, bytes: AccessBytes, durationMs: number, outcome: AccessOutcome): void {
     const rec: Record<string, unknown> = { ...fields, bytes_sent: bytes.sent, bytes_recv: bytes.recv, duration: `${Math.round(durationMs)}ms` };
+    if (outcome.discarded) rec['bytes_discarded'] = outcome.discarded;
     const r = outcome.reason;
     if (r === null || REASONS[r].flag === '-') {
       if (r !== null) rec['reason'] = r;

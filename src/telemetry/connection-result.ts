@@ -12,6 +12,8 @@ export interface RecordOutcome {
   readonly error?: string | null;
   /** namespace/name of the deciding policy (DENY). */
   readonly policy?: string | null;
+  /** Bytes the proxy held for a side it reset, never delivered (access-log `bytes_discarded`). */
+  readonly discarded?: number;
 }
 
 /**
@@ -156,6 +158,7 @@ export class ConnectionResult implements TrackedConnection {
       reason,
       error: o.error ?? null,
       policy: o.policy ?? null,
+      discarded: o.discarded ?? 0,
     });
     return true;
   }

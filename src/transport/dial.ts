@@ -86,10 +86,10 @@ export function isLoopbackIp(ip: string): boolean {
 
 /**
  * Force-closes one leg (drain, late denial). A plain TCP socket is reset (RST) so the app
- * sees an abort rather than a clean end: a forced close must not look like a completed
- * exchange. An HTTP/2 stream is destroyed, which sends RST_STREAM(CANCEL): closing it with CONNECT_ERROR instead left the peer's
- * raw socket spinning in the event loop after the session ended (seen with Node 20), so
- * the peer proxy treats it as a clean end of that tunnel.
+ * sees an abort rather than a clean end. An HTTP/2 stream is destroyed with an error, which
+ * sends RST_STREAM(INTERNAL_ERROR) and no END_STREAM, so the peer proxy resets its side
+ * too (a plain destroy() sends RST_STREAM(NO_ERROR), which Node hands a peer that already
+ * half-closed as a clean end of stream; close(code) would even send END_STREAM first).
  */
 export function abortLeg(d: Duplex | null | undefined): void {
   if (!d || d.destroyed) return;
@@ -101,5 +101,5 @@ export function abortLeg(d: Duplex | null | undefined): void {
       // not connected yet: plain destroy below
     }
   }
-  d.destroy();
+  d.destroy('rstCode' in d ? new Error('connection aborted by the proxy') : undefined);
 }

@@ -6,6 +6,8 @@ import { splice } from './splice';
 export interface SpliceResult {
   readonly reason: Reason | null;
   readonly error: string | null;
+  /** Bytes held for a side that was reset (never delivered); 0 for a clean end. */
+  readonly discarded: number;
 }
 
 /** Copies both ways until both halves are done; resolves how it ended (never rejects). */
@@ -13,13 +15,13 @@ export type Splicer = (client: Duplex, upstream: Duplex) => Promise<SpliceResult
 
 /**
  * The splicer the connection handlers use: the transport's splice() with IDLE_TIMEOUT, its
- * outcome reduced to what ConnectionResult.record() takes (reason + a loggable message).
+ * outcome reduced to what ConnectionResult.record() takes (reason, a loggable message, discarded bytes).
  */
 export function createSplicer(idleTimeoutMs: number): Splicer {
   const opts = idleTimeoutMs > 0 ? { idleTimeout: idleTimeoutMs } : {};
   return async (client, upstream) => {
     // splice() resumes sources paused before the hand-off (the SOCKS5 reader pauses its socket).
     const o = await splice(client, upstream, opts);
-    return { reason: o.reason, error: o.error === undefined ? null : errorMessage(o.error) };
+    return { reason: o.reason, error: o.error === undefined ? null : errorMessage(o.error), discarded: o.discarded };
   };
 }

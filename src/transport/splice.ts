@@ -19,19 +19,32 @@ export interface SpliceOutcome {
   readonly bToA: number;
   /** The first error seen, for the log (already classified in `reason`). */
   readonly error?: unknown;
+  /**
+   * Bytes the proxy held for a side when the connection was reset (queued for writing or
+   * read but not forwarded yet): discarded, never delivered. 0 for a clean end.
+   */
+  readonly discarded: number;
 }
 
 /**
  * Copies bytes both ways between two duplexes until both directions are done, for every
  * path (TCP↔TCP, TCP↔HBONE stream, stream↔stream). Resolves once both sides are closed.
  *
- * Semantics (as ztunnel's copy loop):
+ * Semantics:
  * - the directions are independent: EOF on one side becomes end() on the other (TCP FIN ↔
  *   HTTP/2 END_STREAM) and the other direction keeps flowing. TCP sockets MUST be created
  *   with `allowHalfOpen: true` or Node closes our write side on the peer's FIN;
- * - a reset is carried as a reset: TCP RST → RST_STREAM with an error code (see
- *   resetLeg) or resetAndDestroy() on a TCP leg; RST_STREAM with an error code → TCP RST. An
- *   RST_STREAM(NO_ERROR|CANCEL) is a clean EOF, as in ztunnel;
+ * - only a real END_STREAM is a FIN. Every other end of an HTTP/2 leg is abnormal and
+ *   becomes a TCP RST (resetAndDestroy) on the other side: a RST_STREAM from the peer
+ *   (RESET, whatever its code), or the loss of the session under the stream (TUNNEL_LOST:
+ *   PING timeout, the peer force-closing at its drain deadline, the TCP connection closing
+ *   or resetting under the session). Node reports NO_ERROR/CANCEL for both a clean close and
+ *   a lost session, so codes never decide this; see abnormalEnd();
+ * - a TCP RST becomes a reset of the other leg (RST_STREAM without END_STREAM, or RST);
+ *   every abort from outside (idle timeout, drain deadline, late denial) resets both legs;
+ * - a reset leg loses what the proxy still held for it, whatever its buffer state (an app
+ *   that stopped reading cannot keep a dead tunnel's socket open); those bytes are counted
+ *   in `discarded`;
  * - a socket is destroyed only after we read its EOF and flushed our writes, so a
  *   graceful close is never turned into a kernel RST by unread data;
  * - backpressure: write() false pauses the source until 'drain'. Handlers are bound once
@@ -46,11 +59,18 @@ class Pump {
   bytes = 0;
   srcEnded = false;
   done = false;
+  /**
+   * The HTTP/2 session under an HBONE source, taken while the stream is alive: Node drops
+   * the stream's reference to it when the stream closes, which is when we need to ask.
+   */
+  readonly srcSession: H2SessionLike | null;
   constructor(
     readonly src: Duplex,
     readonly dst: Duplex,
     private readonly owner: Splice,
-  ) {}
+  ) {
+    this.srcSession = isH2Stream(src) ? (src.session ?? null) : null;
+  }
 
   start(): void {
     this.src.on('data', this.onData);
@@ -79,11 +99,14 @@ class Pump {
 
   readonly onEnd = (): void => {
     if (this.srcEnded) return;
-    // Node ends an HTTP/2 stream's readable side on RST_STREAM too (push(null) before
-    // 'error'); an error code there is a reset, which must not become a FIN downstream.
-    if (isH2Stream(this.src) && !cleanRst(this.src)) {
-      this.owner.resetFrom(this.src);
-      return;
+    // Node also ends an HTTP/2 stream's readable side when a RST_STREAM arrives or the
+    // session under it is destroyed; only an end from a real END_STREAM may become a FIN.
+    if (this.srcSession !== null) {
+      const abnormal = abnormalEnd(this.src as H2StreamLike, this.srcSession);
+      if (abnormal !== null) {
+        this.owner.abnormalFrom(this.src, abnormal);
+        return;
+      }
     }
     this.srcEnded = true;
     if (this.dst.destroyed || this.dst.writableFinished) {
@@ -100,7 +123,7 @@ class Pump {
     this.owner.check();
   };
 
-  /** The destination went away cleanly (peer CANCEL/NO_ERROR): nothing more can be delivered. */
+  /** The destination stream closed after its clean END_STREAM: nothing more can be delivered to it. */
   abandon(): void {
     if (this.done) return;
     this.done = true;
@@ -116,6 +139,7 @@ class Splice {
   private readonly ba: Pump;
   private reason: Reason | null = null;
   private error: unknown = undefined;
+  private discarded = 0;
   private finishing = false;
   private aClosed = false;
   private bClosed = false;
@@ -179,6 +203,7 @@ class Splice {
     this.maybeResolve();
   }
 
+  /** Every abnormal end resets both legs (except the one it came from): never a FIN. */
   private fail(from: Duplex | null, reason: Reason, err: unknown): void {
     if (this.finishing) return;
     this.finishing = true;
@@ -186,24 +211,23 @@ class Splice {
     this.error = err;
     this.ab.stop();
     this.ba.stop();
-    if (reason === 'RESET') {
-      if (from !== this.a) resetLeg(this.a);
-      if (from !== this.b) resetLeg(this.b);
-    } else {
-      abortLeg(this.a);
-      abortLeg(this.b);
-    }
+    this.discarded = backlog(this.a) + backlog(this.b);
+    if (from !== this.a) resetLeg(this.a);
+    if (from !== this.b) resetLeg(this.b);
     this.maybeResolve();
   }
 
-  /** A pump saw its HTTP/2 source end by RST_STREAM with an error code. */
-  resetFrom(leg: Duplex): void {
-    this.fail(leg, 'RESET', new Error(`stream reset by peer (code ${String((leg as H2StreamLike).rstCode)})`));
+  /** An HTTP/2 leg ended without END_STREAM: reset by the peer, or its session is gone. */
+  abnormalFrom(leg: Duplex, reason: 'RESET' | 'TUNNEL_LOST'): void {
+    const code = String((leg as H2StreamLike).rstCode);
+    this.fail(leg, reason, new Error(reason === 'TUNNEL_LOST' ? `the HBONE connection under the stream was lost (code ${code})` : `stream reset by peer (code ${code})`));
   }
 
   private onError(leg: Duplex, err: Error): void {
     if (this.finishing) return;
-    this.fail(leg, classifyError(err, 'copy'), err);
+    const pump = leg === this.a ? this.ab : this.ba;
+    if (pump.srcSession !== null && sessionGone(pump.srcSession)) this.fail(leg, 'TUNNEL_LOST', err);
+    else this.fail(leg, classifyError(err, 'copy'), err);
   }
 
   private readonly onErrorA = (err: Error): void => this.onError(this.a, err);
@@ -214,11 +238,12 @@ class Splice {
     // A leg closes by itself once we read its EOF and our writes to it finished
     // (autoDestroy); that is clean even if the other leg has not flushed yet.
     if (!this.finishing && !(asSrc.srcEnded && asDst.done)) {
-      if (isH2Stream(leg) && cleanRst(leg)) {
-        // The peer ended the stream without an error code: EOF for what it sent us,
-        // and nothing more can be delivered to it.
-        if (!asSrc.srcEnded) asSrc.onEnd();
+      if (asSrc.srcSession !== null && asSrc.srcEnded && !sessionGone(asSrc.srcSession)) {
+        // The peer sent its END_STREAM, then closed the stream (RST_STREAM after a complete
+        // response, RFC 9113 §8.1): nothing more can be delivered to it.
         asDst.abandon();
+      } else if (asSrc.srcSession !== null) {
+        this.abnormalFrom(leg, abnormalEnd(leg as H2StreamLike, asSrc.srcSession) ?? 'RESET');
       } else {
         this.fail(leg, 'RESET', new Error('a side closed before both directions finished'));
       }
@@ -256,25 +281,56 @@ class Splice {
       aToB = tcp.isA ? tcp.leg.bytesRead : tcp.leg.bytesWritten;
       bToA = tcp.isA ? tcp.leg.bytesWritten : tcp.leg.bytesRead;
     }
-    const out: SpliceOutcome = this.error === undefined ? { reason: this.reason, aToB, bToA } : { reason: this.reason, aToB, bToA, error: this.error };
+    const out: SpliceOutcome = this.error === undefined ? { reason: this.reason, aToB, bToA, discarded: this.discarded } : { reason: this.reason, aToB, bToA, discarded: this.discarded, error: this.error };
     this.resolve(out);
   }
+}
+
+interface H2SessionLike {
+  readonly destroyed: boolean;
+  readonly socket?: { readonly destroyed?: boolean };
 }
 
 interface H2StreamLike extends Duplex {
   readonly rstCode?: number;
   readonly closed: boolean;
+  /** Set by Node when the stream closed (RST_STREAM, session loss) while our write side was open. */
+  readonly aborted: boolean;
   close(code?: number): void;
-  readonly session?: unknown;
+  readonly session?: H2SessionLike;
 }
 
 function isH2Stream(d: Duplex): d is H2StreamLike {
   return 'rstCode' in d && 'session' in d && typeof (d as H2StreamLike).close === 'function';
 }
 
-function cleanRst(s: H2StreamLike): boolean {
-  const code = s.rstCode ?? h2c.NGHTTP2_NO_ERROR;
-  return code === h2c.NGHTTP2_NO_ERROR || code === h2c.NGHTTP2_CANCEL;
+/**
+ * Why an HTTP/2 stream's end is not a clean END_STREAM, or null if it is. Node pushes an
+ * end of stream for a RST_STREAM(NO_ERROR) and when the session under it is destroyed,
+ * with rstCode NO_ERROR or CANCEL in both cases, exactly as for a clean close. What tells
+ * them apart: the session is gone (TUNNEL_LOST), or the stream was aborted, i.e. closed
+ * while our side still had it open, or carries an error code (RESET).
+ */
+function abnormalEnd(s: H2StreamLike, session: H2SessionLike): 'RESET' | 'TUNNEL_LOST' | null {
+  if (sessionGone(session)) return 'TUNNEL_LOST';
+  if (s.aborted) return 'RESET';
+  const code = s.rstCode;
+  return code === undefined || code === h2c.NGHTTP2_NO_ERROR ? null : 'RESET';
+}
+
+/** The session was destroyed or its socket closed (Node unbinds the socket on destroy; reading it then throws). */
+function sessionGone(session: H2SessionLike): boolean {
+  if (session.destroyed) return true;
+  try {
+    return session.socket?.destroyed === true;
+  } catch {
+    return true;
+  }
+}
+
+/** What the proxy holds for a leg: queued writes plus reads not forwarded yet. */
+function backlog(d: Duplex): number {
+  return (d.writableLength ?? 0) + (d.readableLength ?? 0);
 }
 
 /** A TCP socket whose counters are payload bytes (not TLS records). */
@@ -306,16 +362,6 @@ function resetLeg(d: Duplex): void {
     } catch {
       // not a bare TCP handle (e.g. still connecting); fall through to destroy
     }
-  }
-  d.destroy();
-}
-
-/** Ends a leg without a reset code (idle timeout, drain): FIN on TCP, RST_STREAM(CANCEL) on HTTP/2. */
-function abortLeg(d: Duplex): void {
-  if (d.destroyed) return;
-  if (isH2Stream(d)) {
-    if (!d.closed) d.close(h2c.NGHTTP2_CANCEL);
-    return;
   }
   d.destroy();
 }

@@ -11,8 +11,9 @@ export interface EchoServer {
 /**
  * A TCP echo server (ztunnel's test_helpers read-write mode): every byte read is written
  * back; a FIN from the client is answered with a FIN after the echo (half-close kept).
+ * `onSocket` replaces the echo for apps that behave otherwise (stream, stop reading).
  */
-export function startEchoServer(host: string, port = 0): Promise<EchoServer> {
+export function startEchoServer(host: string, port = 0, onSocket: (s: Socket) => void = (s) => s.pipe(s)): Promise<EchoServer> {
   const sockets = new Set<Socket>();
   const peers: string[] = [];
   const server: Server = createServer({ allowHalfOpen: true }, (s) => {
@@ -20,7 +21,7 @@ export function startEchoServer(host: string, port = 0): Promise<EchoServer> {
     peers.push(`${s.remoteAddress}:${s.remotePort}`);
     s.on('error', () => undefined);
     s.on('close', () => sockets.delete(s));
-    s.pipe(s);
+    onSocket(s);
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -76,23 +77,6 @@ export function waitClosed(socket: Socket, timeoutMs = 10_000): Promise<{ hadErr
     socket.once('close', (hadError) => {
       clearTimeout(timer);
       resolve({ hadError, data: Buffer.concat(chunks) });
-    });
-  });
-}
-
-/** Resolves when the peer ended or the socket closed (an abort may arrive as FIN or RST). */
-export function waitEndOrClose(socket: Socket, timeoutMs = 10_000): Promise<'end' | 'close'> {
-  return new Promise((resolve, reject) => {
-    socket.on('error', () => undefined);
-    socket.resume();
-    const timer = setTimeout(() => reject(new Error(`socket neither ended nor closed after ${timeoutMs}ms`)), timeoutMs);
-    socket.once('end', () => {
-      clearTimeout(timer);
-      resolve('end');
-    });
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve('close');
     });
   });
 }

@@ -128,26 +128,28 @@ export class TestMesh {
   }
 
   /**
-   * Starts a node and waits until it is ready, unless `waitReady` is false (a node whose CA
-   * is down). Without a started CA, `env` must name CA_ADDRESS and CA_ROOT_CA.
+   * The environment a node of this mesh runs with (in process here, or as a child process).
+   * Without a started CA, `env` must name CA_ADDRESS and CA_ROOT_CA.
    */
-  async startNode(name: string, env: Record<string, string> = {}, opts: { waitReady?: boolean } = {}): Promise<TestNode> {
+  nodeEnv(name: string, env: Record<string, string> = {}): Record<string, string> {
     if (!this.ca && !(env['CA_ADDRESS'] && env['CA_ROOT_CA'])) throw new Error('start the CA first (or pass CA_ADDRESS and CA_ROOT_CA)');
-    const { config } = loadNodeConfig(
-      {
-        NODE_NAME: name,
-        LOCAL_XDS_PATH: this.xdsPath,
-        ...(this.ca ? { CA_ADDRESS: `https://${this.ca.address}`, CA_ROOT_CA: this.ca.rootCertPath } : {}),
-        AUTH_TOKEN: this.tokens.get(name) ?? '',
-        ADMIN_ADDR: '127.0.0.1:0',
-        STATS_ADDR: '127.0.0.1:0',
-        READINESS_ADDR: '127.0.0.1:0',
-        LOG_LEVEL: 'debug',
-        IPV6_ENABLED: 'false',
-        ...env,
-      },
-      [],
-    );
+    return {
+      NODE_NAME: name,
+      LOCAL_XDS_PATH: this.xdsPath,
+      ...(this.ca ? { CA_ADDRESS: `https://${this.ca.address}`, CA_ROOT_CA: this.ca.rootCertPath } : {}),
+      AUTH_TOKEN: this.tokens.get(name) ?? '',
+      ADMIN_ADDR: '127.0.0.1:0',
+      STATS_ADDR: '127.0.0.1:0',
+      READINESS_ADDR: '127.0.0.1:0',
+      LOG_LEVEL: 'debug',
+      IPV6_ENABLED: 'false',
+      ...env,
+    };
+  }
+
+  /** Starts a node and waits until it is ready, unless `waitReady` is false (a node whose CA is down). */
+  async startNode(name: string, env: Record<string, string> = {}, opts: { waitReady?: boolean } = {}): Promise<TestNode> {
+    const { config } = loadNodeConfig(this.nodeEnv(name, env), []);
     const logs = new LogCollector();
     const app = new NodeApp({ config, logDestination: logs, processMetrics: false });
     const addrs = await app.start();

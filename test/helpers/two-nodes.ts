@@ -4,21 +4,25 @@ import { loopbackBlock } from './loopback';
 import { startEchoServer, type EchoServer } from './echo-server';
 import { TestMesh, type TestNode } from './node-harness';
 
-export interface TwoNodes {
+export interface TwoNodes extends MeshOfTwo {
+  readonly a: TestNode;
+  readonly b: TestNode;
+}
+
+export interface MeshOfTwo {
   /** This mesh's loopback block: client workload ip(10) on node-a, server workload ip(20) on node-b. */
   readonly ip: (host: number) => string;
   readonly mesh: TestMesh;
-  readonly a: TestNode;
-  readonly b: TestNode;
-  /** Echo server of the server workload on ip(20):8080. */
+  /** The server workload's app on ip(20):8080. */
   readonly app: EchoServer;
 }
 
 /**
- * The smallest real mesh: an in-process CA, node-a (SOCKS5 on ip(1)) serving workload
- * `client` and node-b serving workload `server` with an echo app, both real NodeApps.
+ * The config, CA and server app of a two-node mesh (workload `client` on node-a, `server`
+ * on node-b); the caller starts the nodes, in process or as child processes. The app
+ * echoes unless `onAppSocket` is given.
  */
-export async function startTwoNodes(t: ExecutionContext, env: { a?: Record<string, string>; b?: Record<string, string> } = {}): Promise<TwoNodes> {
+export async function startMeshOfTwo(t: ExecutionContext, onAppSocket?: (s: Socket) => void): Promise<MeshOfTwo> {
   const ip = loopbackBlock();
   const mesh = new TestMesh(['node-a', 'node-b']);
   t.teardown(() => mesh.close());
@@ -29,8 +33,18 @@ export async function startTwoNodes(t: ExecutionContext, env: { a?: Record<strin
     ],
   });
   await mesh.startCa();
-  const app = await startEchoServer(ip(20), 8080);
+  const app = await startEchoServer(ip(20), 8080, onAppSocket);
   t.teardown(() => app.close());
+  return { ip, mesh, app };
+}
+
+/** The smallest real mesh: startMeshOfTwo with both nodes as in-process NodeApps (node-a has SOCKS5 on ip(1)). */
+export async function startTwoNodes(
+  t: ExecutionContext,
+  env: { a?: Record<string, string>; b?: Record<string, string> } = {},
+  onAppSocket?: (s: Socket) => void,
+): Promise<TwoNodes> {
+  const { ip, mesh, app } = await startMeshOfTwo(t, onAppSocket);
   const a = await mesh.startNode('node-a', { SOCKS5_ADDR: `${ip(1)}:0`, ...env.a });
   const b = await mesh.startNode('node-b', { ...env.b });
   return { ip, mesh, a, b, app };

@@ -1,148 +1,155 @@
 import test, { type ExecutionContext } from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import * as net from 'node:net';
-import type { SocketAddr } from '../../../src/util/socket-addr';
-import { eventually, readAll, startApp, startHbone, startOutbound } from './fixture';
+import type { Socket } from 'node:net';
+import { waitUntil, type TestNode } from '../../helpers/node-harness';
+import { socksConnect } from '../../helpers/socks-client';
+import { endOf, startTwoNodes } from '../../helpers/two-nodes';
 
-/** app client → outbound listener → pool → HBONE → HboneServer → app server, all real sockets. */
-async function hop(t: ExecutionContext, onApp: (s: net.Socket) => void) {
-  const app = await startApp(t, onApp);
-  const side = await startHbone(t);
-  const out = await startOutbound(t, side, side.target(app));
-  return { side, out, app };
+/**
+ * How connections end, through the product's own path: client → node-a's outbound (SOCKS5)
+ * → pooled HBONE → node-b's inbound handler → app, with real NodeApps. Each check expects
+ * exactly one outcome (a FIN is 'EOF', an RST is 'ECONNRESET'). Apps that talk first wait
+ * for the client's first byte, so nothing arrives before the test reads the SOCKS socket.
+ */
+
+async function hop(t: ExecutionContext, onApp: (s: Socket) => void) {
+  const mesh = await startTwoNodes(t, {}, onApp);
+  const dial = async (): Promise<Socket> => {
+    const c = await socksConnect(mesh.a.listener('socks5'), { host: mesh.ip(20), port: 8080 }, mesh.ip(10));
+    t.teardown(() => c.destroy());
+    return c;
+  };
+  return { ...mesh, dial };
 }
 
-function dial(addr: SocketAddr): Promise<net.Socket> {
+/** The one `connection complete` line of a node, once it is there. */
+async function record(n: TestNode): Promise<Record<string, unknown>> {
+  await waitUntil(() => n.access('connection complete').length === 1, 5000, () => `${n.name} recorded the connection`);
+  return n.access('connection complete')[0]!;
+}
+
+function readAll(s: Socket): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: addr.ip, port: addr.port, allowHalfOpen: true });
-    s.once('connect', () => resolve(s));
+    const parts: Buffer[] = [];
+    s.on('data', (c: Buffer) => parts.push(c));
+    s.once('end', () => resolve(Buffer.concat(parts)));
     s.once('error', reject);
   });
 }
 
 test('half-close, client FIN first: the server keeps sending after it and the client reads it all (T3)', async (t) => {
-  const { out, side } = await hop(t, (s) => {
+  const { dial, a, b } = await hop(t, (s) => {
     const got: Buffer[] = [];
-    s.on('data', (c) => got.push(c));
+    s.on('data', (c: Buffer) => got.push(c));
     s.on('end', () => {
-      // Client's FIN arrived; answer afterwards, in two writes, then FIN.
       s.write(`got ${Buffer.concat(got).toString()};`);
       setTimeout(() => s.end('and more after your FIN'), 50);
     });
   });
-  const c = await dial(out.addr);
+  const c = await dial();
   c.end('request');
   const reply = await readAll(c);
   t.is(reply.toString(), 'got request;and more after your FIN');
-  await eventually(() => out.outcomes.length === 1 && side.inboundOutcomes.length === 1, 3000, 'both splices done');
-  t.is(out.outcomes[0]?.reason, null);
-  t.is(out.outcomes[0]?.aToB, 7);
-  t.is(out.outcomes[0]?.bToA, reply.length);
-  t.is(side.inboundOutcomes[0]?.reason, null);
+  t.like(await record(a), { reason: undefined, bytes_sent: 7, bytes_recv: reply.length });
+  t.like(await record(b), { reason: undefined, bytes_sent: reply.length, bytes_recv: 7 });
 });
 
 test('half-close, server FIN first: the client keeps sending after it and the server reads it (T3)', async (t) => {
   let serverGot = '';
-  const { out } = await hop(t, (s) => {
-    s.end('server done first');
-    s.on('data', (c) => (serverGot += c.toString()));
-    s.on('end', () => undefined);
+  const { dial, a } = await hop(t, (s) => {
+    s.once('data', () => {
+      s.end('server done first');
+      s.on('data', (c: Buffer) => (serverGot += c.toString()));
+    });
   });
-  const c = await dial(out.addr);
-  const reply = await readAll(c); // EOF from the server while our write side is still open
-  t.is(reply.toString(), 'server done first');
+  const c = await dial();
+  const reply = readAll(c);
+  c.write('hi');
+  t.is((await reply).toString(), 'server done first');
   c.write('late ');
   c.end('client data');
-  await eventually(() => serverGot === 'late client data', 3000, 'server reads the late client bytes');
-  await eventually(() => out.outcomes.length === 1, 3000, 'outbound splice done');
-  t.is(out.outcomes[0]?.reason, null);
+  await waitUntil(() => serverGot === 'late client data', 5000, () => 'server reads the late client bytes');
+  t.like(await record(a), { reason: undefined, bytes_sent: 18, bytes_recv: 17 });
 });
 
 test('server RST mid-stream reaches the client as ECONNRESET, not a clean EOF (T2)', async (t) => {
-  const { out, side } = await hop(t, (s) => {
-    s.write('partial');
-    setTimeout(() => s.resetAndDestroy(), 50);
+  const reset: Array<() => void> = [];
+  const { dial, a, b } = await hop(t, (s) => {
+    s.once('data', () => s.write('partial'));
+    reset.push(() => s.resetAndDestroy());
   });
-  const c = await dial(out.addr);
+  const c = await dial();
   const got: Buffer[] = [];
-  c.on('data', (d) => got.push(d));
-  const outcome = await new Promise<string>((resolve) => {
-    c.once('error', (e) => resolve((e as NodeJS.ErrnoException).code ?? 'error'));
-    c.once('end', () => resolve('EOF'));
-  });
-  t.is(outcome, 'ECONNRESET');
-  t.is(Buffer.concat(got).toString(), 'partial');
-  await eventually(() => out.outcomes.length === 1 && side.inboundOutcomes.length === 1, 3000, 'splices done');
-  t.is(side.inboundOutcomes[0]?.reason, 'RESET');
-  t.is(out.outcomes[0]?.reason, 'RESET');
+  c.on('data', (d: Buffer) => got.push(d));
+  const end = endOf(c);
+  c.write('go');
+  await waitUntil(() => Buffer.concat(got).toString() === 'partial', 5000, () => 'partial data arrived');
+  reset[0]!();
+  t.is(await end, 'ECONNRESET');
+  t.like(await record(b), { reason: 'RESET' });
+  t.like(await record(a), { reason: 'RESET' });
 });
 
 test('client RST mid-stream reaches the server as ECONNRESET (T2, reverse)', async (t) => {
-  let serverSaw = '';
-  const { out } = await hop(t, (s) => {
-    s.on('error', (e) => (serverSaw = (e as NodeJS.ErrnoException).code ?? 'error'));
-    s.on('end', () => (serverSaw ||= 'EOF'));
-    s.write('hi');
+  const appEnd: Promise<string>[] = [];
+  const { dial, a, b } = await hop(t, (s) => {
+    appEnd.push(endOf(s));
+    s.once('data', () => s.write('hi'));
   });
-  const c = await dial(out.addr);
-  await new Promise((r) => c.once('data', r));
+  const c = await dial();
+  const hi = new Promise((r) => c.once('data', r));
+  c.write('go');
+  await hi;
   c.resetAndDestroy();
-  await eventually(() => serverSaw !== '', 3000, 'server sees the reset');
-  t.is(serverSaw, 'ECONNRESET');
+  await waitUntil(() => appEnd.length === 1, 5000, () => 'app connected');
+  t.is(await appEnd[0], 'ECONNRESET');
+  t.like(await record(a), { reason: 'RESET' });
+  t.like(await record(b), { reason: 'RESET' });
 });
 
 test('server closes gracefully while the client has not read yet: the client gets every byte then EOF, not RST (T4)', async (t) => {
   const payload = randomBytes(3 * 1024 * 1024);
-  const { out } = await hop(t, (s) => {
-    s.end(payload);
+  const { dial, a } = await hop(t, (s) => {
+    s.once('data', () => s.end(payload));
   });
-  const c = await dial(out.addr);
+  const c = await dial();
   c.pause();
-  await new Promise((r) => setTimeout(r, 300)); // server already closed; data waits in buffers
-  c.resume();
-  const got = await readAll(c);
-  t.is(got.length, payload.length);
+  c.write('go');
+  await new Promise((r) => setTimeout(r, 300)); // the server already closed; data waits in buffers
+  const got = await readAll(c.resume());
   t.true(got.equals(payload));
   c.end();
-  await eventually(() => out.outcomes.length === 1, 3000, 'splice done');
-  t.is(out.outcomes[0]?.reason, null);
+  t.like(await record(a), { reason: undefined, bytes_sent: 2, bytes_recv: payload.length });
 });
 
 test('zero-byte connection: connect then close is clean on both sides (T13)', async (t) => {
-  const { out, side } = await hop(t, (s) => {
+  const { dial, a, b } = await hop(t, (s) => {
     s.resume();
     s.on('end', () => s.end());
   });
-  const c = await dial(out.addr);
+  const c = await dial();
   c.end();
   t.is((await readAll(c)).length, 0);
-  await eventually(() => out.outcomes.length === 1 && side.inboundOutcomes.length === 1, 3000, 'splices done');
-  t.deepEqual(out.outcomes[0], { reason: null, aToB: 0, bToA: 0 });
+  t.like(await record(a), { reason: undefined, bytes_sent: 0, bytes_recv: 0 });
+  t.like(await record(b), { reason: undefined, bytes_sent: 0, bytes_recv: 0 });
 });
 
 function sha(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-test('64 MiB each way through one HBONE hop, byte for byte (hash), with throughput logged', async (t) => {
-  const size = 64 * 1024 * 1024;
+test('32 MiB each way through two node proxies, byte for byte (hash), with throughput logged', async (t) => {
+  const size = 32 * 1024 * 1024;
   const up = randomBytes(size);
   const down = randomBytes(size);
   let serverHash = '';
-  const { out, side } = await hop(t, (s) => {
+  const { dial, a, b } = await hop(t, (s) => {
     const h = createHash('sha256');
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      h.update(c);
-      n += c.length;
-    });
-    s.on('end', () => {
-      serverHash = h.digest('hex');
-      t.is(n, size);
-    });
-    s.end(down);
+    s.on('data', (c: Buffer) => h.update(c));
+    s.on('end', () => (serverHash = h.digest('hex')));
+    s.once('data', () => s.end(down));
   });
-  const c = await dial(out.addr);
+  const c = await dial();
   const start = process.hrtime.bigint();
   const h = createHash('sha256');
   let n = 0;
@@ -157,26 +164,21 @@ test('64 MiB each way through one HBONE hop, byte for byte (hash), with throughp
   c.end(up);
   await done;
   const secs = Number(process.hrtime.bigint() - start) / 1e9;
-  await eventually(() => serverHash !== '', 10_000, 'server hash');
+  await waitUntil(() => serverHash !== '', 10_000, () => 'server hash');
   t.is(n, size);
   t.is(h.digest('hex'), sha(down));
   t.is(serverHash, sha(up));
-  t.log(`128 MiB total (64 MiB each way, concurrently) in ${secs.toFixed(2)}s = ${((2 * size) / 1048576 / secs).toFixed(0)} MiB/s aggregate`);
-  await eventually(() => out.outcomes.length === 1 && side.inboundOutcomes.length === 1, 5000, 'splices done');
-  t.is(out.outcomes[0]?.aToB, size);
-  t.is(out.outcomes[0]?.bToA, size);
-  t.is(side.inboundOutcomes[0]?.aToB, size);
-  t.is(side.inboundOutcomes[0]?.bToA, size);
+  t.log(`64 MiB total (32 MiB each way, concurrently) in ${secs.toFixed(2)}s = ${((2 * size) / 1048576 / secs).toFixed(0)} MiB/s aggregate`);
+  t.like(await record(a), { reason: undefined, bytes_sent: size, bytes_recv: size });
+  t.like(await record(b), { reason: undefined, bytes_sent: size, bytes_recv: size });
 });
 
 test('slow reader: backpressure pauses the source, buffers stay bounded (T9)', async (t) => {
   const chunk = Buffer.alloc(64 * 1024, 7);
   let serverWrote = 0;
   let serverStalled = false;
-  let serverSock: net.Socket | undefined;
-  const { out } = await hop(t, (s) => {
-    serverSock = s;
-    // Write as fast as the proxy accepts; stop when write() says the buffers are full.
+  const { dial } = await hop(t, (s) => {
+    s.resume();
     const pump = (): void => {
       for (let i = 0; i < 2048; i++) {
         serverWrote += chunk.length;
@@ -187,27 +189,24 @@ test('slow reader: backpressure pauses the source, buffers stay bounded (T9)', a
         }
       }
     };
-    pump();
+    s.once('data', pump);
   });
-  const c = await dial(out.addr);
-  c.pause(); // never read for now
-  await eventually(() => serverStalled, 5000, 'server writes stall');
-  // Wait until the path is full: the count stops moving for 500 ms (bounded number of polls).
+  const c = await dial();
+  c.pause();
+  c.write('go');
+  await waitUntil(() => serverStalled, 5000, () => 'server writes stall');
   let wroteAtStall = -1;
   for (let i = 0; i < 30 && wroteAtStall !== serverWrote; i++) {
     wroteAtStall = serverWrote;
     await new Promise((r) => setTimeout(r, 500));
   }
   t.is(serverWrote, wroteAtStall, 'no progress while the client is not reading');
-  // Bounded: 4 MiB stream window + socket buffers, far below the 128 MiB the server offered.
+  // Bounded: stream window + socket buffers of both proxies, far below the 128 MiB offered.
   t.true(wroteAtStall < 48 * 1024 * 1024, `server could push ${wroteAtStall} bytes into a stalled path`);
   t.log(`bytes accepted from the server while the client reads nothing: ${(wroteAtStall / 1048576).toFixed(1)} MiB`);
-  // Now read: the flow resumes.
   let read = 0;
   c.on('data', (d: Buffer) => (read += d.length));
   c.resume();
-  await eventually(() => read > wroteAtStall, 10_000, 'flow resumes after the reader catches up');
-  serverSock?.destroy();
-  c.destroy();
+  await waitUntil(() => read > wroteAtStall, 10_000, () => 'flow resumes after the reader catches up');
   t.pass();
 });

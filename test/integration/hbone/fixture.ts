@@ -7,7 +7,7 @@ import type { WorkloadCertificate } from '../../../src/identity/types';
 import { HbonePool, type HbonePoolOptions } from '../../../src/transport/hbone/pool';
 import { HboneServer, type HboneServerOptions } from '../../../src/transport/hbone/server';
 import type { HboneTarget, InboundConnect } from '../../../src/transport/hbone/types';
-import { splice, type SpliceOutcome } from '../../../src/transport/splice';
+import { splice } from '../../../src/transport/splice';
 import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../../../src/util/socket-addr';
 import { StaticCerts, TestCa } from './certs-helper';
 
@@ -72,8 +72,6 @@ export interface HboneSide {
   /** The 15008-style listener feeding the server. */
   readonly hboneAddr: SocketAddr;
   readonly pool: HbonePool;
-  /** Outcomes of the inbound (server-side) splices, in completion order. */
-  readonly inboundOutcomes: SpliceOutcome[];
   target(authority: SocketAddr | string, over?: Partial<HboneTarget>): HboneTarget;
 }
 
@@ -97,7 +95,6 @@ export async function startHbone(t: ExecutionContext, o: HboneSideOptions = {}):
   const certs = new StaticCerts().add(clientCert);
   const logs = new LogCollector();
   const logger = createLogger({ level: 'debug', format: 'json', destination: logs });
-  const inboundOutcomes: SpliceOutcome[] = [];
   const onConnect =
     o.onConnect ??
     ((req: InboundConnect) => {
@@ -112,7 +109,7 @@ export async function startHbone(t: ExecutionContext, o: HboneSideOptions = {}):
           up.destroy();
           return;
         }
-        void splice(stream, up).then((out) => inboundOutcomes.push(out));
+        void splice(stream, up);
       });
     });
   const server = new HboneServer({ logger, resolveCert: async () => serverCert, onConnect, ...o.server });
@@ -127,7 +124,7 @@ export async function startHbone(t: ExecutionContext, o: HboneSideOptions = {}):
     await closeServer(lsn);
   });
   return {
-    ca, serverCert, clientCert, certs, logs, server, hboneAddr, pool, inboundOutcomes,
+    ca, serverCert, clientCert, certs, logs, server, hboneAddr, pool,
     target: (authority, over = {}) => ({
       nextHop: hboneAddr,
       authority: typeof authority === 'string' ? authority : formatSocketAddr(authority),
@@ -138,24 +135,6 @@ export async function startHbone(t: ExecutionContext, o: HboneSideOptions = {}):
       ...over,
     }),
   };
-}
-
-/**
- * A client-side proxy in front of the pool (what the outbound listener does): each
- * accepted socket gets a CONNECT to `target` and is spliced onto the stream.
- */
-export async function startOutbound(t: ExecutionContext, side: HboneSide, target: HboneTarget): Promise<{ addr: SocketAddr; outcomes: SpliceOutcome[] }> {
-  const outcomes: SpliceOutcome[] = [];
-  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => undefined);
-    side.pool.connect(target).then(
-      (hs) => void splice(s, hs.stream).then((o) => outcomes.push(o)),
-      () => s.resetAndDestroy(),
-    );
-  });
-  const addr = await listen(srv);
-  t.teardown(() => closeServer(srv));
-  return { addr, outcomes };
 }
 
 /** Resolves when `pred` holds, polling every 10 ms, failing after `ms`. */
