@@ -238,9 +238,10 @@ class Splice {
     // A leg closes by itself once we read its EOF and our writes to it finished
     // (autoDestroy); that is clean even if the other leg has not flushed yet.
     if (!this.finishing && !(asSrc.srcEnded && asDst.done)) {
-      if (asSrc.srcSession !== null && asSrc.srcEnded && !sessionGone(asSrc.srcSession)) {
-        // The peer sent its END_STREAM, then closed the stream (RST_STREAM after a complete
-        // response, RFC 9113 §8.1): nothing more can be delivered to it.
+      if (asSrc.srcSession !== null && asSrc.srcEnded && !sessionGone(asSrc.srcSession) && ((leg as H2StreamLike).rstCode ?? 0) === h2c.NGHTTP2_NO_ERROR) {
+        // The peer sent its END_STREAM, then closed the stream without an error (RST_STREAM
+        // NO_ERROR after a complete response, RFC 9113 §8.1): nothing more can be delivered
+        // to it. Any other code after its END_STREAM is still a reset of our direction.
         asDst.abandon();
       } else if (asSrc.srcSession !== null) {
         this.abnormalFrom(leg, abnormalEnd(leg as H2StreamLike, asSrc.srcSession) ?? 'RESET');

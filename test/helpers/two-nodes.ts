@@ -17,12 +17,8 @@ export interface MeshOfTwo {
   readonly app: EchoServer;
 }
 
-/**
- * The config, CA and server app of a two-node mesh (workload `client` on node-a, `server`
- * on node-b); the caller starts the nodes, in process or as child processes. The app
- * echoes unless `onAppSocket` is given.
- */
-export async function startMeshOfTwo(t: ExecutionContext, onAppSocket?: (s: Socket) => void): Promise<MeshOfTwo> {
+/** The config and CA of a two-node mesh (workload `client` on node-a, `server` on node-b), no app, no node. */
+export async function startConfigOfTwo(t: ExecutionContext): Promise<{ ip: (host: number) => string; mesh: TestMesh }> {
   const ip = loopbackBlock();
   const mesh = new TestMesh(['node-a', 'node-b']);
   t.teardown(() => mesh.close());
@@ -33,6 +29,16 @@ export async function startMeshOfTwo(t: ExecutionContext, onAppSocket?: (s: Sock
     ],
   });
   await mesh.startCa();
+  return { ip, mesh };
+}
+
+/**
+ * The config, CA and server app of a two-node mesh (workload `client` on node-a, `server`
+ * on node-b); the caller starts the nodes, in process or as child processes. The app
+ * echoes unless `onAppSocket` is given.
+ */
+export async function startMeshOfTwo(t: ExecutionContext, onAppSocket?: (s: Socket) => void): Promise<MeshOfTwo> {
+  const { ip, mesh } = await startConfigOfTwo(t);
   const app = await startEchoServer(ip(20), 8080, onAppSocket);
   t.teardown(() => app.close());
   return { ip, mesh, app };

@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
-import { readdirSync } from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { fdCount as fds, settledFdCount as settledFds } from '../../helpers/proc';
 import { eventually, startHbone, type HboneSide } from './fixture';
 
 /**
@@ -14,22 +14,6 @@ import { eventually, startHbone, type HboneSide } from './fixture';
 
 const N = 20;
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-
-function fds(): number {
-  return readdirSync('/proc/self/fd').length;
-}
-
-/** Waits until the count stops moving (bounded), so a baseline is not taken mid-teardown. */
-async function settledFds(): Promise<number> {
-  let last = -1;
-  for (let i = 0; i < 20; i++) {
-    const n = fds();
-    if (n === last) return n;
-    last = n;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return last;
-}
 
 /** A TCP connection that keeps its side open whatever the server does, and never reads. */
 function halfOpenTcp(side: HboneSide): Promise<net.Socket> {

@@ -1,39 +1,10 @@
-import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
+import test from 'ava';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { ProxyError } from '../../../src/errors';
-import { makeSocketAddr, type SocketAddr } from '../../../src/util/socket-addr';
+import { blackhole } from '../../helpers/blackhole';
 import { closeServer, echo, eventually, listen, readAll, startApp, startHbone } from './fixture';
-
-/**
- * A listener that never accepts, with its accept queue filled: further SYNs are dropped
- * by the kernel (no SYN-ACK, no RST), which is what a NetworkPolicy drop looks like.
- * Node always accepts, so the listener is a python3 child (killed by PID in teardown).
- */
-async function blackhole(t: ExecutionContext): Promise<SocketAddr> {
-  const child = spawn('python3', ['-c', 'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.teardown(() => {
-    if (child.pid) process.kill(child.pid, 'SIGKILL');
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
-    child.once('error', reject);
-  });
-  const fillers: net.Socket[] = [];
-  t.teardown(() => fillers.forEach((s) => s.destroy()));
-  for (let i = 0; i < 8; i++) {
-    const s = net.connect({ host: '127.0.0.1', port });
-    s.on('error', () => undefined);
-    fillers.push(s);
-    const ok = await Promise.race([new Promise((r) => s.once('connect', () => r(true))), new Promise((r) => setTimeout(() => r(false), 300))]);
-    if (!ok) return makeSocketAddr('127.0.0.1', port);
-  }
-  throw new Error('could not saturate the accept queue');
-}
 
 test('connect timeout to a black-holed peer → NETWORK_POLICY with the NetworkPolicy hint (T1)', async (t) => {
   const hole = await blackhole(t);

@@ -1,8 +1,9 @@
 import test from 'ava';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { spawnChildNode } from '../../helpers/child-node';
 import { waitUntil } from '../../helpers/node-harness';
+import { fdCount, settledFdCount } from '../../helpers/proc';
 import { sumSamples } from '../../helpers/prom-text';
 import { socksConnect } from '../../helpers/socks-client';
 import { endOf, startMeshOfTwo, startTwoNodes } from '../../helpers/two-nodes';
@@ -26,21 +27,6 @@ function firehose(sockets: Socket[], stop: { now: boolean }): (s: Socket) => voi
     };
     pump();
   };
-}
-
-function fdCount(pid: number | 'self'): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
-
-async function settledFdCount(pid: number): Promise<number> {
-  let last = -1;
-  for (let i = 0; i < 40; i++) {
-    const n = fdCount(pid);
-    if (n === last) return n;
-    last = n;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return last;
 }
 
 /** An IPv4 socket's local and remote address as /proc/net/tcp writes them. */
