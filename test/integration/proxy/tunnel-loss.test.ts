@@ -138,7 +138,7 @@ test.serial('dead tunnel, app not reading: the destination proxy resets the app 
     now = fdCount(b.pid);
   }
   const took = Date.now() - t0;
-  t.is(now, base, `node-b descriptors back to the baseline (${base}), not ${now}`);
+  t.true(now <= base, `node-b descriptors back to the baseline (${base}), not ${now}`);
   const line = b.access('connection complete')[0]!;
   t.like(line, { reason: 'TUNNEL_LOST', direction: 'inbound' });
   t.true(Number(line['bytes_discarded']) > 0, `bytes held for the app were counted as discarded: ${String(line['bytes_discarded'])}`);
