@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ListenAddr, SocketAddr } from '../util/socket-addr';
 import { logLevelsOf } from '../logging/logger';
 import { parseLevelSpec, type LogLevels } from '../logging/levels';
-import { isLoopback } from '../state/ip';
+import { isLoopback } from '../util/ip';
 import { listen, closeServer } from './listen';
 import { sendJson, sendText, type Handler } from './http-util';
 

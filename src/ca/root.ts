@@ -2,7 +2,7 @@ import { X509Certificate, createPrivateKey, generateKeyPairSync, type KeyObject 
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { ipBytes } from '../state/ip';
+import { ipBytes } from '../util/ip';
 import { OID, TAG, children, expectTag, parseDer } from '../identity/der';
 import { derToPem, pemToDer } from '../identity/pem';
 import { buildCertificateDer, buildName, extension, keyIdentifier, randomSerial, type GeneralName } from '../identity/x509-build';

@@ -1,7 +1,7 @@
 import type { Authorization, Cidr, Match, ServiceAccountMatch, StringMatch } from '../state/types';
 import { policyKey } from '../state/types';
 import type { StateView } from '../state/view';
-import { bytesInCidr, ipBytes } from '../state/ip';
+import { bytesInCidr, ipBytes } from '../util/ip';
 import type { AuthzContext, AuthzDecision } from './types';
 
 /**

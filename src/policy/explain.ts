@@ -6,7 +6,7 @@ import { policyKey, serviceKey } from '../state/types';
 import type { StateView } from '../state/view';
 import { buildOutboundRoute } from '../state/route';
 import { loadBalance } from '../state/load-balance';
-import { canonicalIpString } from '../state/ip';
+import { canonicalIp } from '../util/ip';
 import { workloadIdentity } from '../state/waypoint';
 import { authorize, policyMatches } from './authorize';
 import type { AuthzDecision } from './types';
@@ -71,7 +71,7 @@ const DEFAULT_ILLEGAL = new Set([15001, 15006, 15008]);
 export function explain(view: StateView, input: ExplainInput): ExplainResult | { invalid: string } {
   const dst = parseSocketAddr(input.dst);
   if (!dst) return { invalid: `destination ${JSON.stringify(input.dst)} is not ip:port` };
-  const srcIp = canonicalIpString(input.srcIp);
+  const srcIp = canonicalIp(input.srcIp);
   if (srcIp === null) return { invalid: `source ${JSON.stringify(input.srcIp)} is not an IP address` };
   let given: SpiffeId | null | undefined;
   if (input.identity !== undefined) {

@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import type { BoundListener, Component } from '../app/component';
 import type { StateView } from '../state/view';
 import type { Workload } from '../state/types';
-import { canonicalIp, formatListenAddr, formatSocketAddr, makeSocketAddr, type ListenAddr, type SocketAddr } from '../util/socket-addr';
+import { canonicalIp, isLoopback } from '../util/ip';
+import { formatListenAddr, formatSocketAddr, makeSocketAddr, type ListenAddr, type SocketAddr } from '../util/socket-addr';
 
 export type ListenerName = 'outbound' | 'inbound_plaintext' | 'inbound' | 'socks5';
 
@@ -226,7 +227,7 @@ function listenOn(server: Server, host: string, port: number): Promise<SocketAdd
 
 /** True for loopback and for any address configured on this host's (this netns's) interfaces. */
 function isLocalInterfaceIp(ip: string): boolean {
-  if (ip.startsWith('127.') || ip === '::1') return true;
+  if (isLoopback(ip)) return true;
   for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) if (canonicalIp(i.address) === ip) return true;
   return false;
 }

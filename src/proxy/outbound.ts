@@ -8,7 +8,8 @@ import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socke
 import { resolveDestination } from '../native/orig-dst';
 import { workloadIdentity, type ConnectionContext } from '../telemetry/connection-context';
 import { ConnectionResult } from '../telemetry/connection-result';
-import { dialTcp, isLoopbackIp, abortLeg } from '../transport/dial';
+import { dialTcp, abortLeg } from '../transport/dial';
+import { isLoopback } from '../util/ip';
 import type { AcceptInfo } from './listener-manager';
 import { waitForLocalWorkload } from './local-source';
 
@@ -70,7 +71,7 @@ export class OutboundConnection {
     } else {
       dst = this.dst = resolveDestination(deps.capture, socket).addr;
     }
-    if (isLoopbackIp(dst.ip) && deps.illegalPorts().has(dst.port)) {
+    if (isLoopback(dst.ip) && deps.illegalPorts().has(dst.port)) {
       throw new ProxyError('SELF_CALL', `destination ${formatSocketAddr(dst)} is one of the proxy's own ports`);
     }
     const s = deps.settings;
@@ -193,7 +194,7 @@ export class OutboundConnection {
     // In-pod: dial from the pod's own namespace, bound to its IP (which also keys pooled
     // HBONE sessions per pod, so one pod's tunnel never carries another pod's traffic).
     const createSocket = this.info.pod !== undefined ? deps.podSockets?.forPod(this.info.pod) : undefined;
-    const localAddress = isLoopbackIp(r.src.ip) || (createSocket && r.src.family === p.nextHop.family) ? r.src.ip : undefined;
+    const localAddress = isLoopback(r.src.ip) || (createSocket && r.src.family === p.nextHop.family) ? r.src.ip : undefined;
     if (p.kind !== 'hbone') {
       return dialTcp(p.nextHop, { timeoutMs: deps.settings.connectTimeoutMs, localAddress, prepare: deps.prepareDial, createSocket });
     }

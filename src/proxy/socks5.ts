@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { ProxyError, type Reason } from '../errors';
-import { canonicalIpString, ipBytes } from '../state/ip';
+import { canonicalIp, ipBytes } from '../util/ip';
 import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
 
 /**
@@ -98,7 +98,7 @@ function parseRequest(b: Buffer): Step<SocksTarget> {
     if (b.length < 22) return { need: 22 };
     const groups: string[] = [];
     for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(4 + i * 2).toString(16));
-    return { done: { kind: 'ip', addr: makeSocketAddr(canonicalIpString(groups.join(':')) ?? groups.join(':'), b.readUInt16BE(20)) }, consumed: 22 };
+    return { done: { kind: 'ip', addr: makeSocketAddr(canonicalIp(groups.join(':')) ?? groups.join(':'), b.readUInt16BE(20)) }, consumed: 22 };
   }
   if (atyp === 3) {
     const len = b[4] as number;

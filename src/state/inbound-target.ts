@@ -2,7 +2,7 @@ import { parseSocketAddr } from '../util/socket-addr';
 import type { Service, Workload } from './types';
 import type { StateView } from './view';
 import type { InboundTargetInput, InboundTargetResult } from './route-types';
-import { canonicalIpString } from './ip';
+import { canonicalIp } from '../util/ip';
 import { gatewayIsWorkload } from './waypoint';
 
 /**
@@ -13,7 +13,7 @@ import { gatewayIsWorkload } from './waypoint';
  * (400). A hostname authority maps service port → target port. Our own ports as target → ILLEGAL_PORT (503).
  */
 export function resolveInboundTarget(view: StateView, input: InboundTargetInput): InboundTargetResult {
-  const localIp = canonicalIpString(input.localIp) ?? input.localIp;
+  const localIp = canonicalIp(input.localIp) ?? input.localIp;
   const w = input.localWorkload ?? view.findWorkloadByAddr({ network: input.network, ip: localIp });
   if (!w) return { kind: 'error', reason: 'LOCAL_WORKLOAD_UNKNOWN', message: `no workload is known at ${input.network}/${localIp}` };
 

@@ -1,5 +1,5 @@
 import { policyKey, serviceKey, type Authorization, type Service, type Workload } from './types';
-import { addrKey, bytesInCidr, ipBytes } from './ip';
+import { addrKey, bytesInCidr, ipBytes } from '../util/ip';
 
 /**
  * key → ids. Members live in an insertion-ordered Set (O(1) add/remove even for huge

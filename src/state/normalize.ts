@@ -1,5 +1,5 @@
 import type { Authorization, Cidr, GatewayAddress, Locality, Match, Service, VipAddress, Workload } from './types';
-import { canonicalIpString } from './ip';
+import { canonicalIp } from '../util/ip';
 
 /**
  * The one place where a resource from any source (the YAML file, an xDS push) gets its
@@ -110,7 +110,7 @@ function identitySegment(e: Errors, field: string, v: string, what: 'namespace' 
 }
 
 function ip(e: Errors, v: string, ...seg: (string | number)[]): string {
-  const c = canonicalIpString(v);
+  const c = canonicalIp(v);
   if (c === null) e.add(`${JSON.stringify(v)} is not an IP address (expected e.g. 10.0.0.1 or fd00::1)`, ...seg);
   return c ?? v;
 }

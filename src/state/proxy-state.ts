@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { policyKey, serviceKey, type Authorization, type NetworkAddress, type Service, type Workload } from './types';
 import type { StateChange, StateView } from './view';
-import { addrKey, canonicalIpString } from './ip';
+import { addrKey, canonicalIp } from '../util/ip';
 import { identityKey, StateIndexes } from './indexes';
 import { Holdings } from './ownership';
 import type { SourceWriter, StateBatch } from './source';
@@ -26,7 +26,7 @@ export class ProxyState implements StateView {
   }
 
   findWorkloadByAddr(addr: NetworkAddress): Workload | undefined {
-    const ip = canonicalIpString(addr.ip);
+    const ip = canonicalIp(addr.ip);
     if (ip === null) return undefined;
     const uids = this.idx.workloadByAddr.get(addrKey(addr.network, ip));
     // Several workloads on one IP only happens transiently (IP reuse); the newest wins.
@@ -39,7 +39,7 @@ export class ProxyState implements StateView {
   }
 
   findServiceByVip(addr: NetworkAddress, clientNamespace?: string): Service | undefined {
-    const ip = canonicalIpString(addr.ip);
+    const ip = canonicalIp(addr.ip);
     if (ip === null) return undefined;
     const exact = this.pick(this.idx.serviceByVip.get(addrKey(addr.network, ip)), clientNamespace);
     if (exact) return exact;

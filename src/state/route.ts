@@ -2,7 +2,7 @@ import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socke
 import type { GatewayAddress, Service, Workload } from './types';
 import type { StateView } from './view';
 import type { OutboundRoute, OutboundRouteInput } from './route-types';
-import { isLoopback } from './ip';
+import { isLoopback } from '../util/ip';
 import { pickIp } from './load-balance';
 import { expectedIdentities, pickServiceEndpoint } from './service-endpoint';
 import { familyOf, isFromWaypoint, resolveGateway, serviceWaypoint } from './waypoint';

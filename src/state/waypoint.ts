@@ -2,7 +2,7 @@ import type { Reason } from '../errors';
 import type { GatewayAddress, Service, Workload } from './types';
 import type { StateView } from './view';
 import { loadBalance, pickIp, weightedPick } from './load-balance';
-import { canonicalIpString } from './ip';
+import { canonicalIp } from '../util/ip';
 
 /** spiffe://td/ns/x/sa/y of a workload. */
 export function workloadIdentity(w: Workload): string {
@@ -36,7 +36,7 @@ export function resolveGateway(view: StateView, gw: GatewayAddress, opts: { src:
   if (gw.kind === 'address') {
     // An address names a waypoint pod directly, or a waypoint Service's VIP.
     const w = view.findWorkloadByAddr({ network: gw.network, ip: gw.ip });
-    if (w) return { ok: true, workload: w, service: null, ip: canonicalIpString(gw.ip) ?? gw.ip, port: gw.hboneMtlsPort };
+    if (w) return { ok: true, workload: w, service: null, ip: canonicalIp(gw.ip) ?? gw.ip, port: gw.hboneMtlsPort };
     svc = view.findServiceByVip({ network: gw.network, ip: gw.ip });
     name = `${gw.network}/${gw.ip}`;
     if (!svc) return { ok: false, reason: 'UNKNOWN_WAYPOINT', message: `waypoint address ${name} is neither a known workload nor a service VIP` };
@@ -68,7 +68,7 @@ export function gatewayInstances(view: StateView, gw: GatewayAddress): readonly 
  * be shared by an unrelated pod of the same service account).
  */
 export function isFromWaypoint(view: StateView, gw: GatewayAddress, src: Workload, srcIp: string | undefined): boolean {
-  const ips = srcIp !== undefined ? [canonicalIpString(srcIp) ?? srcIp] : src.workloadIps;
+  const ips = srcIp !== undefined ? [canonicalIp(srcIp) ?? srcIp] : src.workloadIps;
   return gatewayInstances(view, gw).some((wp) => sameIdentity(wp, src) && wp.workloadIps.some((ip) => ips.includes(ip)));
 }
 

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { canonicalIp } from './ip';
 
 /** A concrete socket address: an IP literal and a port. IPv4-mapped IPv6 is canonicalised to IPv4. */
 export interface SocketAddr {
@@ -16,20 +17,12 @@ export interface ListenAddr {
   readonly port: number;
 }
 
-const V4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
-
-/** Strips the IPv4-mapped prefix so `::ffff:10.0.0.1` and `10.0.0.1` compare equal. */
-export function canonicalIp(ip: string): string {
-  const m = V4_MAPPED.exec(ip);
-  return m ? (m[1] as string) : ip.toLowerCase();
-}
-
 export function makeSocketAddr(ip: string, port: number): SocketAddr {
   const c = canonicalIp(ip);
-  const fam = isIP(c);
-  if (fam === 0) throw new Error(`not an IP address: ${JSON.stringify(ip)}`);
+  if (c === null) throw new Error(`not an IP address: ${JSON.stringify(ip)}`);
+  const fam = c.includes(':') ? 6 : 4;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`port out of range: ${port}`);
-  return { ip: c, port, family: fam as 4 | 6 };
+  return { ip: c, port, family: fam };
 }
 
 /** Formats `ip:port`, bracketing IPv6 as HTTP authorities and ztunnel logs do. */

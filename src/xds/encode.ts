@@ -1,4 +1,4 @@
-import { ipBytes } from '../state/ip';
+import { ipBytes } from '../util/ip';
 import type { Authorization, Cidr, GatewayAddress, Match, Service, StringMatch, Workload } from '../state/types';
 import type { PbAddress, PbAuthorization, PbCidr, PbGatewayAddress, PbMatch, PbPort, PbService, PbStringMatch, PbWorkload } from './proto';
 

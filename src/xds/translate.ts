@@ -1,4 +1,4 @@
-import { canonicalIpString } from '../state/ip';
+import { canonicalIp } from '../util/ip';
 import type { Authorization, Cidr, GatewayAddress, Match, Rule, Scope, Service, ServiceAccountMatch, StringMatch, VipAddress, Workload } from '../state/types';
 import type { PbAuthorization, PbCidr, PbGatewayAddress, PbMatch, PbNetworkAddress, PbService, PbStringMatch, PbWorkload } from './proto';
 
@@ -32,7 +32,7 @@ export function bytesToIp(b: Uint8Array, field: string): string {
     for (let i = 0; i < 16; i += 2) g.push((((b[i] as number) << 8) | (b[i + 1] as number)).toString(16));
     text = g.join(':');
   } else throw new TranslateError(`${field}: ${b.length} bytes is not an IP address (expected 4 or 16)`);
-  return canonicalIpString(text) as string;
+  return canonicalIp(text) as string;
 }
 
 function enumAt<T>(values: readonly T[], n: number, field: string): T {

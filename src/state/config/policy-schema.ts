@@ -1,6 +1,6 @@
 import { isMap, isScalar } from 'yaml';
 import type { Authorization, Cidr, Match, ServiceAccountMatch, StringMatch } from '../types';
-import { parseCidr } from '../ip';
+import { parseCidr } from '../../util/ip';
 import { normalizePolicy } from '../normalize';
 import { normalized, opt, type ParseCtx } from './common';
 import { show, type YNode } from './yaml-reader';

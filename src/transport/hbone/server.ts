@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { type Reason, ProxyError, errorMessage } from '../../errors';
 import type { SpiffeId } from '../../identity/spiffe';
 import { systemClock, type Clock } from '../../util/clock';
-import { canonicalIp, formatSocketAddr, makeSocketAddr, type SocketAddr } from '../../util/socket-addr';
+import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../../util/socket-addr';
 import { h2Tuning, keepaliveOptions, type H2Tuning, type KeepaliveOptions } from './options';
 import { ServerConnection } from './server-connection';
 import { finishServerHandshake, serverTlsSocket, tlsError } from './tls';
@@ -114,14 +114,14 @@ export class HboneServer {
   /** Takes ownership of an accepted TCP socket. `localAddr`: original destination or local address. */
   handleSocket(socket: Socket, localAddr: SocketAddr): void {
     socket.on('error', ignore);
-    const peerIp = canonicalIp(socket.remoteAddress ?? '');
     let peerAddr: SocketAddr;
     try {
-      peerAddr = makeSocketAddr(peerIp, socket.remotePort ?? 0);
+      peerAddr = makeSocketAddr(socket.remoteAddress ?? '', socket.remotePort ?? 0);
     } catch {
       socket.destroy();
       return;
     }
+    const peerIp = peerAddr.ip;
     const peer = formatSocketAddr(peerAddr);
     if (this.closing) {
       socket.destroy();

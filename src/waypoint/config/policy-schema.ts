@@ -1,4 +1,4 @@
-import { parseCidr, canonicalIpString } from '../../state/ip';
+import { parseCidr, canonicalIp } from '../../util/ip';
 import type { YamlReader, YNode } from '../../state/config/yaml-reader';
 import { parseRef } from './meta';
 import type { Cidr, Condition, ConditionKey, IstioMatch, L7Policy, ObjectMeta, OperationMatch, PolicyRule, SourceMatch } from './types';
@@ -157,6 +157,6 @@ function cidrs(r: YamlReader, n: YNode, p: string): Cidr[] {
       r.error(vn, vp, `${JSON.stringify(s)}: ${c.message}`);
       return undefined;
     }
-    return { ip: canonicalIpString(c.ip) ?? c.ip, prefixLen: c.prefixLen };
+    return { ip: canonicalIp(c.ip) ?? c.ip, prefixLen: c.prefixLen };
   });
 }

@@ -1,4 +1,4 @@
-import { bytesInCidr, ipBytes, parseCidr } from '../../state/ip';
+import { bytesInCidr, ipBytes, parseCidr } from '../../util/ip';
 import { stringMatches as strMatches } from '../../policy/authorize';
 import type { Service } from '../../state/types';
 import type { Cidr, Condition, IstioMatch, L7Policy, OperationMatch, PolicyRule, SourceMatch } from '../config/types';

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { StateUpdater } from '../../../src/state/proxy-state';
 import { stateDump } from '../../../src/state/dump';
-import { ipInCidr } from '../../../src/state/ip';
+import { ipInCidr } from '../../../src/util/ip';
 import type { StateChange } from '../../../src/state/view';
 import type { Authorization, Service, Workload } from '../../../src/state/types';
 import { pol, seeded, svc, wl } from './builders';

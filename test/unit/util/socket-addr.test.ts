@@ -1,5 +1,6 @@
 import test from 'ava';
-import { parseListenAddr, parseSocketAddr, formatSocketAddr, canonicalIp } from '../../../src/util/socket-addr';
+import { parseListenAddr, parseSocketAddr, formatSocketAddr } from '../../../src/util/socket-addr';
+import { canonicalIp, isLoopback } from '../../../src/util/ip';
 import { parseDuration } from '../../../src/util/duration';
 import { Backoff } from '../../../src/util/backoff';
 import { ManualClock } from '../../../src/util/clock';
@@ -11,6 +12,12 @@ test('socket addresses: v4, bracketed v6, v4-mapped canonicalised, rejects hostn
   for (const bad of ['example.com:80', '10.0.0.1', '10.0.0.1:0', '10.0.0.1:70000', 'fd00::1:80', '[fd00::1]80', '', ':80']) t.is(parseSocketAddr(bad), null, bad);
   t.is(formatSocketAddr({ ip: 'fd00::1', port: 15008 }), '[fd00::1]:15008');
   t.is(canonicalIp('::FFFF:127.0.0.1'), '127.0.0.1');
+  // One canonical form everywhere: a SocketAddr equals the state's index key for any spelling.
+  t.is(canonicalIp('FD00:0:0::0001'), 'fd00::1');
+  t.deepEqual(parseSocketAddr('[FD00:0::1]:80'), { ip: 'fd00::1', port: 80, family: 6 });
+  t.is(canonicalIp('example.com'), null);
+  for (const ip of ['127.0.0.1', '127.9.8.7', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) t.true(isLoopback(ip), ip);
+  for (const ip of ['10.0.0.1', '::2', 'fd00::1', 'not-an-ip']) t.false(isLoopback(ip), ip);
 });
 
 test('listen addresses: host-less, wildcard, port 0', (t) => {

@@ -1,17 +1,19 @@
 import { isIP } from 'node:net';
-import { canonicalIp } from '../util/socket-addr';
 
 /**
- * IP helpers for state indexes and authorization. Addresses are compared as canonical
+ * The IP helpers: parsing to bytes, the one canonical text form, loopback, CIDRs. Addresses are compared as canonical
  * strings (v4-mapped IPv6 folded to IPv4, IPv6 fully compressed and lower-case), so two
  * spellings of one address always hit the same index key and CIDR test.
  */
 
-/** 4 or 16 bytes, or null if `s` is not an IP literal. */
+const V4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
+
+/** 4 or 16 bytes, or null if `s` is not an IP literal. IPv4-mapped IPv6 gives the 4 IPv4 bytes. */
 export function ipBytes(s: string): Uint8Array | null {
   const v4 = parseV4(s);
   if (v4) return v4;
-  const c = canonicalIp(s);
+  const m = V4_MAPPED.exec(s);
+  const c = m ? (m[1] as string) : s;
   const fam = isIP(c);
   if (fam === 4) return Uint8Array.from(c.split('.').map(Number));
   if (fam !== 6) return null;
@@ -68,14 +70,17 @@ function v6Bytes(s: string): Uint8Array | null {
   return out;
 }
 
-/** The canonical text form used as index key, or null if not an IP. */
-export function canonicalIpString(s: string): string | null {
+/**
+ * The one canonical text form of an IP (index keys, SocketAddr, comparisons): IPv4-mapped
+ * IPv6 folded to IPv4, IPv6 lower-case and RFC 5952 compressed. Null if `s` is not an IP.
+ */
+export function canonicalIp(s: string): string | null {
   // Fast path for the common case: a dotted-quad that Node accepts is already canonical.
   if (isIP(s) === 4) return s;
   const b = ipBytes(s);
   if (!b) return null;
   if (b.length === 4) return b.join('.');
-  // v4-mapped folded above by canonicalIp; format RFC 5952 style (longest zero run compressed).
+  // v4-mapped folded above by ipBytes; format RFC 5952 style (longest zero run compressed).
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(((b[i] as number) << 8) | (b[i + 1] as number));
   let bestStart = -1;
@@ -115,7 +120,7 @@ export interface ParsedCidr {
 export function parseCidr(s: string): { ok: true; ip: string; prefixLen: number } | { ok: false; message: string } {
   const slash = s.indexOf('/');
   const ipPart = slash < 0 ? s : s.slice(0, slash);
-  const ip = canonicalIpString(ipPart);
+  const ip = canonicalIp(ipPart);
   if (ip === null) return { ok: false, message: `${JSON.stringify(s)} is not an IP address or CIDR (expected e.g. 10.0.0.0/8 or fd00::/64)` };
   const max = ip.includes(':') ? 128 : 32;
   if (slash < 0) return { ok: true, ip, prefixLen: max };
