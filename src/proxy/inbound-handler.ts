@@ -8,7 +8,8 @@ import type { StateView } from '../state/view';
 import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
 import { workloadIdentity } from '../telemetry/connection-context';
 import { ConnectionResult } from '../telemetry/connection-result';
-import { dialTcp, abortLeg, isLoopbackIp } from '../transport/dial';
+import { dialTcp, abortLeg } from '../transport/dial';
+import { isLoopback } from '../util/ip';
 import type { InboundConnect } from '../transport/hbone/types';
 import type { InboundDeps, InboundTarget } from './inbound-types';
 
@@ -136,7 +137,7 @@ export class InboundHboneHandler {
 export function appSource(peerIp: string, targetIp: string, origSrc: boolean): { localAddress?: string; transparent?: boolean } {
   if (peerIp === targetIp || isIP(peerIp) !== isIP(targetIp)) return {};
   if (origSrc) return { localAddress: peerIp, transparent: true };
-  return isLoopbackIp(peerIp) && isLoopbackIp(targetIp) ? { localAddress: peerIp } : {};
+  return isLoopback(peerIp) && isLoopback(targetIp) ? { localAddress: peerIp } : {};
 }
 
 /** For callers that need a ProxyError for an unknown/illegal destination with a clear message. */

@@ -79,11 +79,6 @@ export function dialTcp(addr: SocketAddr, opts: DialOptions): Promise<Socket> {
   });
 }
 
-/** Loopback IPs can be bound as a source by any process on the machine (the local mesh case). */
-export function isLoopbackIp(ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1';
-}
-
 /**
  * Force-closes one leg (drain, late denial). A plain TCP socket is reset (RST) so the app
  * sees an abort rather than a clean end. An HTTP/2 stream is destroyed with an error, which
