@@ -25,7 +25,7 @@ import { authorizeWithState } from '../policy/authorize';
 import { Telemetry } from '../telemetry/telemetry';
 import { NodeProxy } from '../proxy/node-proxy';
 import { createInboundResolver, createOutboundRouter } from '../proxy/routing';
-import { workloadIdentity } from '../telemetry/connection-context';
+import { workloadIdentity } from '../identity/spiffe';
 import { findLocalWorkload } from '../proxy/local-source';
 import { registerDebugConnections } from '../admin/debug-connections';
 import { sendJson, sendText } from '../admin/http-util';

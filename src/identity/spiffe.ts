@@ -64,3 +64,15 @@ export class SpiffeId {
     return this.toString();
   }
 }
+
+/** The identity fields every workload carries (validated when the state is normalised). */
+export interface IdentityFields {
+  readonly trustDomain: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+}
+
+/** The SPIFFE identity a workload runs as: the one helper for it on every path. */
+export function workloadIdentity(w: IdentityFields): SpiffeId {
+  return SpiffeId.of(w.trustDomain, w.namespace, w.serviceAccount);
+}

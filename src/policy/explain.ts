@@ -1,5 +1,5 @@
 import type { Reason } from '../errors';
-import { SpiffeId } from '../identity/spiffe';
+import { SpiffeId, workloadIdentity } from '../identity/spiffe';
 import { formatSocketAddr, parseSocketAddr, type SocketAddr } from '../util/socket-addr';
 import type { Service, Workload } from '../state/types';
 import { policyKey, serviceKey } from '../state/types';
@@ -7,7 +7,6 @@ import type { StateView } from '../state/view';
 import { buildOutboundRoute } from '../state/route';
 import { loadBalance } from '../state/load-balance';
 import { canonicalIp } from '../util/ip';
-import { workloadIdentity } from '../state/waypoint';
 import { authorize, policyMatches } from './authorize';
 import type { AuthzDecision } from './types';
 
@@ -83,7 +82,7 @@ export function explain(view: StateView, input: ExplainInput): ExplainResult | {
   }
   const random = input.random ?? Math.random;
   const src = view.findWorkloadByAddr({ network: input.network, ip: srcIp }) ?? null;
-  const identity = given !== undefined ? given : src ? SpiffeId.tryParse(workloadIdentity(src)) : null;
+  const identity = given !== undefined ? given : src ? workloadIdentity(src) : null;
   const dstWl = view.findWorkloadByAddr({ network: input.network, ip: dst.ip });
   const dstSvc = dstWl ? undefined : view.findServiceByVip({ network: input.network, ip: dst.ip }, src?.namespace);
   const base = {
@@ -129,11 +128,11 @@ export function explain(view: StateView, input: ExplainInput): ExplainResult | {
     from: `${wp.uid} (${wpIp})`,
     nextHop: `${final.workloadIps[0] ?? '?'}:15008`,
     authority: `${final.workloadIps[0] ?? '?'}:${tp}`,
-    expectedSans: [workloadIdentity(final), ...(route.destService?.subjectAltNames ?? [])],
+    expectedSans: [workloadIdentity(final).toString(), ...(route.destService?.subjectAltNames ?? [])],
     to: final.uid,
     note: route.finalWorkload ? 'to the workload dialled' : `one endpoint of ${route.destService ? serviceKey(route.destService) : '?'} (the waypoint chooses)`,
   });
-  return { ...base, outcome: 'hbone', error: null, hops, authorization: authzAt(view, final, wpIp, SpiffeId.tryParse(workloadIdentity(wp)), tp) };
+  return { ...base, outcome: 'hbone', error: null, hops, authorization: authzAt(view, final, wpIp, workloadIdentity(wp), tp) };
 }
 
 /** A client outside the mesh reaches an HBONE workload's plaintext inbound (15006): no identity. */

@@ -6,7 +6,7 @@ import type { AuthzContext } from '../policy/types';
 import type { Workload } from '../state/types';
 import type { StateView } from '../state/view';
 import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
-import { workloadIdentity } from '../telemetry/connection-context';
+import { workloadIdentity } from '../identity/spiffe';
 import { ConnectionResult } from '../telemetry/connection-result';
 import { dialTcp, abortLeg } from '../transport/dial';
 import { isLoopback } from '../util/ip';

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { ProxyError, classifyError, errorMessage } from '../errors';
 import { resolveDestination } from '../native/orig-dst';
 import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
-import { workloadIdentity } from '../telemetry/connection-context';
+import { workloadIdentity } from '../identity/spiffe';
 import { ConnectionResult } from '../telemetry/connection-result';
 import { dialTcp, abortLeg } from '../transport/dial';
 import { appSource, authzContextFor, inboundSourceWorkload } from './inbound-handler';

@@ -1,7 +1,7 @@
 import type { Service, Workload } from './types';
 import type { StateView } from './view';
 import { loadBalance } from './load-balance';
-import { workloadIdentity } from './waypoint';
+import { workloadIdentity } from '../identity/spiffe';
 
 export interface ServiceEndpointOptions {
   /** The calling workload: Failover/Strict locality ranking is relative to it (null: no ranking). */
@@ -67,7 +67,7 @@ export function pickServiceEndpoint(view: StateView, svc: Service, servicePort: 
 
 /** The workload identity plus the Service's SANs, without duplicates. */
 export function expectedIdentities(w: Workload, svc: Service | null): string[] {
-  const out = [workloadIdentity(w)];
+  const out = [workloadIdentity(w).toString()];
   for (const san of svc?.subjectAltNames ?? []) if (!out.includes(san)) out.push(san);
   return out;
 }

@@ -4,11 +4,6 @@ import type { StateView } from './view';
 import { loadBalance, pickIp, weightedPick } from './load-balance';
 import { canonicalIp } from '../util/ip';
 
-/** spiffe://td/ns/x/sa/y of a workload. */
-export function workloadIdentity(w: Workload): string {
-  return `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`;
-}
-
 export function sameIdentity(a: Workload, b: Workload): boolean {
   return a.trustDomain === b.trustDomain && a.namespace === b.namespace && a.serviceAccount === b.serviceAccount;
 }

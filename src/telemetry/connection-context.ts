@@ -1,4 +1,4 @@
-import { SpiffeId } from '../identity/spiffe';
+import type { SpiffeId } from '../identity/spiffe';
 import type { Service, Workload } from '../state/types';
 import type { SocketAddr } from '../util/socket-addr';
 
@@ -32,9 +32,4 @@ export interface EarlyFailure {
   readonly direction: Direction;
   readonly src: SocketAddr | null;
   readonly dst: SocketAddr | null;
-}
-
-/** The SPIFFE identity of a workload (trust domain defaults to cluster.local as on the xDS path). */
-export function workloadIdentity(w: Pick<Workload, 'trustDomain' | 'namespace' | 'serviceAccount'>): SpiffeId {
-  return SpiffeId.of(w.trustDomain || 'cluster.local', w.namespace, w.serviceAccount || 'default');
 }
