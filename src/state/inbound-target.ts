@@ -1,4 +1,4 @@
-import { parseSocketAddr } from '../util/socket-addr';
+import { parseSocketAddr, splitHostPort } from '../util/socket-addr';
 import type { Service, Workload } from './types';
 import type { StateView } from './view';
 import type { InboundTargetInput, InboundTargetResult } from './route-types';
@@ -32,7 +32,7 @@ export function resolveInboundTarget(view: StateView, input: InboundTargetInput)
     services = servicesOf(view, w);
   } else {
     const hp = splitHostPort(input.authority);
-    if (!hp) return { kind: 'error', reason: 'BAD_REQUEST', message: `authority ${JSON.stringify(input.authority)} is neither ip:port nor hostname:port` };
+    if (!hp || hp.port < 1 || hp.port > 65535) return { kind: 'error', reason: 'BAD_REQUEST', message: `authority ${JSON.stringify(input.authority)} is neither ip:port nor hostname:port` };
     const svc = view.findServiceByHostname(w.namespace, hp.host) ?? view.allServices().find((s) => s.hostname === hp.host);
     if (!svc) return { kind: 'error', reason: 'UNKNOWN_SERVICE', message: `no service has hostname ${hp.host}` };
     const own = w.services[`${svc.namespace}/${svc.hostname}`]?.[hp.port];
@@ -68,13 +68,5 @@ export function servicesOf(view: StateView, w: Workload): Service[] {
     if (s) out.push(s);
   }
   return out;
-}
-
-function splitHostPort(s: string): { host: string; port: number } | null {
-  const i = s.lastIndexOf(':');
-  if (i <= 0) return null;
-  const port = s.slice(i + 1);
-  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) return null;
-  return { host: s.slice(0, i), port: Number(port) };
 }
 
