@@ -5,7 +5,7 @@ import type { ConnectionTracker } from '../telemetry/connection-tracker';
 /**
  * GET /debug/connections: every live proxied connection with direction, addresses, HBONE
  * authority, identities, bytes each way (read from the socket counters at request time)
- * and age, so nobody has to nsenter + ss to see what a proxy is doing (field-notes #7).
+ * and age, so nobody has to nsenter + ss to see what a proxy is doing.
  * `?direction=inbound|outbound` filters.
  */
 export function registerDebugConnections(admin: AdminServer, tracker: ConnectionTracker): void {

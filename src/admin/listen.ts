@@ -15,7 +15,7 @@ export class ListenError extends Error {
 
 /**
  * Binds a server and returns the bound address. `[::]` falls back to `0.0.0.0` on hosts
- * without IPv6 (ztunnel's STATS_ADDR behaviour; field-notes §19).
+ * without IPv6 (ztunnel's STATS_ADDR behaviour: a node without IPv6 still serves metrics).
  */
 export async function listen(server: Server, addr: ListenAddr, name: string, hostForNull = '0.0.0.0'): Promise<SocketAddr> {
   const host = addr.host ?? hostForNull;
