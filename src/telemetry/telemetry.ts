@@ -17,7 +17,9 @@ export interface TelemetryOptions {
 
 /**
  * The telemetry bundle every connection handler receives: metrics, access log, clock and
- * the live-connection tracker. Built once by the composition root.
+ * the live-connection tracker. Built once by the composition root. Role-neutral: the node
+ * proxy and the waypoint record connections the same way; request-level records (the
+ * waypoint's HTTP requests) belong in this module too, beside the connection they ride on.
  */
 export class Telemetry {
   readonly metrics: TcpMetrics;
