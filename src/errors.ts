@@ -56,10 +56,6 @@ export type Reason = keyof typeof REASONS;
 /** Istio's `response_flags` label values. */
 export type ResponseFlag = (typeof REASONS)[Reason]['flag'];
 
-export function isReason(s: string): s is Reason {
-  return Object.prototype.hasOwnProperty.call(REASONS, s);
-}
-
 /** Every failure the data plane reports carries one typed reason plus context for the log. */
 export class ProxyError extends Error {
   readonly reason: Reason;

@@ -1,11 +1,11 @@
 import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ProxyError, REASONS, classifyError, errorMessage } from '../errors';
+import { REASONS, classifyError, errorMessage } from '../errors';
 import type { SpiffeId } from '../identity/spiffe';
 import type { AuthzContext } from '../policy/types';
 import type { Workload } from '../state/types';
 import type { StateView } from '../state/view';
-import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
+import { formatSocketAddr } from '../util/socket-addr';
 import { workloadIdentity } from '../identity/spiffe';
 import { ConnectionResult } from '../telemetry/connection-result';
 import { dialTcp, abortLeg } from '../transport/dial';
@@ -138,9 +138,4 @@ export function appSource(peerIp: string, targetIp: string, origSrc: boolean): {
   if (peerIp === targetIp || isIP(peerIp) !== isIP(targetIp)) return {};
   if (origSrc) return { localAddress: peerIp, transparent: true };
   return isLoopback(peerIp) && isLoopback(targetIp) ? { localAddress: peerIp } : {};
-}
-
-/** For callers that need a ProxyError for an unknown/illegal destination with a clear message. */
-export function unknownDestination(authority: SocketAddr, why: string): ProxyError {
-  return new ProxyError('UNKNOWN_DESTINATION', `CONNECT authority ${formatSocketAddr(authority)}: ${why}`);
 }

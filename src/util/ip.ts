@@ -110,12 +110,6 @@ export function isLoopback(ip: string): boolean {
   return b.every((x, i) => (i === 15 ? x === 1 : x === 0));
 }
 
-/** A parsed CIDR with its network bytes precomputed, for matching on the hot path. */
-export interface ParsedCidr {
-  readonly bytes: Uint8Array;
-  readonly prefixLen: number;
-}
-
 /** Parses `ip/len` or a bare ip (full length). Returns an error message naming the input on failure. */
 export function parseCidr(s: string): { ok: true; ip: string; prefixLen: number } | { ok: false; message: string } {
   const slash = s.indexOf('/');
