@@ -24,7 +24,7 @@ export interface OutboundSettings {
   readonly network: string;
   readonly nodeName: string;
   readonly connectTimeoutMs: number;
-  /** How long an unknown source IP may wait for its workload to appear in the state (C4). */
+  /** How long an unknown source IP may wait for its workload to appear in the state. */
   readonly localWorkloadWaitMs: number;
   /** Time allowed for the SOCKS5 greeting + request. */
   readonly socksHandshakeTimeoutMs: number;

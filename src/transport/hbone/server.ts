@@ -103,7 +103,7 @@ export class HboneServer {
       // whose streams keep being refused or that keeps sending bad frames is torn down.
       maxSessionRejectedStreams: 100,
       maxSessionInvalidFrames: 100,
-      // Oversized headers / HPACK bombs (H10): past 128 pairs or 64 KiB decoded, Node
+      // Oversized headers / HPACK bombs: past 128 pairs or 64 KiB decoded, Node
       // refuses the stream (RST_STREAM ENHANCE_YOUR_CALM) before any 'stream' event.
       maxHeaderListPairs: 128,
     });
