@@ -23,7 +23,7 @@ function abuseLogs(a: Arena): number {
   return a.side.logs.find((l) => l['reason'] === 'STREAM_LIMIT').length;
 }
 
-test.serial('SETTINGS flood (10,000 frames, ACKs read) → GOAWAY and close within 5 s; memory bounded; others served (H8)', async (t) => {
+test.serial('SETTINGS flood (10,000 frames, ACKs read) → GOAWAY and close within 5 s; memory bounded; others served', async (t) => {
   const a = await arena(t);
   const c = await a.raw();
   const m = await measure(async () => {
@@ -40,7 +40,7 @@ test.serial('SETTINGS flood (10,000 frames, ACKs read) → GOAWAY and close with
   t.true(await c.until(() => a.side.server.stats().connections === 1, 2000), 'only the good connection is left');
 });
 
-test.serial('PING flood (10,000 PINGs, ACKs read) → session dropped within 5 s; others served (H8)', async (t) => {
+test.serial('PING flood (10,000 PINGs, ACKs read) → session dropped within 5 s; others served', async (t) => {
   const a = await arena(t);
   const c = await a.raw();
   const m = await measure(async () => {
@@ -56,7 +56,7 @@ test.serial('PING flood (10,000 PINGs, ACKs read) → session dropped within 5 s
   t.true(await c.until(() => a.side.server.stats().connections === 1, 2000));
 });
 
-test.serial('our PING/SETTINGS counter drops a peer that paces its control frames under nghttp2\'s queue limit (H8)', async (t) => {
+test.serial('our PING/SETTINGS counter drops a peer that paces its control frames under nghttp2\'s queue limit', async (t) => {
   const a = await arena(t, { server: { maxControlFrames: 50 } });
   const c = await a.raw();
   const t0 = Date.now();
@@ -76,7 +76,7 @@ test.serial('our PING/SETTINGS counter drops a peer that paces its control frame
 });
 
 for (const [name, one] of [['SETTINGS', SETTINGS], ['PING', PING]] as const) {
-  test.serial(`${name} flood from a client that never reads ACKs: session dropped, its TCP connection closed, memory bounded (H8)`, async (t) => {
+  test.serial(`${name} flood from a client that never reads ACKs: session dropped, its TCP connection closed, memory bounded`, async (t) => {
     const keepalive = { interval: 200, timeout: 400 };
     const a = await arena(t, { server: { keepalive } });
     const c = await a.raw();
@@ -100,7 +100,7 @@ for (const [name, one] of [['SETTINGS', SETTINGS], ['PING', PING]] as const) {
   });
 }
 
-test.serial('WINDOW_UPDATE flood (10,000 legal increments) costs little and keeps service; an overflowing one → GOAWAY (H8)', async (t) => {
+test.serial('WINDOW_UPDATE flood (10,000 legal increments) costs little and keeps service; an overflowing one → GOAWAY', async (t) => {
   const a = await arena(t);
   const c = await a.raw();
   const m = await measure(async () => {
@@ -121,7 +121,7 @@ test.serial('WINDOW_UPDATE flood (10,000 legal increments) costs little and keep
   t.true(c.goaway === constants.NGHTTP2_FLOW_CONTROL_ERROR || c.goaway === constants.NGHTTP2_INTERNAL_ERROR, `GOAWAY ${c.goaway}`);
 });
 
-test.serial('CONTINUATION flood (HEADERS without END_HEADERS + 10,000 CONTINUATIONs, CVE-2024-27316) → GOAWAY within 5 s, handler never called (H8)', async (t) => {
+test.serial('CONTINUATION flood (HEADERS without END_HEADERS + 10,000 CONTINUATIONs, CVE-2024-27316) → GOAWAY within 5 s, handler never called', async (t) => {
   const a = await arena(t);
   const c = await a.raw();
   const filler = h2frame(FRAME.CONTINUATION, 0, 1, Buffer.alloc(16, 0x40));

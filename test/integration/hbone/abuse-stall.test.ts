@@ -10,7 +10,7 @@ import { FRAME, arena, connectBlock, h2frame, measure, startFirehose, u32 } from
  * keepalive handling must eventually free the connection, its socket and the app leg.
  */
 
-test.serial('zero-window stall: the app writer is paused (bounded memory), and the idle timeout frees the stream (H8)', async (t) => {
+test.serial('zero-window stall: the app writer is paused (bounded memory), and the idle timeout frees the stream', async (t) => {
   const a = await arena(t, { idleTimeout: 1500 });
   const { addr, state } = await startFirehose(t);
   // SETTINGS_INITIAL_WINDOW_SIZE = 0: the server may never send us a DATA byte.
@@ -44,7 +44,7 @@ test.serial('zero-window stall: the app writer is paused (bounded memory), and t
   t.false(c.closed, 'only the stream was freed; the (PING-answering) session lives on');
 });
 
-test.serial('a client that stops reading entirely: keepalive drops the session, the socket is reaped and the app leg closed (H7/H8)', async (t) => {
+test.serial('a client that stops reading entirely: keepalive drops the session, the socket is reaped and the app leg closed', async (t) => {
   const keepalive = { interval: 200, timeout: 400 };
   const a = await arena(t, { server: { keepalive } });
   const { addr, state } = await startFirehose(t);
@@ -76,7 +76,7 @@ test.serial('a client that stops reading entirely: keepalive drops the session, 
   t.true(await a.served('noread'));
 });
 
-test.serial('server keepalive: a client that stops answering PINGs is dropped within interval + timeout (H7)', async (t) => {
+test.serial('server keepalive: a client that stops answering PINGs is dropped within interval + timeout', async (t) => {
   const keepalive = { interval: 200, timeout: 400 };
   const a = await arena(t, { server: { keepalive } });
   const c = await a.raw({ ackPings: false });

@@ -12,7 +12,7 @@ import { FLAG, FRAME, arena, connectBlock, fillWindows, h2frame, hpackIndexed, h
 /** Requests from the raw client (no traceparent) are held; the pool's good client is served. */
 const holdRaw = { hold: (req: { headers: Readonly<Record<string, unknown>> }) => !req.headers['traceparent'] };
 
-test.serial('250 streams at once (> 200 advertised, after SETTINGS ACK): at most 200 reach the handler; the violator is cut off; others served (H8)', async (t) => {
+test.serial('250 streams at once (> 200 advertised, after SETTINGS ACK): at most 200 reach the handler; the violator is cut off; others served', async (t) => {
   const a = await arena(t, holdRaw);
   const c = await a.raw();
   t.true(await c.until(() => c.serverSettings > 0 && c.settingsAcks > 0, 3000));
@@ -34,7 +34,7 @@ test.serial('250 streams at once (> 200 advertised, after SETTINGS ACK): at most
   t.true(m.heapDeltaKiB < 8 * 1024);
 });
 
-test.serial('400 streams from a client that never ACKs our SETTINGS: the excess gets REFUSED_STREAM, then the session is dropped (H8)', async (t) => {
+test.serial('400 streams from a client that never ACKs our SETTINGS: the excess gets REFUSED_STREAM, then the session is dropped', async (t) => {
   const a = await arena(t, holdRaw);
   const c = await a.raw({ ackSettings: false });
   const block = connectBlock(`${a.app.ip}:${a.app.port}`);
@@ -48,7 +48,7 @@ test.serial('400 streams from a client that never ACKs our SETTINGS: the excess 
   t.true(await a.served('noack'));
 });
 
-test.serial('a single 70 KiB header field (> the 64 KiB header list limit): session ended, handler never called (H10)', async (t) => {
+test.serial('a single 70 KiB header field (> the 64 KiB header list limit): session ended, handler never called', async (t) => {
   const a = await arena(t);
   const c = await a.raw();
   t.true(await c.until(() => c.serverSettings > 0, 3000));
@@ -60,7 +60,7 @@ test.serial('a single 70 KiB header field (> the 64 KiB header list limit): sess
   t.true(await a.served('big'));
 });
 
-test.serial('header list of 80 KiB in two 40 KiB fields → stream refused (RST), handler never called, session usable (H10)', async (t) => {
+test.serial('header list of 80 KiB in two 40 KiB fields → stream refused (RST), handler never called, session usable', async (t) => {
   const a = await arena(t);
   const c = await a.raw();
   t.true(await c.until(() => c.serverSettings > 0, 3000));
@@ -77,7 +77,7 @@ test.serial('header list of 80 KiB in two 40 KiB fields → stream refused (RST)
   t.true(await a.served('list'));
 });
 
-test.serial('HPACK bomb: one 4000-byte table entry referenced 500× per request (2 MB decoded) × 200 requests → every stream refused, handler never called (H8)', async (t) => {
+test.serial('HPACK bomb: one 4000-byte table entry referenced 500× per request (2 MB decoded) × 200 requests → every stream refused, handler never called', async (t) => {
   const a = await arena(t);
   const c = await a.raw();
   t.true(await c.until(() => c.serverSettings > 0, 3000));
@@ -97,7 +97,7 @@ test.serial('HPACK bomb: one 4000-byte table entry referenced 500× per request 
   t.true(m.heapDeltaKiB < 8 * 1024);
 });
 
-test.serial('1000 small header pairs (> 128 pairs) → RST_STREAM ENHANCE_YOUR_CALM, handler never called (H10)', async (t) => {
+test.serial('1000 small header pairs (> 128 pairs) → RST_STREAM ENHANCE_YOUR_CALM, handler never called', async (t) => {
   const a = await arena(t);
   const c = await a.raw();
   t.true(await c.until(() => c.serverSettings > 0, 3000));
@@ -109,7 +109,7 @@ test.serial('1000 small header pairs (> 128 pairs) → RST_STREAM ENHANCE_YOUR_C
   t.true(await a.served('pairs'));
 });
 
-test.serial('huge DATA on 16 streams still being dialled: parked bytes capped at the connection window (16 MiB), excess streams reset (H10)', async (t) => {
+test.serial('huge DATA on 16 streams still being dialled: parked bytes capped at the connection window (16 MiB), excess streams reset', async (t) => {
   const a = await arena(t, holdRaw);
   const c = await a.raw();
   t.true(await c.until(() => c.serverSettings > 0, 3000));

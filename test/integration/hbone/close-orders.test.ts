@@ -37,7 +37,7 @@ function readAll(s: Socket): Promise<Buffer> {
   });
 }
 
-test('half-close, client FIN first: the server keeps sending after it and the client reads it all (T3)', async (t) => {
+test('half-close, client FIN first: the server keeps sending after it and the client reads it all', async (t) => {
   const { dial, a, b } = await hop(t, (s) => {
     const got: Buffer[] = [];
     s.on('data', (c: Buffer) => got.push(c));
@@ -54,7 +54,7 @@ test('half-close, client FIN first: the server keeps sending after it and the cl
   t.like(await record(b), { reason: undefined, bytes_sent: reply.length, bytes_recv: 7 });
 });
 
-test('half-close, server FIN first: the client keeps sending after it and the server reads it (T3)', async (t) => {
+test('half-close, server FIN first: the client keeps sending after it and the server reads it', async (t) => {
   let serverGot = '';
   const { dial, a } = await hop(t, (s) => {
     s.once('data', () => {
@@ -72,7 +72,7 @@ test('half-close, server FIN first: the client keeps sending after it and the se
   t.like(await record(a), { reason: undefined, bytes_sent: 18, bytes_recv: 17 });
 });
 
-test('server RST mid-stream reaches the client as ECONNRESET, not a clean EOF (T2)', async (t) => {
+test('server RST mid-stream reaches the client as ECONNRESET, not a clean EOF', async (t) => {
   const reset: Array<() => void> = [];
   const { dial, a, b } = await hop(t, (s) => {
     s.once('data', () => s.write('partial'));
@@ -90,7 +90,7 @@ test('server RST mid-stream reaches the client as ECONNRESET, not a clean EOF (T
   t.like(await record(a), { reason: 'RESET' });
 });
 
-test('client RST mid-stream reaches the server as ECONNRESET (T2, reverse)', async (t) => {
+test('client RST mid-stream reaches the server as ECONNRESET (reverse direction)', async (t) => {
   const appEnd: Promise<string>[] = [];
   const { dial, a, b } = await hop(t, (s) => {
     appEnd.push(endOf(s));
@@ -107,7 +107,7 @@ test('client RST mid-stream reaches the server as ECONNRESET (T2, reverse)', asy
   t.like(await record(b), { reason: 'RESET' });
 });
 
-test('server closes gracefully while the client has not read yet: the client gets every byte then EOF, not RST (T4)', async (t) => {
+test('server closes gracefully while the client has not read yet: the client gets every byte then EOF, not RST', async (t) => {
   const payload = randomBytes(3 * 1024 * 1024);
   const { dial, a } = await hop(t, (s) => {
     s.once('data', () => s.end(payload));
@@ -122,7 +122,7 @@ test('server closes gracefully while the client has not read yet: the client get
   t.like(await record(a), { reason: undefined, bytes_sent: 2, bytes_recv: payload.length });
 });
 
-test('zero-byte connection: connect then close is clean on both sides (T13)', async (t) => {
+test('zero-byte connection: connect then close is clean on both sides', async (t) => {
   const { dial, a, b } = await hop(t, (s) => {
     s.resume();
     s.on('end', () => s.end());
@@ -173,7 +173,7 @@ test('32 MiB each way through two node proxies, byte for byte (hash), with throu
   t.like(await record(b), { reason: undefined, bytes_sent: size, bytes_recv: size });
 });
 
-test('slow reader: backpressure pauses the source, buffers stay bounded (T9)', async (t) => {
+test('slow reader: backpressure pauses the source, buffers stay bounded', async (t) => {
   const chunk = Buffer.alloc(64 * 1024, 7);
   let serverWrote = 0;
   let serverStalled = false;

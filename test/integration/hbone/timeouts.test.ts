@@ -6,7 +6,7 @@ import { ProxyError } from '../../../src/errors';
 import { blackhole } from '../../helpers/blackhole';
 import { closeServer, echo, eventually, listen, readAll, startApp, startHbone } from './fixture';
 
-test('connect timeout to a black-holed peer → NETWORK_POLICY with the NetworkPolicy hint (T1)', async (t) => {
+test('connect timeout to a black-holed peer → NETWORK_POLICY with the NetworkPolicy hint', async (t) => {
   const hole = await blackhole(t);
   const side = await startHbone(t, { pool: { connectTimeout: 300 } });
   const started = Date.now();
@@ -35,7 +35,7 @@ test('connection refused on the peer port → PEER_UNREACHABLE', async (t) => {
   t.regex(err?.message ?? '', /ECONNREFUSED/);
 });
 
-test('TCP connection that never sends a ClientHello is closed at the handshake timeout (H7)', async (t) => {
+test('TCP connection that never sends a ClientHello is closed at the handshake timeout', async (t) => {
   const side = await startHbone(t, { server: { handshakeTimeout: 200 } });
   const s = net.connect({ host: side.hboneAddr.ip, port: side.hboneAddr.port });
   s.on('error', () => undefined);
@@ -46,7 +46,7 @@ test('TCP connection that never sends a ClientHello is closed at the handshake t
   t.is(side.server.stats().handshaking, 0);
 });
 
-test('pending handshakes per peer IP are capped (H7)', async (t) => {
+test('pending handshakes per peer IP are capped', async (t) => {
   const side = await startHbone(t, { server: { handshakeTimeout: 2000, maxPendingHandshakesPerPeer: 2 } });
   const socks: net.Socket[] = [];
   t.teardown(() => socks.forEach((s) => s.destroy()));
@@ -62,7 +62,7 @@ test('pending handshakes per peer IP are capped (H7)', async (t) => {
   t.is(side.server.stats().handshaking, 2);
 });
 
-test('TLS done but no HEADERS → first-headers timeout closes the session (H7)', async (t) => {
+test('TLS done but no HEADERS → first-headers timeout closes the session', async (t) => {
   const side = await startHbone(t, { server: { firstHeadersTimeout: 200 } });
   const sock = tls.connect({ host: side.hboneAddr.ip, port: side.hboneAddr.port, secureContext: side.clientCert.secureContext, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
   await new Promise((r) => sock.once('secureConnect', r));
@@ -77,7 +77,7 @@ test('TLS done but no HEADERS → first-headers timeout closes the session (H7)'
   await eventually(() => side.logs.find((l) => l['reason'] === 'HEADERS_TIMEOUT').length === 1, 2000, 'log');
 });
 
-test('keepalive: a pooled connection whose peer stops answering PINGs is dropped (T1/T12)', async (t) => {
+test('keepalive: a pooled connection whose peer stops answering PINGs is dropped', async (t) => {
   const app = await startApp(t, echo);
   const side = await startHbone(t, { pool: { keepalive: { interval: 100, timeout: 300 } } });
   // A relay we can freeze: it stops moving bytes, as a vanished node would.

@@ -67,7 +67,7 @@ test('impersonation allowed: trusted node account, workload runs on the caller n
   t.is(line['impersonated'], true);
 });
 
-test('impersonation denied (C10): workload on another node → CA_AUTH naming caller and identity', async (t) => {
+test('impersonation denied: workload on another node → CA_AUTH naming caller and identity', async (t) => {
   const h = await harness(t);
   const c = client(h.ca.address, h.ca.rootCertPath, 'node-a-token');
   t.teardown(() => c.close());
@@ -146,7 +146,7 @@ test('malformed CSR and bad CSR signature → CA_REJECTED', async (t) => {
   t.regex(e2.message, /signature/);
 });
 
-test('wrong CA_ROOT_CA → CA_TLS (C1: a TLS failure to the CA is named as such)', async (t) => {
+test('wrong CA_ROOT_CA → CA_TLS (a TLS failure to the CA is named as such)', async (t) => {
   const h = await harness(t);
   const other = await harness(t); // a second CA with its own root
   const c = client(h.ca.address, other.ca.rootPem, 'app-token');
@@ -212,7 +212,7 @@ test('several concatenated roots in the last cert_chain element are split; the w
   t.deepEqual(res.rootsPem.map((p) => new X509Certificate(p).fingerprint256), [new X509Certificate(h.ca.rootPem).fingerprint256, new X509Certificate(other.ca.rootPem).fingerprint256]);
 });
 
-test('a leaf naming another identity than requested → CA_BAD_RESPONSE (C5 on the CA path)', async (t) => {
+test('a leaf naming another identity than requested → CA_BAD_RESPONSE (on the CA path)', async (t) => {
   const h = await harness(t);
   const c = client(h.ca.address, h.ca.rootCertPath, 'app-token');
   t.teardown(() => c.close());

@@ -13,7 +13,7 @@ function portOf(address: string): number {
   return Number(address.slice(address.lastIndexOf(':') + 1));
 }
 
-test('C1: CA down at start, then up: the manager becomes available by itself and readiness completes', async (t) => {
+test('CA down at start, then up: the manager becomes available by itself and readiness completes', async (t) => {
   const h = await harness(t);
   const address = h.ca.address;
   const config = identityConfig(h.ca);
@@ -53,7 +53,7 @@ test('C1: CA down at start, then up: the manager becomes available by itself and
   t.is(ok?.labels['reason'], '-');
 });
 
-test('C2: CA down during refresh: the old certificate serves until expiry, then fails closed, then recovers alone', async (t) => {
+test('CA down during refresh: the old certificate serves until expiry, then fails closed, then recovers alone', async (t) => {
   // The CA issues on the same manual clock, so certificates are valid in manual time.
   const clock = new ManualClock(Date.now());
   const h = await harness(t, { clock });

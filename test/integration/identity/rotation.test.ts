@@ -72,7 +72,7 @@ async function echo(s: TLSSocket, msg: string): Promise<string> {
   });
 }
 
-test('C9 rotation: new handshakes present the new serial, an established connection stays up with the old one', async (t) => {
+test('rotation: new handshakes present the new serial, an established connection stays up with the old one', async (t) => {
   const clock = new ManualClock(Date.now());
   const h = await harness(t);
   const { manager: m, logs } = manager(t, identityConfig(h.ca, { secretTtl: 3600_000 }), clock);

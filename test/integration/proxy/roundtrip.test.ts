@@ -268,7 +268,7 @@ test.serial('zero-byte connections (connect then close) are counted once and log
   t.is(b.logs.find((l) => l['level'] === 'error').length, 0);
 });
 
-test.serial('connect then immediate RST: recorded once with reason RESET at INFO, no error lines (T13)', async (t) => {
+test.serial('connect then immediate RST: recorded once with reason RESET at INFO, no error lines', async (t) => {
   const errorsBefore = a.logs.find((l) => l['level'] === 'error').length + b.logs.find((l) => l['level'] === 'error').length;
   const n = a.access('connection complete').length;
   const s = await socksConnect(a.listener('socks5'), { host: SERVER, port: 8080 }, CLIENT);

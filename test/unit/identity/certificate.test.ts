@@ -71,7 +71,7 @@ test('several roots in the last element (root rotation): any of them may anchor 
   t.is(build(l.keyPem, [l.pem], roots).rootsPem.length, 2);
 });
 
-test('rejects a leaf naming another identity (C5)', (t) => {
+test('rejects a leaf naming another identity', (t) => {
   const root = ca('root');
   const l = leaf(root, 'spiffe://cluster.local/ns/default/sa/db');
   rejects(t, () => build(l.keyPem, [l.pem], [root.pem]), /leaf URI SAN is \["spiffe:\/\/cluster\.local\/ns\/default\/sa\/db"\], expected exactly/);
@@ -84,7 +84,7 @@ test('rejects a leaf that does not match our key', (t) => {
   rejects(t, () => build(other.keyPem, [l.pem], [root.pem]), /does not match the CSR key/);
 });
 
-test('rejects an untrusted root, a truncated chain, an expired and a not-yet-valid leaf (C6), each with its own message', (t) => {
+test('rejects an untrusted root, a truncated chain, an expired and a not-yet-valid leaf, each with its own message', (t) => {
   const root = ca('root');
   const stranger = ca('stranger');
   const mid = ca('intermediate', root);

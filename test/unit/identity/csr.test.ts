@@ -26,7 +26,7 @@ test('CSR: P-256 PKCS#8 key, verifies, exactly one URI SAN = the identity', (t) 
   t.not(generateCsr(ID).csrPem, csrPem, 'a fresh key per CSR');
 });
 
-(hasOpenssl() ? test : test.skip)('CSR as OpenSSL reads it (independent parser): empty subject, critical URI SAN, ecdsa-with-SHA256, signature OK (C8)', (t) => {
+(hasOpenssl() ? test : test.skip)('CSR as OpenSSL reads it (independent parser): empty subject, critical URI SAN, ecdsa-with-SHA256, signature OK', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-csr-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'req.pem');
