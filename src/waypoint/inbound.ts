@@ -1,12 +1,10 @@
 import type { Logger } from 'pino';
 import { REASONS, errorMessage, classifyError, type Reason } from '../errors';
-import type { SpiffeId } from '../identity/spiffe';
+import { workloadIdentity, type SpiffeId } from '../identity/spiffe';
 import { resolveInboundTarget } from '../state/route';
 import { pickServiceEndpoint } from '../state/service-endpoint';
 import type { Workload } from '../state/types';
 import type { StateView } from '../state/view';
-import { workloadIdentity } from '../state/waypoint';
-import { workloadIdentity as workloadSpiffe } from '../telemetry/connection-context';
 import { ConnectionResult } from '../telemetry/connection-result';
 import type { Telemetry } from '../telemetry/telemetry';
 import type { InboundConnect } from '../transport/hbone/types';
@@ -111,7 +109,7 @@ export class WaypointInbound {
     const t = info.target;
     let ep: Endpoint | null = null;
     let why = '';
-    if (t.kind === 'workload') ep = { workload: t.workload, service: null, ip: t.ip, targetPort: t.port, expectedIdentities: [workloadIdentity(t.workload)], hbone: t.workload.protocol === 'HBONE' };
+    if (t.kind === 'workload') ep = { workload: t.workload, service: null, ip: t.ip, targetPort: t.port, expectedIdentities: [workloadIdentity(t.workload).toString()], hbone: t.workload.protocol === 'HBONE' };
     else {
       const family = info.dst.ip.includes(':') ? 6 : 4;
       const p = pickServiceEndpoint(d.state, t.service, t.port, { src: info.srcWorkload, network: d.network, family, random: d.random });
@@ -127,7 +125,7 @@ export class WaypointInbound {
       dstWorkload: ep?.workload ?? null,
       dstService: t.kind === 'service' ? t.service : null,
       srcIdentity: info.peerIdentity,
-      dstIdentity: ep ? workloadSpiffe(ep.workload) : null,
+      dstIdentity: ep ? workloadIdentity(ep.workload) : null,
       mtls: true,
     });
     result.setByteSource(socket, 'client');
@@ -155,5 +153,5 @@ export class WaypointInbound {
 /** The client workload for telemetry: the one at the peer IP, only if its identity is the certificate's. */
 function sourceWorkload(state: StateView, network: string, ip: string, identity: SpiffeId): Workload | null {
   const w = state.findWorkloadByAddr({ network, ip });
-  return w && workloadSpiffe(w).equals(identity) ? w : null;
+  return w && workloadIdentity(w).equals(identity) ? w : null;
 }

@@ -24,9 +24,9 @@ import { RequestMetrics } from '../telemetry/request-metrics';
 import { Telemetry } from '../telemetry/telemetry';
 import { createHboneTransport, type HboneTransport } from '../transport/hbone-transport';
 import { createSplicer } from '../transport/splice-outcome';
-import { isLoopbackIp } from '../transport/dial';
 import { systemClock, type Clock } from '../util/clock';
-import { canonicalIp, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
+import { canonicalIp, isLoopback } from '../util/ip';
+import { makeSocketAddr, type SocketAddr } from '../util/socket-addr';
 import { L7ConfigSource } from './config/source';
 import { explainRequestHandler, l7Dump } from './explain';
 import { HttpProxy } from './http-proxy';
@@ -120,7 +120,7 @@ export class WaypointApp {
       hbone: this.transport.client,
       identity: this.identity,
       // On a loopback mesh the destination node proxy attributes connections by source IP.
-      localAddress: instanceIp !== null && isLoopbackIp(instanceIp) ? instanceIp : undefined,
+      localAddress: instanceIp !== null && isLoopback(instanceIp) ? instanceIp : undefined,
       hbonePort: HBONE_PORT,
       connectTimeoutMs: c.connectTimeout,
       prepareDial: this.transport.prepareDial,

@@ -1,7 +1,7 @@
 import { pickServiceEndpoint, type ServiceEndpoint } from '../../state/service-endpoint';
 import type { Service, Workload } from '../../state/types';
 import type { StateView } from '../../state/view';
-import { workloadIdentity } from '../../state/waypoint';
+import { workloadIdentity } from '../../identity/spiffe';
 import type { BackendRef, HeaderModifier, L7Config, RouteFilter } from '../config/types';
 import { authorizeRequest, policiesFor, type L7AuthzDecision } from './authz';
 import { redirectLocation, modifyPath } from './filters';
@@ -70,7 +70,7 @@ export function decideRequest(i: DecideInput): L7Decision {
   if (!authz.allowed) return { ...base, kind: 'deny' };
   if (i.target.kind === 'workload') {
     const w = i.target.workload;
-    const endpoint: Endpoint = { workload: w, service: null, ip: i.target.ip, targetPort: i.target.port, expectedIdentities: [workloadIdentity(w)], hbone: w.protocol === 'HBONE' };
+    const endpoint: Endpoint = { workload: w, service: null, ip: i.target.ip, targetPort: i.target.port, expectedIdentities: [workloadIdentity(w).toString()], hbone: w.protocol === 'HBONE' };
     return forward(base, null, endpoint, i.target.port, { ...i.request, path: target(i.request) }, [], [], null, null, 'workload-addressed: forwarded to the workload itself');
   }
   const port = i.target.port;
