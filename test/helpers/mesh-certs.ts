@@ -45,23 +45,12 @@ export class MeshCerts {
 
   /** A CA certificate signed by the root. */
   intermediate(name: string): TestIssuer {
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const spki = publicKey.export({ type: 'spki', format: 'der' });
-    const subject = buildName({ o: 'cluster.local', cn: name });
-    const now = Date.now();
-    const der = buildCertificateDer(
-      {
-        serial: randomSerial(),
-        issuerName: this.root.subjectDer,
-        subjectName: subject,
-        notBefore: now - HOUR,
-        notAfter: now + 24 * HOUR,
-        spkiDer: spki,
-        extensions: [extension.basicConstraints(true), extension.keyUsage(['digitalSignature', 'keyCertSign', 'cRLSign']), extension.subjectKeyId(spki), extension.authorityKeyId(this.root.keyId)],
-      },
-      this.root.key,
-    );
-    return { certPem: derToPem(der, 'CERTIFICATE'), subjectDer: subject, keyId: keyIdentifier(spki), key: privateKey };
+    return caCertificate(name, this.root);
+  }
+
+  /** A self-signed CA that is not the mesh root (another mesh's, or an attacker's). */
+  foreignRoot(name: string): TestIssuer {
+    return caCertificate(name, null);
   }
 
   /**
@@ -103,6 +92,27 @@ export class MeshCerts {
       secureContext: createSecureContext({ key: privateKey.export({ type: 'pkcs8', format: 'pem' }), cert: chainPem.join(''), ca: [this.root.certPem], ...HBONE_SECURE_CONTEXT_OPTIONS }),
     });
   }
+}
+
+/** A CA certificate for `name`, signed by `issuer` (self-signed when null). */
+function caCertificate(name: string, issuer: TestIssuer | null): TestIssuer {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const subject = buildName({ o: 'cluster.local', cn: name });
+  const now = Date.now();
+  const der = buildCertificateDer(
+    {
+      serial: randomSerial(),
+      issuerName: issuer?.subjectDer ?? subject,
+      subjectName: subject,
+      notBefore: now - HOUR,
+      notAfter: now + 24 * HOUR,
+      spkiDer: spki,
+      extensions: [extension.basicConstraints(true), extension.keyUsage(['digitalSignature', 'keyCertSign', 'cRLSign']), extension.subjectKeyId(spki), ...(issuer ? [extension.authorityKeyId(issuer.keyId)] : [])],
+    },
+    issuer?.key ?? privateKey,
+  );
+  return { certPem: derToPem(der, 'CERTIFICATE'), subjectDer: subject, keyId: keyIdentifier(spki), key: privateKey };
 }
 
 /** A CertificateSource that answers every identity with one fixed certificate (a forged or broken client). */

@@ -107,14 +107,14 @@ async function dialServer(cert: WorkloadCertificate): Promise<unknown> {
 }
 
 /** node-b refused the handshake: one WARN line and one count with `reason`, and the app saw nothing. */
-async function refusedOnServer(t: ExecutionContext, reason: Reason, message: RegExp): Promise<void> {
+async function refusedOnServer(t: ExecutionContext, reason: Reason, message: RegExp, appPeers = 0): Promise<void> {
   await waitUntil(() => b.logs.find((l) => l['reason'] === reason).length >= 1, 5000, () => `node-b ${reason} log`);
   const lines = b.logs.find((l) => l['reason'] === reason);
   t.is(lines.length, 1, `${reason} logged once`);
   t.like(lines[0], { level: 'warn', msg: 'connection failed' });
   t.regex(String(lines[0]?.['err']), message);
   t.is(sumSamples(await b.metrics(), 'ztunnel_ts_connection_failures_total', { reporter: 'destination', reason }), 1);
-  t.is(app.peers.length, 0, 'the destination app received no connection');
+  t.is(app.peers.length, appPeers, 'the destination app received no new connection');
 }
 
 test.serial('15008: a mesh-signed client certificate with a foreign SPIFFE SAN first and the DENIED identity second is refused; the DENY is not bypassed', async (t) => {
@@ -165,6 +165,14 @@ test.serial('15008: expired, not-yet-valid and truncated-chain client certificat
   t.is(app.peers.length, 1, 'only the full-chain connection reached the app');
 });
 
+test.serial('15008: a chain that ends in another self-signed root is refused as untrusted (TLS_UNTRUSTED)', async (t) => {
+  const foreign = certs.foreignRoot('not the mesh root');
+  const client = `spiffe://${TD}/ns/default/sa/client`;
+  const peers = app.peers.length;
+  t.true((await dialServer(certs.workload(SpiffeId.parse(client), { uris: [client], issuer: foreign }, [foreign.certPem]))) instanceof ProxyError);
+  await refusedOnServer(t, 'TLS_UNTRUSTED', /certificate rejected: SELF_SIGNED_CERT_IN_CHAIN/, peers);
+});
+
 /** node-a's outbound refused the rogue server's certificate: one access line and one count with `reason`. */
 async function refusedOnClient(t: ExecutionContext, reason: Reason, message: RegExp): Promise<void> {
   const connects = rogue.connects;
@@ -190,7 +198,7 @@ test.serial('client pool: another identity (TLS_PEER_IDENTITY) and a foreign tru
   await refusedOnClient(t, 'TLS_TRUST_DOMAIN', /presented identity spiffe:\/\/evil\.local\/ns\/default\/sa\/rogue/);
 });
 
-test.serial('client pool: expired, not-yet-valid and truncated-chain server certificates are each refused with their own reason', async (t) => {
+test.serial('client pool: expired, not-yet-valid, truncated-chain and foreign-root server certificates are each refused with their own reason', async (t) => {
   const now = Date.now();
   rogue.cert = certs.workload(SpiffeId.parse(ROGUE_ID), { uris: [ROGUE_ID], notBefore: now - 3 * HOUR, notAfter: now - HOUR });
   await refusedOnClient(t, 'TLS_CERT_EXPIRED', /CERT_HAS_EXPIRED/);
@@ -199,6 +207,9 @@ test.serial('client pool: expired, not-yet-valid and truncated-chain server cert
   const inter = certs.intermediate('rogue intermediate');
   rogue.cert = certs.workload(SpiffeId.parse(ROGUE_ID), { uris: [ROGUE_ID], issuer: inter });
   await refusedOnClient(t, 'TLS_UNKNOWN_ISSUER', /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT/);
+  const foreign = certs.foreignRoot('rogue root');
+  rogue.cert = certs.workload(SpiffeId.parse(ROGUE_ID), { uris: [ROGUE_ID], issuer: foreign }, [foreign.certPem]);
+  await refusedOnClient(t, 'TLS_UNTRUSTED', /SELF_SIGNED_CERT_IN_CHAIN/);
 
   // The same server with its intermediate in the chain is accepted (bytes flow end to end).
   rogue.cert = certs.workload(SpiffeId.parse(ROGUE_ID), { uris: [ROGUE_ID], issuer: inter }, [inter.certPem]);
