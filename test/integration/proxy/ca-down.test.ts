@@ -11,7 +11,7 @@ import { loadOrCreateRoot, ROOT_CERT_FILE } from '../../../src/ca/root';
 
 /**
  * Fail closed without identity or state, through the real node proxy: the CA never started
- * or stopped, or the local config not there yet. Every connection, SOCKS5 or through the
+ * or stopped, or the source workload not in the state yet. Every connection, SOCKS5 or through the
  * fixed-destination outbound listener (the captured path), ends without a byte reaching the
  * destination app, with the reason in the access log and metrics; readiness names the cause.
  */
@@ -126,15 +126,15 @@ test.serial('CA stopped: cached certificates keep serving; an identity without o
   t.is(local.peers.length, 1, 'only the connection with a cached certificate reached the local app');
 });
 
-test.serial('no state yet: connections fail closed (UNKNOWN_SOURCE), never as plaintext; once the config arrives the same connection works', async (t) => {
+test.serial('state without the source workload yet (a pod the proxy has not learned of): fail closed with UNKNOWN_SOURCE, never as plaintext; once it is known the same connection works', async (t) => {
   const { mesh, ip } = await setup(t, ['node-a']);
   const server = await startEchoServer(ip(30), 8080);
   t.teardown(() => server.close());
+  // The destination is a known mesh (HBONE) workload; only the source is missing.
+  const serverWl = { name: 'server', ips: [ip(30)], node: 'node-a' };
+  mesh.writeConfig({ workloads: [serverWl] });
   await mesh.startCa();
-  const a = await mesh.startNode('node-a', { SOCKS5_ADDR: `${ip(1)}:0`, OUTBOUND_ADDR: `${ip(50)}:80`, WORKLOAD_WAIT_TIMEOUT: '300ms' }, { waitReady: false });
-  const ready = await readiness(a);
-  t.is(ready.status, 500);
-  t.regex(ready.body, /pending: .*state/);
+  const a = await mesh.startNode('node-a', { SOCKS5_ADDR: `${ip(1)}:0`, OUTBOUND_ADDR: `${ip(50)}:80`, WORKLOAD_WAIT_TIMEOUT: '300ms' });
 
   t.is(await socksRefusal(a, ip(30), ip(10)), 0x01);
   t.is((await captured(ip(50), ip(10))).length, 0);
@@ -146,8 +146,8 @@ test.serial('no state yet: connections fail closed (UNKNOWN_SOURCE), never as pl
   t.is(sumSamples(await a.metrics(), 'ztunnel_ts_connection_failures_total', { reporter: 'source', reason: 'UNKNOWN_SOURCE' }), 2);
   t.is(server.peers.length, 0, 'no plaintext reached the app');
 
-  mesh.writeConfig({ workloads: [{ name: 'client', ips: [ip(10)], node: 'node-a' }, { name: 'server', ips: [ip(30)], node: 'node-a' }] });
-  await waitUntil(() => a.app.runtime.readiness.isReady(), 10_000, () => `ready: ${a.app.runtime.readiness.pendingTasks().join(', ')}`);
+  mesh.writeConfig({ workloads: [{ name: 'client', ips: [ip(10)], node: 'node-a' }, serverWl] });
+  await waitUntil(() => a.app.state.findWorkloadByUid('cluster1//v1/Pod/default/client') !== undefined, 5000, () => 'client workload applied');
   const s = await socksConnect(a.listener('socks5'), { host: ip(30), port: 8080 }, ip(10));
   t.is((await exchange(s, Buffer.from('now meshed'))).toString(), 'now meshed');
   await waitUntil(() => a.access('connection complete').some((l) => l['direction'] === 'inbound'), 5000, () => 'inbound access line');
