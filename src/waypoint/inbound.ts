@@ -31,6 +31,8 @@ export interface WaypointInboundDeps {
   readonly detectTimeoutMs: number;
   readonly random: () => number;
   readonly logger: Logger;
+  /** The declared protocol of a Service port (appProtocol / port name), or null to detect. */
+  readonly declaredProtocol: (namespace: string, name: string, port: number) => 'tcp' | 'http' | null;
 }
 
 /**
@@ -73,7 +75,9 @@ export class WaypointInbound {
     } catch {
       return;
     }
-    const proto = await detectProtocol(stream, d.detectTimeoutMs);
+    const declared = resolved.kind === 'service' ? d.declaredProtocol(resolved.service.namespace, resolved.service.name, resolved.port) : null;
+    const proto = declared === 'tcp' ? 'tcp' : await detectProtocol(stream, d.detectTimeoutMs);
+    if (d.logger.isLevelEnabled('debug')) d.logger.debug({ authority: formatSocketAddr(req.authority), protocol: proto, by: declared === 'tcp' ? 'appProtocol' : 'detection' }, 'tunnel protocol');
     const socket = new StreamSocket(stream, req.peerAddr);
     socket.on('error', () => socket.destroy());
     if (proto !== 'tcp') {

@@ -140,6 +140,7 @@ export class WaypointApp {
       detectTimeoutMs: c.protocolDetectionTimeout,
       random,
       logger: this.logger,
+      declaredProtocol: (ns, name, port) => this.l7.config.services.find((s) => s.meta.namespace === ns && s.meta.name === name)?.protocols[port] ?? null,
     });
     this.listener = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
 

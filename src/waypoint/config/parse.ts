@@ -3,7 +3,8 @@ import { YamlReader, type LocalConfigError } from '../../state/config/yaml-reade
 import { parseMeta } from './meta';
 import { parsePolicySpec } from './policy-schema';
 import { parseRouteSpec } from './route-schema';
-import type { L7Config, L7Policy, Route } from './types';
+import type { L7Config, L7Policy, Route, ServicePorts } from './types';
+import { parseServicePorts } from './service-ports';
 
 /** One error with the file it is in. */
 export interface L7ConfigError extends LocalConfigError {
@@ -17,6 +18,7 @@ const KINDS: Record<string, readonly string[]> = {
   HTTPRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'],
   GRPCRoute: ['gateway.networking.k8s.io/v1'],
   AuthorizationPolicy: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+  Service: ['v1'],
 };
 
 /**
@@ -30,6 +32,7 @@ export function parseL7Config(files: readonly { readonly text: string; readonly 
   const errors: L7ConfigError[] = [];
   const routes: Route[] = [];
   const policies: L7Policy[] = [];
+  const services: ServicePorts[] = [];
   const ignored = new Set<string>();
   const seen = new Map<string, string>();
   for (const f of files) {
@@ -61,13 +64,14 @@ export function parseL7Config(files: readonly { readonly text: string; readonly 
         }
         seen.set(key, obj.value.meta.source);
         if (obj.value.kind === 'AuthorizationPolicy') policies.push(obj.value.policy);
+        else if (obj.value.kind === 'Service') services.push(obj.value.service);
         else routes.push(obj.value.route);
       }
     });
     for (const e of r.errors) errors.push({ ...e, source: f.source });
   }
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, value: { routes, policies, ignoredKinds: [...ignored].sort() } };
+  return { ok: true, value: { routes, policies, services, ignoredKinds: [...ignored].sort() } };
 }
 
 /** A document is one object, or a `kind: List` whose items are objects. */
@@ -82,7 +86,13 @@ function listItems(r: YamlReader, root: NonNullable<ReturnType<typeof parseAllDo
 
 type ReadResult =
   | { kind: 'ignored'; what: string }
-  | { kind: 'object'; value: { kind: 'AuthorizationPolicy'; meta: L7Policy['meta']; policy: L7Policy } | { kind: 'HTTPRoute' | 'GRPCRoute'; meta: Route['meta']; route: Route } };
+  | {
+      kind: 'object';
+      value:
+        | { kind: 'AuthorizationPolicy'; meta: L7Policy['meta']; policy: L7Policy }
+        | { kind: 'Service'; meta: ServicePorts['meta']; service: ServicePorts }
+        | { kind: 'HTTPRoute' | 'GRPCRoute'; meta: Route['meta']; route: Route };
+    };
 
 function readObject(r: YamlReader, node: Parameters<YamlReader['object']>[0], path: string, source: string): ReadResult | undefined {
   if (!isMap(node)) {
@@ -110,6 +120,10 @@ function readObject(r: YamlReader, node: Parameters<YamlReader['object']>[0], pa
   const meta = parseMeta(r, o.get('metadata'), o.at('metadata'), source, line);
   if (!meta) return undefined;
   const specPath = `${kind} ${meta.namespace}/${meta.name}: spec`;
+  if (kind === 'Service') {
+    const service = parseServicePorts(r, o.get('spec'), specPath, meta);
+    return service ? { kind: 'object', value: { kind, meta, service } } : undefined;
+  }
   if (kind === 'AuthorizationPolicy') {
     const policy = parsePolicySpec(r, o.get('spec'), specPath, meta);
     return policy ? { kind: 'object', value: { kind, meta, policy } } : undefined;

@@ -153,12 +153,23 @@ export interface L7Policy {
   readonly rules: readonly PolicyRule[];
 }
 
+/**
+ * A core/v1 Service as the waypoint reads it: only each port's protocol (appProtocol, or
+ * Istio's port-name prefix). Workloads, VIPs and endpoints come from the state sources.
+ */
+export interface ServicePorts {
+  readonly meta: ObjectMeta;
+  /** servicePort → 'tcp' (opaque, no sniffing) or 'http' (HTTP/1.1 or h2c); absent = detect. */
+  readonly protocols: Readonly<Record<number, 'tcp' | 'http'>>;
+}
+
 /** Everything one load of the waypoint config produced. */
 export interface L7Config {
   readonly routes: readonly Route[];
   readonly policies: readonly L7Policy[];
+  readonly services: readonly ServicePorts[];
   /** Kinds seen and skipped (one log line each). */
   readonly ignoredKinds: readonly string[];
 }
 
-export const EMPTY_L7: L7Config = { routes: [], policies: [], ignoredKinds: [] };
+export const EMPTY_L7: L7Config = { routes: [], policies: [], services: [], ignoredKinds: [] };

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -52,7 +52,23 @@ test.before(async () => {
   }
   const echo = await startEchoServer(m.V1, 7000);
   m.track({ close: () => void echo.close() });
-  await m.start(`apiVersion: gateway.networking.k8s.io/v1
+  // A server-first TCP app: it speaks before the client does.
+  const banner = createServer((c) => {
+    c.on('error', () => c.destroy());
+    c.end('220 banner ready\r\n');
+  });
+  await new Promise<void>((r) => banner.listen(7100, m.ip(23), r));
+  m.track(banner);
+  const bannerWl = { name: 'banner', ips: [m.ip(23)], node: 'node-b', authorizationPolicies: ['default/only-waypoint'], services: { 'default/banner.default.svc.cluster.local': { 7100: 7100 } } };
+  const bannerSvc = { name: 'banner', hostname: 'banner.default.svc.cluster.local', vip: m.ip(104), ports: { 7100: 7100 }, waypoint: m.WP };
+  await m.start(`apiVersion: v1
+kind: Service
+metadata: { name: banner, namespace: default }
+spec:
+  selector: { app: banner }
+  ports: [{ name: tcp-banner, port: 7100, targetPort: 7100 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: { name: echo-say, namespace: default }
 spec:
@@ -61,7 +77,10 @@ spec:
   - matches: [{ method: { service: echo.Echo, method: Say } }]
     backendRefs: [{ name: server-v2, port: 50051 }]
   - backendRefs: [{ name: server-v1, port: 50051 }]
-`);
+`,
+    {},
+    { workloads: [bannerWl], services: [bannerSvc] },
+  );
 });
 
 test.after.always(() => m.close());
@@ -167,4 +186,18 @@ test.serial('a TCP service through the waypoint: detected as TCP, spliced, TCP m
   t.is(sumSamples(metrics, 'istio_tcp_connections_closed_total', { destination_service_name: 'echo' }), 1);
   t.is(sumSamples(metrics, 'istio_tcp_received_bytes_total', { destination_service_name: 'echo' }), 5);
   t.is(sumSamples(metrics, 'istio_requests_total', { destination_service_name: 'echo' }), 0);
+});
+
+test.serial('a Service port declared TCP (port name tcp-*) skips detection: a server-first protocol works', async (t) => {
+  const fwd = await m.forwarder({ host: m.ip(104), port: 7100 });
+  const s = connect({ host: fwd.ip, port: fwd.port });
+  const got = await new Promise<string>((resolve) => {
+    let buf = '';
+    s.on('data', (c: Buffer) => (buf += c.toString()));
+    s.on('end', () => resolve(buf));
+  });
+  s.destroy();
+  t.is(got, '220 banner ready\r\n');
+  const line = m.wpLogs.find((l) => l['msg'] === 'tunnel protocol' && l['authority'] === `${m.ip(104)}:7100`)[0];
+  t.like(line, { protocol: 'tcp', by: 'appProtocol' });
 });

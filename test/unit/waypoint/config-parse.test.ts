@@ -164,3 +164,23 @@ test('a v1alpha2 version of a known kind is rejected naming the supported versio
   const errs = errorsOf('apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: GRPCRoute\nmetadata: { name: g }\nspec: {}\n');
   t.regex(errs[0]!.message, /not supported; supported: gateway.networking.k8s.io\/v1/);
 });
+
+test('a core/v1 Service gives port protocols from appProtocol or the port name; state-owned fields are accepted', (t) => {
+  const r = parse(`apiVersion: v1
+kind: Service
+metadata: { name: db, namespace: shop }
+spec:
+  type: ClusterIP
+  selector: { app: db }
+  ports:
+  - { name: tcp-mysql, port: 3306 }
+  - { name: web, port: 80, appProtocol: http }
+  - { name: grpc-api, port: 9000 }
+  - { name: other, port: 9100 }
+  - { name: dns, port: 53, protocol: UDP }
+`);
+  if (!r.ok) return t.fail(JSON.stringify(r.errors));
+  t.deepEqual(r.value.services[0]!.protocols, { 3306: 'tcp', 80: 'http', 9000: 'http' });
+  const bad = parse('apiVersion: v1\nkind: Service\nmetadata: { name: x }\nspec: { ports: [{ port: 1, bogus: 2 }] }\n');
+  t.false(bad.ok);
+});
