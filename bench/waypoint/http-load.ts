@@ -31,6 +31,12 @@ async function main(): Promise<void> {
   };
   const hist = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
   let errors = 0;
+  /** Error kinds (status code or error code) → count, so a result says what failed. */
+  const kinds: Record<string, number> = {};
+  const fail = (k: string): void => {
+    errors++;
+    kinds[k] = (kinds[k] ?? 0) + 1;
+  };
   let requests = 0;
   let recording = false;
   const one = (): Promise<void> =>
@@ -39,7 +45,7 @@ async function main(): Promise<void> {
       const req = http.request({ agent, host: a.entry.first.host, port: a.entry.first.port, path: a.path, headers: { host: a.host } }, (res) => {
         res.resume();
         res.on('end', () => {
-          if (res.statusCode !== 200) errors++;
+          if (res.statusCode !== 200) fail(`HTTP ${res.statusCode}`);
           else if (recording) {
             hist.recordValue(Number((process.hrtime.bigint() - t0) / 1000n));
             requests++;
@@ -47,8 +53,8 @@ async function main(): Promise<void> {
           resolve();
         });
       });
-      req.on('error', () => {
-        errors++;
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        fail(e.code ?? e.message);
         resolve();
       });
       req.end();
@@ -70,7 +76,7 @@ async function main(): Promise<void> {
   const elapsed = (Date.now() - (measuredFrom || warmEnd)) / 1000;
   agent.destroy();
   const q = (p: number): number => hist.getValueAtPercentile(p) / 1000;
-  process.stdout.write(`${JSON.stringify({ requests, rps: requests / elapsed, p50: q(50), p90: q(90), p99: q(99), errors })}\n`);
+  process.stdout.write(`${JSON.stringify({ requests, rps: requests / elapsed, p50: q(50), p90: q(90), p99: q(99), errors, errorKinds: kinds })}\n`);
 }
 
 main().catch((e: unknown) => {

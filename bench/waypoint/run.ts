@@ -22,7 +22,7 @@ import { benchAddr } from '../paths/addr';
  *  - mesh-l4: the same client to the pod IP (node A → HBONE → node B), no waypoint: the
  *    waypoint's own cost is the difference.
  * Same app (a tiny HTTP server), same keep-alive load; trials interleaved; medians.
- * usage: node dist/bench/waypoint/run.js [--seconds 5] [--conns 16] [--trials 3]
+ * usage: node dist/bench/waypoint/run.js [--seconds 5] [--conns 16] [--trials 3] [--log-warn] [--keep-temp]
  */
 const BLOCK = 6;
 const ip = (h: number): string => benchAddr(BLOCK, h);
@@ -39,6 +39,7 @@ interface LoadResult {
   readonly p90: number;
   readonly p99: number;
   readonly errors: number;
+  readonly errorKinds: Readonly<Record<string, number>>;
 }
 
 function load(entry: Entry, conns: number, seconds: number): Promise<LoadResult> {
@@ -105,7 +106,7 @@ async function startMesh(dir: string): Promise<{ runner: MeshRunner; entry: Entr
     services: [{ name: 'reviews', namespace: 'bench', hostname: 'reviews.bench.svc.cluster.local', vips: [`/${ip(100)}`], ports: { 80: 8080 }, waypoint: { destination: `/${ip(30)}`, hboneMtlsPort: 15008 } }],
   };
   const cfg = parseMeshConfig(stringify(doc), 'waypoint bench');
-  const runner = new MeshRunner({ config: cfg, mainJs: path.resolve(__dirname, '..', '..', 'src', 'cli', 'main.js'), stateDir: path.join(dir, 'mesh'), logLevel: 'error', path: process.env['PATH'] ?? '/usr/bin:/bin', out: (l) => process.stderr.write(`  ${l}\n`) });
+  const runner = new MeshRunner({ config: cfg, mainJs: path.resolve(__dirname, '..', '..', 'src', 'cli', 'main.js'), stateDir: path.join(dir, 'mesh'), logLevel: process.argv.includes('--log-warn') ? 'warn' : 'error', path: process.env['PATH'] ?? '/usr/bin:/bin', out: (l) => process.stderr.write(`  ${l}\n`) });
   await runner.start();
   const a = cfg.nodes[0]!;
   const socks = { host: a.ip, port: a.ports.socks5 };
@@ -163,9 +164,14 @@ async function main(): Promise<void> {
     }
     const rows = paths.map(([name]) => {
       const r = results[name]!;
-      const med = (k: keyof LoadResult): number => summarize(r.map((x) => x[k]))!.median;
+      const med = (k: 'rps' | 'p50' | 'p90' | 'p99'): number => summarize(r.map((x) => x[k]))!.median;
       return { name, rps: med('rps'), p50: med('p50'), p90: med('p90'), p99: med('p99'), errors: r.reduce((s, x) => s + x.errors, 0) };
     });
+    for (const [name] of paths) {
+      const kinds: Record<string, number> = {};
+      for (const x of results[name]!) for (const [k, n] of Object.entries(x.errorKinds)) kinds[k] = (kinds[k] ?? 0) + n;
+      if (Object.keys(kinds).length > 0) process.stderr.write(`${name} errors: ${JSON.stringify(kinds)}\n`);
+    }
     const base = rows.find((r) => r.name === 'haproxy-http');
     process.stdout.write(`\nHTTP/1.1 GET, ${conns} keep-alive connections, ${seconds}s × ${trials} trials (medians)\n`);
     process.stdout.write(`${'path'.padEnd(14)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p90 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'errors'.padStart(8)}${'req/s vs haproxy'.padStart(19)}\n`);
@@ -179,7 +185,8 @@ async function main(): Promise<void> {
   } finally {
     await procs.stopAll();
     await runner?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.argv.includes('--keep-temp')) process.stderr.write(`kept ${dir}\n`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 

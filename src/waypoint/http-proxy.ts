@@ -149,9 +149,10 @@ export class HttpProxy {
     else this.forwardH1(req as http.IncomingMessage, res as http.ServerResponse, rec, ep, dec, headers, grpc);
   }
 
-  private forwardH1(req: http.IncomingMessage, res: http.ServerResponse, rec: ReturnType<RequestRecorder['begin']>, ep: Endpoint, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, grpc: boolean): void {
+  private forwardH1(req: http.IncomingMessage, res: http.ServerResponse, rec: ReturnType<RequestRecorder['begin']>, ep: Endpoint, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, grpc: boolean, retried = false): void {
     headers['host'] = dec.host;
     const up = http.request({ agent: this.d.upstreams.agent(ep), method: req.method, path: dec.path, headers, setHost: false });
+
     rec.abortUpstream = () => up.destroy();
     up.on('response', (ur) => {
       rec.upstreamIdentity = (ur.socket as unknown as StreamSocket).peerIdentity ?? null;
@@ -165,8 +166,18 @@ export class HttpProxy {
       rec.status = ur.statusCode ?? 502;
       this.pipeResponse(ur, res, rec, grpc, () => (ur.rawTrailers.length > 0 ? ur.trailers : null));
     });
-    up.on('error', (err) => this.upstreamError(res, rec, err, grpc));
-    req.pipe(up);
+    up.on('error', (err) => {
+      // A pooled keep-alive connection the endpoint closed while idle fails on reuse before any
+      // response; a request without a body is then sent once more (a new connection is made).
+      if (!retried && up.reusedSocket && !rec.responded && rec.reqCounter.bytes === 0 && rec.flags === '-' && !res.destroyed) {
+        rec.abortUpstream = null;
+        this.forwardH1(req, res, rec, ep, dec, headers, grpc, true);
+        return;
+      }
+      this.upstreamError(res, rec, err, grpc);
+    });
+    if (req.readableEnded) up.end();
+    else req.pipe(up);
   }
 
   private forwardH2(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, rec: ReturnType<RequestRecorder['begin']>, ep: Endpoint, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, grpc: boolean): void {

@@ -69,7 +69,12 @@ export class Upstreams {
     // The async form of createConnection: the Agent waits for the callback.
     (agent as unknown as { createConnection: (o: unknown, cb: (err: Error | null, s?: Duplex) => void) => undefined }).createConnection = (_o, cb) => {
       this.connect(ep).then(
-        (c) => cb(null, c.socket),
+        (c) => {
+          // When the endpoint closes an idle keep-alive connection its FIN must close the
+          // socket, so the agent drops it instead of reusing a half-closed tunnel.
+          c.socket.allowHalfOpen = false;
+          cb(null, c.socket);
+        },
         (err: Error) => cb(err),
       );
       return undefined;
