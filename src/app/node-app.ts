@@ -22,6 +22,8 @@ import type { SpiffeId } from '../identity/spiffe';
 import { describeCapture, loadCapture, type Capture } from '../native/capture';
 import { detectOrigSrc, type OrigSrcMode } from '../native/orig-src';
 import { authorizeWithState } from '../policy/authorize';
+import { reauthorizationScope } from '../policy/reauthorize';
+import { peersToEvict } from '../state/change';
 import { Telemetry } from '../telemetry/telemetry';
 import { NodeProxy } from '../proxy/node-proxy';
 import { createInboundResolver, createOutboundRouter } from '../proxy/routing';
@@ -211,10 +213,14 @@ export class NodeApp {
     this.certs.syncLocalIdentities(this.localIdentities());
     const gone: Workload[] = [...change.workloadsRemoved];
     for (const w of gone) this.telemetry.metrics.removeWorkload(w);
-    for (const w of [...change.workloadsRemoved, ...change.workloadsUpdated]) this.transport.client.evictPeer(w.uid);
-    if (change.policiesChanged || change.workloadsUpdated.length > 0) {
-      const closed = this.telemetry.tracker.recheckPolicies();
-      if (closed > 0) this.logger.info({ closed, version: change.version }, 'policy change closed connections that are no longer allowed');
+    // Only peers whose identity or address moved lose their pooled connections.
+    for (const uid of peersToEvict(change)) this.transport.client.evictPeer(uid);
+    // Only connections to destinations a changed policy selects are re-authorized.
+    const scope = reauthorizationScope(change, this.state);
+    if (scope) {
+      const r = this.telemetry.tracker.recheckPolicies((ctx) => ctx.dstWorkload !== null && scope(ctx.dstWorkload));
+      this.logger.debug({ ...r, version: change.version, policies: change.changedPolicies.map((d) => d.key) }, 'live connections re-authorized after a state change');
+      if (r.closed > 0) this.logger.info({ closed: r.closed, version: change.version }, 'policy change closed connections that are no longer allowed');
     }
   }
 

@@ -2,7 +2,7 @@ import type { Authorization, Cidr, Match, ServiceAccountMatch, StringMatch } fro
 import { policyKey } from '../state/types';
 import type { StateView } from '../state/view';
 import { bytesInCidr, ipBytes } from '../util/ip';
-import type { AuthzContext, AuthzDecision } from './types';
+import type { AuthzContext, AuthzDecision, AuthzVerdict } from './types';
 
 /**
  * L4 authorization with ztunnel's exact semantics (rbac.rs / state.rs assert_rbac):
@@ -31,11 +31,30 @@ export function authorize(policies: readonly Authorization[], ctx: AuthzContext)
     } else if (p.action === 'Deny') denyBy = policyKey(p);
     else allowBy = policyKey(p);
   }
-  const extra = { ...(wouldDeny ? { dryRunWouldDeny: wouldDeny } : {}), ...(wouldAllow ? { dryRunWouldAllow: wouldAllow } : {}) };
+  const extra = {
+    ...(wouldDeny ? { dryRunWouldDeny: wouldDeny } : {}),
+    ...(wouldAllow ? { dryRunWouldAllow: wouldAllow } : {}),
+    ...(policies.some((p) => p.dryRun) ? { dryRunDecision: enforcingAll(policies, subject) } : {}),
+  };
   if (denyBy !== null) return { allowed: false, policy: denyBy, why: `explicitly denied by: ${denyBy}`, ...extra };
   if (!haveAllow) return { allowed: true, policy: null, why: 'no ALLOW policy applies', ...extra };
   if (allowBy !== null) return { allowed: true, policy: allowBy, why: `allowed by: ${allowBy}`, ...extra };
   return { allowed: false, policy: null, why: 'allow policies exist, but none allowed', ...extra };
+}
+
+/** The verdict with dry-run policies enforced like the others (only computed when one applies). */
+function enforcingAll(policies: readonly Authorization[], subject: Subject): AuthzVerdict {
+  let haveAllow = false;
+  let allowBy: string | null = null;
+  for (const p of policies) {
+    if (p.action === 'Allow') haveAllow = true;
+    if (!policyMatchesSubject(p, subject)) continue;
+    if (p.action === 'Deny') return { allowed: false, policy: policyKey(p), why: `explicitly denied by: ${policyKey(p)}` };
+    allowBy ??= policyKey(p);
+  }
+  if (!haveAllow) return { allowed: true, policy: null, why: 'no ALLOW policy applies' };
+  if (allowBy !== null) return { allowed: true, policy: allowBy, why: `allowed by: ${allowBy}` };
+  return { allowed: false, policy: null, why: 'allow policies exist, but none allowed' };
 }
 
 /** The policy set of ctx.dstWorkload from the state, then authorize (the data path's Authorizer). */

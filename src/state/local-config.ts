@@ -39,7 +39,9 @@ export function parseLocalConfig(text: string, source: string): LocalConfigResul
   const r = new YamlReader(lc);
   const ctx: ParseCtx = { r, refs: [] };
   const root = doc.contents;
-  if (r.isNull(root)) return { ok: true, value: { workloads: [], services: [], policies: [] } };
+  // An empty file is what an in-place rewrite (`> file`) leaves for a moment; taking it as
+  // "no workloads" would tear down every listener. An intentionally empty state says so.
+  if (r.isNull(root)) return { ok: false, errors: [{ path: '', line: 1, column: 1, message: 'the config is empty; an empty state is written "workloads: []" (an empty file is taken for a rewrite in progress)' }] };
   const top = r.object(root, '', ['workloads', 'services', 'policies']);
   if (!top) return { ok: false, errors: r.errors };
 

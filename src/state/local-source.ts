@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ProxyError } from '../errors';
@@ -21,7 +21,16 @@ export interface LocalConfigSourceOptions {
   readonly onFirstLoad?: () => void;
   /** Quiet period after the last file event before reloading (editors write in bursts). */
   readonly debounceMs?: number;
+  /**
+   * A file modified less than this long ago is read only once its size and mtime stay the
+   * same across this interval, so a rewrite in progress (`> file`, then the new content) is
+   * not read half-way.
+   */
+  readonly stableMs?: number;
 }
+
+/** How long a file that keeps changing is waited for before it is read anyway (and most likely rejected). */
+const MAX_STABLE_ROUNDS = 20;
 
 interface LastError {
   readonly at: string;
@@ -62,18 +71,27 @@ export class LocalConfigSource implements StateSource {
   }
 
   /**
-   * Loads once. Inline config that does not parse fails start (nothing could fix it
-   * later); a bad or missing file is reported and watched, and readiness stays pending
-   * until a good version appears.
+   * Loads once. With no last good state to fall back on, a config that cannot be read or
+   * does not parse fails start-up with every error listed (the process exits, as ztunnel
+   * does); later bad versions of the file are rejected and the last good state stays.
    */
   async start(): Promise<void> {
     if (this.opts.inline !== null) {
-      if (!this.applyText(this.opts.inline)) throw new ProxyError('CONFIG_INVALID', `LOCAL_XDS is invalid:\n  ${this.lastError?.errors.join('\n  ')}`);
+      if (!this.applyText(this.opts.inline)) throw this.startError();
       return;
     }
     if (this.opts.path === null) return;
     this.watchDir(this.opts.path);
     await this.reloadFile();
+    if (this.loads === 0 && !this.closed) {
+      this.stop();
+      throw this.startError();
+    }
+  }
+
+  private startError(): ProxyError {
+    const hint = this.opts.inline === null ? ' (no earlier good state to keep; fix it and start again)' : '';
+    return new ProxyError('CONFIG_INVALID', `${this.sourceName} is invalid${hint}:\n  ${this.lastError?.errors.join('\n  ')}`);
   }
 
   /** Waits for any reload in flight (tests and shutdown). */
@@ -135,16 +153,30 @@ export class LocalConfigSource implements StateSource {
 
   private async reloadFile(): Promise<void> {
     const path = this.opts.path as string;
-    let text: string;
+    let text: string | null;
     try {
-      text = await readFile(path, 'utf8');
+      text = await this.readStable(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      this.reject(hashOf(`\0missing:${code}`), [`${path}: cannot read (${code}); keeping the last good state`]);
+      this.reject(hashOf(`\0missing:${code}`), [`${path}: cannot read (${code})`]);
       return;
     }
-    if (this.closed) return;
+    if (text === null || this.closed) return;
     this.applyText(text);
+  }
+
+  /** Reads the file once it has stopped changing (size and mtime steady over `stableMs`); null when closed meanwhile. */
+  private async readStable(path: string): Promise<string | null> {
+    const interval = this.opts.stableMs ?? 250;
+    let prev = await stat(path);
+    for (let round = 0; round < MAX_STABLE_ROUNDS && Date.now() - prev.mtimeMs < interval; round++) {
+      await new Promise((r) => setTimeout(r, interval));
+      if (this.closed) return null;
+      const cur = await stat(path);
+      if (cur.size === prev.size && cur.mtimeMs === prev.mtimeMs) break;
+      prev = cur;
+    }
+    return readFile(path, 'utf8');
   }
 
   /** Parses and applies; returns whether the text is (now) the state in force. */
@@ -183,9 +215,10 @@ export class LocalConfigSource implements StateSource {
     this.lastHash = hash;
     this.lastError = { at: new Date().toISOString(), errors };
     this.opts.metrics.localConfigReloads.labels('rejected').inc();
+    const kept = this.loads > 0 ? 'keeping the last good state' : 'no good state loaded yet';
     this.opts.logger.warn(
       { source: this.sourceName, reason: 'CONFIG_INVALID', errors, keptVersion: this.opts.updater.view.version },
-      `local config rejected (${errors.length} error${errors.length === 1 ? '' : 's'}); keeping the last good state`,
+      `local config rejected (${errors.length} error${errors.length === 1 ? '' : 's'}); ${kept}`,
     );
   }
 }

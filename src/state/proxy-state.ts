@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { policyKey, serviceKey, type Authorization, type NetworkAddress, type Service, type Workload } from './types';
-import type { StateChange, StateView } from './view';
+import type { PolicyDelta, StateChange, StateView } from './view';
 import { addrKey, canonicalIp } from '../util/ip';
 import { identityKey, StateIndexes } from './indexes';
 import { Holdings } from './ownership';
@@ -222,22 +222,26 @@ export class StateUpdater {
     const idx = this.idx;
     const beforeW = new Map<string, Workload | undefined>();
     const touchW = (uid: string): void => void (beforeW.has(uid) || beforeW.set(uid, idx.workloads.get(uid)));
+    const beforeP = new Map<string, Authorization | undefined>();
+    const touchP = (key: string): void => void (beforeP.has(key) || beforeP.set(key, idx.policies.get(key)));
     let servicesChanged = false;
-    let policiesChanged = false;
 
     for (const uid of batch.workloads?.remove ?? []) {
       touchW(uid);
       idx.removeWorkload(uid);
     }
     for (const key of batch.services?.remove ?? []) servicesChanged = idx.removeService(key) !== undefined || servicesChanged;
-    for (const key of batch.policies?.remove ?? []) policiesChanged = idx.removePolicy(key) !== undefined || policiesChanged;
+    for (const key of batch.policies?.remove ?? []) {
+      touchP(key);
+      idx.removePolicy(key);
+    }
 
     for (const w of batch.workloads?.upsert ?? []) {
       touchW(w.uid);
       const old = idx.workloads.get(w.uid);
       if (old && deepEqual(old, w)) continue;
-      if (old) idx.removeWorkload(w.uid);
-      idx.addWorkload(w);
+      if (old) idx.updateWorkload(old, w);
+      else idx.addWorkload(w);
     }
     for (const s of batch.services?.upsert ?? []) {
       const old = idx.services.get(serviceKey(s));
@@ -247,23 +251,33 @@ export class StateUpdater {
       servicesChanged = true;
     }
     for (const p of batch.policies?.upsert ?? []) {
-      const old = idx.policies.get(policyKey(p));
+      const key = policyKey(p);
+      touchP(key);
+      const old = idx.policies.get(key);
       if (old && deepEqual(old, p)) continue;
-      if (old) idx.removePolicy(policyKey(p));
-      idx.addPolicy(p);
-      policiesChanged = true;
+      if (old) idx.updatePolicy(old, p);
+      else idx.addPolicy(p);
     }
 
     const added: Workload[] = [];
     const removed: Workload[] = [];
     const updated: Workload[] = [];
+    const workloadsBefore = new Map<string, Workload>();
     for (const [uid, before] of beforeW) {
       const after = idx.workloads.get(uid);
       if (!before && after) added.push(after);
       else if (before && !after) removed.push(before);
-      else if (before && after && before !== after && !deepEqual(before, after)) updated.push(after);
+      else if (before && after && before !== after && !deepEqual(before, after)) {
+        updated.push(after);
+        workloadsBefore.set(uid, before);
+      }
     }
-    if (added.length + removed.length + updated.length === 0 && !servicesChanged && !policiesChanged) return null;
+    const changedPolicies: PolicyDelta[] = [];
+    for (const [key, before] of beforeP) {
+      const after = idx.policies.get(key);
+      if (before !== after && !deepEqual(before, after)) changedPolicies.push({ key, before, after });
+    }
+    if (added.length + removed.length + updated.length + changedPolicies.length === 0 && !servicesChanged) return null;
 
     this.view.versionNumber++;
     const change: StateChange = {
@@ -271,8 +285,10 @@ export class StateUpdater {
       workloadsAdded: added,
       workloadsRemoved: removed,
       workloadsUpdated: updated,
+      workloadsBefore,
       servicesChanged,
-      policiesChanged,
+      policiesChanged: changedPolicies.length > 0,
+      changedPolicies,
     };
     for (const l of [...this.view.listeners]) {
       try {

@@ -7,8 +7,18 @@ export interface StateChange {
   readonly workloadsRemoved: readonly Workload[];
   /** Same uid, new content (listeners and pools re-check; a changed uid behind an IP is add+remove). */
   readonly workloadsUpdated: readonly Workload[];
+  /** The version each updated workload had before this batch, by uid (what changed decides what to redo). */
+  readonly workloadsBefore: ReadonlyMap<string, Workload>;
   readonly servicesChanged: boolean;
   readonly policiesChanged: boolean;
+  /** Policies added, changed or removed, with both versions (`before` absent when added, `after` when removed). */
+  readonly changedPolicies: readonly PolicyDelta[];
+}
+
+export interface PolicyDelta {
+  readonly key: string;
+  readonly before: Authorization | undefined;
+  readonly after: Authorization | undefined;
 }
 
 /**

@@ -104,13 +104,15 @@ export class ConnectionTracker {
   }
 
   /**
-   * Re-authorizes every tracked inbound connection after a policy change and closes those
-   * now denied (reason DENY_LATE). Returns how many were closed.
+   * Re-authorizes the tracked inbound connections `affected` selects (after a policy change:
+   * only those a changed policy can re-decide) and closes those now denied (reason DENY_LATE).
    */
-  recheckPolicies(): number {
+  recheckPolicies(affected: (ctx: ConnectionContext) => boolean): { rechecked: number; closed: number } {
+    let rechecked = 0;
     let closed = 0;
     for (const r of [...this.live]) {
-      if (!r.recheck) continue;
+      if (!r.recheck || !affected(r.ctx)) continue;
+      rechecked++;
       let d: { allowed: boolean; policy: string | null; why: string };
       try {
         d = r.recheck();
@@ -122,7 +124,7 @@ export class ConnectionTracker {
       closed++;
       r.terminate('DENY_LATE', `connection closed due to policy change: ${d.why}`, d.policy);
     }
-    return closed;
+    return { rechecked, closed };
   }
 
   /** Force-closes everything still open (drain deadline) with the reason given. */

@@ -134,6 +134,16 @@ rows.forEach((r, i) => {
   });
 });
 
+test('dry-run: the verdict with dry-run policies enforced is reported next to the real one', (t) => {
+  // A dry-run ALLOW for someone else: enforced, it would deny this connection.
+  const d = authorize([allow('a', one({ namespaces: [ex('ops')] }), { dryRun: true })], ctx({ name: '', policies: [], allowed: true, by: null, peer: 'A' }));
+  t.like(d, { allowed: true, policy: null, dryRunDecision: { allowed: false, policy: null, why: 'allow policies exist, but none allowed' } });
+  t.is(d.dryRunWouldAllow, undefined);
+  const deny1 = authorize([allow('real', one({ namespaces: [ex('shop')] })), deny('dry', one({ destinationPorts: [8080] }), { dryRun: true })], ctx({ name: '', policies: [], allowed: true, by: null, peer: 'A' }));
+  t.like(deny1, { allowed: true, policy: 'shop/real', dryRunWouldDeny: ['shop/dry'], dryRunDecision: { allowed: false, policy: 'shop/dry' } });
+  t.false('dryRunDecision' in authorize([allow('real', one({ namespaces: [ex('shop')] }))], ctx({ name: '', policies: [], allowed: true, by: null, peer: 'A' })), 'absent without dry-run policies');
+});
+
 test(`truth table size is ${rows.length} rows`, (t) => {
   t.true(rows.length >= 80, `only ${rows.length} rows`);
 });

@@ -94,8 +94,9 @@ test('our mesh fixture uses every section and defaults apply', (t) => {
   ]);
 });
 
-test('an empty document is an empty config; inline YAML flow style works', (t) => {
-  t.deepEqual(parseLocalConfig('', 'x'), { ok: true, value: { workloads: [], services: [], policies: [] } });
+test('an empty document is refused (a rewrite in progress looks like that); "workloads: []" is the empty state; flow style works', (t) => {
+  for (const text of ['', '\n', '# only a comment\n']) t.regex(onlyError(t, text).message, /^the config is empty; an empty state is written "workloads: \[\]"/);
+  t.deepEqual(parseLocalConfig('workloads: []\n', 'x'), { ok: true, value: { workloads: [], services: [], policies: [] } });
   const r = parseLocalConfig('{workloads: [{uid: a, name: a, namespace: b, workloadIps: ["::ffff:10.1.2.3", "FD00:0:0::1"]}]}', 'LOCAL_XDS');
   t.true(r.ok);
   if (r.ok) t.deepEqual(r.value.workloads[0]?.workloadIps, ['10.1.2.3', 'fd00::1'], 'IPs are canonicalised');

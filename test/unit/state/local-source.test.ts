@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Readiness } from '../../../src/admin/readiness';
@@ -14,7 +14,7 @@ import { loopbackConfig } from './builders';
 
 const one = (uid: string, ip: string): string => `workloads:\n- uid: ${uid}\n  name: ${uid}\n  namespace: ns\n  workloadIps: ["${ip}"]\n`;
 
-function setup(t: { teardown: (fn: () => void) => void }, file: string | null, inline: string | null = null) {
+function setup(t: { teardown: (fn: () => void) => void }, file: string | null, inline: string | null = null, stableMs = 60) {
   const logs = new LogCollector();
   const logger = createLogger({ level: 'debug', format: 'json', destination: logs });
   const registry = createRegistry({ component: 'test', processMetrics: false });
@@ -24,7 +24,7 @@ function setup(t: { teardown: (fn: () => void) => void }, file: string | null, i
   const release = readiness.register('state');
   const changes: StateChange[] = [];
   updater.view.onChange((c) => changes.push(c));
-  const src = new LocalConfigSource({ path: file, inline, updater, logger, metrics, onFirstLoad: release, debounceMs: 30 });
+  const src = new LocalConfigSource({ path: file, inline, updater, logger, metrics, onFirstLoad: release, debounceMs: 30, stableMs });
   t.teardown(() => src.destroy());
   const counter = async (result: string): Promise<number> => {
     const m = await registry.getSingleMetric('ztunnel_ts_local_config_reloads_total')!.get();
@@ -130,21 +130,66 @@ test('a deleted file is reported once and the state stays; it comes back when th
   unlinkSync(file);
   t.true(await until(async () => (await s.counter('rejected')) === 1));
   t.truthy(s.updater.view.findWorkloadByUid('a'));
-  t.regex(String((s.src.dump() as { lastError: { errors: string[] } }).lastError.errors[0]), /cannot read \(ENOENT\); keeping the last good state/);
+  t.regex(String((s.src.dump() as { lastError: { errors: string[] } }).lastError.errors[0]), /cannot read \(ENOENT\)$/);
   writeFileSync(file, one('z', '10.0.0.9'));
   t.true(await until(() => !!s.updater.view.findWorkloadByUid('z')));
 });
 
-test('a bad file at start: not ready, watched, ready once fixed', async (t) => {
+test('a bad file at start fails start with every error listed (there is no good state to keep)', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'state.yaml');
-  writeFileSync(file, 'workloads: [{uid: a}]\n');
+  writeFileSync(file, 'workloads:\n- {uid: a, name: a}\n- {uid: b, name: b, namespace: n, protocol: UDP}\n');
+  const s = setup(t, file);
+  const err = await t.throwsAsync(s.src.start());
+  t.is((err as { reason?: string }).reason, 'CONFIG_INVALID');
+  const lines = (err?.message ?? '').split('\n');
+  t.regex(lines[0] ?? '', /state\.yaml is invalid \(no earlier good state to keep; fix it and start again\):$/);
+  t.deepEqual(lines.slice(1), [
+    `  ${file}:2:3: workloads[0].namespace: required field is missing (expected a string)`,
+    `  ${file}:3:45: workloads[1].protocol: "UDP" is not valid; expected one of HBONE, TCP`,
+  ]);
+  t.false(s.readiness.isReady());
+  // A missing file at start is the same: nothing to serve from.
+  const gone = setup(t, path.join(dir, 'absent.yaml'));
+  t.regex((await t.throwsAsync(gone.src.start()))?.message ?? '', /absent\.yaml: cannot read \(ENOENT\)/);
+});
+
+test('a zero-byte file (an in-place rewrite caught mid-way) is rejected and the last good state stays', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'state.yaml');
+  writeFileSync(file, one('a', '10.0.0.1'));
   const s = setup(t, file);
   await s.src.start();
-  t.false(s.readiness.isReady());
-  t.deepEqual(s.readiness.pendingTasks(), ['state']);
-  writeFileSync(file, one('a', '10.0.0.1'));
-  t.true(await until(() => s.readiness.isReady()));
+  writeFileSync(file, '');
+  t.true(await until(async () => (await s.counter('rejected')) === 1));
+  t.truthy(s.updater.view.findWorkloadByUid('a'), 'the workload is still there');
+  t.deepEqual(s.changes.map((c) => c.workloadsRemoved.length), [0], 'nothing was ever removed');
+  t.regex(String((s.src.dump() as { lastError: { errors: string[] } }).lastError.errors[0]), /the config is empty; an empty state is written "workloads: \[\]"/);
+  // The intentionally empty form is accepted.
+  writeFileSync(file, 'workloads: []\n');
+  t.true(await until(() => s.updater.view.allWorkloads().length === 0));
+});
+
+test('a file still being written is read only once it is stable: a half-written version is never applied', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'state.yaml');
+  const three = one('a', '10.0.0.1') + one('b', '10.0.0.2').replace('workloads:\n', '') + one('c', '10.0.0.3').replace('workloads:\n', '');
+  writeFileSync(file, three);
+  const s = setup(t, file, null, 500);
+  await s.src.start();
+  t.is(s.updater.view.allWorkloads().length, 3);
+  // An in-place rewrite by a slow writer: truncate, the first workload (valid YAML on its
+  // own), a pause longer than the debounce, then the rest (with one workload changed).
+  const fd = openSync(file, 'w');
+  const head = one('a', '10.0.0.1');
+  writeSync(fd, head);
+  await new Promise((r) => setTimeout(r, 150));
+  writeSync(fd, three.slice(head.length).replace('10.0.0.3', '10.0.0.33'));
+  closeSync(fd);
+  t.true(await until(() => s.updater.view.findWorkloadByUid('c')?.workloadIps[0] === '10.0.0.33'));
+  await s.src.settled();
+  t.deepEqual(s.changes.map((c) => [c.workloadsRemoved.length, c.workloadsUpdated.map((w) => w.uid)]), [[0, []], [0, ['c']]], 'one change, straight to the final content');
+  t.is(await s.counter('rejected'), 0);
 });
 
 test('inline LOCAL_XDS loads once; invalid inline config fails start with the errors', async (t) => {
