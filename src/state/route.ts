@@ -11,7 +11,9 @@ export type { OutboundRoute, OutboundRouteInput, InboundTargetInput, InboundTarg
 export { resolveInboundTarget } from './inbound-target';
 export { pickServiceEndpoint, type ServiceEndpoint, type ServiceEndpointOptions, type ServiceEndpointPick } from './service-endpoint';
 
-export const DEFAULT_HBONE_PORT = 15008;
+import { DEFAULT_HBONE_PORT } from './normalize';
+
+export { DEFAULT_HBONE_PORT };
 
 /**
  * The outbound routing decision (ztunnel's build_request), as a pure function of the state:
