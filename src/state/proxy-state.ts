@@ -208,11 +208,23 @@ export class StateUpdater {
       if (now === undefined) out.remove.push(key);
       else if (now !== null) out.upsert.push(now);
     }
+    const overlap: string[] = [];
+    const others = new Set<string>();
     for (const v of part?.upsert ?? []) {
       const key = keyOf(v);
-      const others = h.put(key, source, v);
-      if (others.length > 0) this.logger?.warn({ kind, resource: key, source, alsoHeldBy: others }, `${kind} ${key} is defined by more than one source; the most recent write (${source}) is in force`);
+      const held = h.put(key, source, v);
+      if (held.length > 0) {
+        overlap.push(key);
+        for (const o of held) others.add(o);
+      }
       out.upsert.push(v);
+    }
+    // One line per write, not per resource: a file overlapping a stream may share thousands.
+    if (overlap.length > 0) {
+      this.logger?.warn(
+        { kind, source, alsoHeldBy: [...others], count: overlap.length, resources: overlap.slice(0, 10) },
+        `${overlap.length} ${kind} defined by more than one source; the most recent write (${source}) is in force`,
+      );
     }
     return out;
   }

@@ -42,7 +42,7 @@ test('the same resource from two sources: latest write in force, removal falls b
   t.deepEqual(u.view.findWorkloadByUid('w')?.workloadIps, ['10.0.0.2']);
   t.falsy(u.view.findWorkloadByAddr({ network: '', ip: '10.0.0.1' }), 'the older copy is not indexed');
   t.deepEqual(u.holders('workloads', 'w'), ['a', 'b']);
-  t.like(logs.find((l) => l['resource'] === 'w')[0], { source: 'b', alsoHeldBy: ['a'] }, 'the overlap is reported');
+  t.like(logs.find((l) => l['kind'] === 'workloads')[0], { source: 'b', alsoHeldBy: ['a'], count: 1, resources: ['w'] }, 'the overlap is reported');
 
   a.applyBatch({ workloads: { upsert: [wl('w', { workloadIps: ['10.0.0.3'] })] } });
   t.deepEqual(u.view.findWorkloadByUid('w')?.workloadIps, ['10.0.0.3'], 'a newer write by the first source wins again');
