@@ -55,6 +55,8 @@ export class LocalConfigSource implements StateSource {
   private lastGoodText: string | null = null;
   private lastError: LastError | null = null;
   private loads = 0;
+  /** The last read found no file (not delivered yet), as opposed to a bad one. */
+  private missing = false;
   private closed = false;
   private reloading: Promise<void> = Promise.resolve();
   /** Owns only what this file lists: other sources' resources survive every reload. */
@@ -71,8 +73,8 @@ export class LocalConfigSource implements StateSource {
   }
 
   /**
-   * Loads once. With no last good state to fall back on, a config that cannot be read or
-   * does not parse fails start-up with every error listed (the process exits, as ztunnel
+   * Loads once. With no last good state to fall back on, a config that does not parse (or
+   * cannot be read) fails start-up with every error listed (the process exits, as ztunnel
    * does); later bad versions of the file are rejected and the last good state stays.
    */
   async start(): Promise<void> {
@@ -83,7 +85,10 @@ export class LocalConfigSource implements StateSource {
     if (this.opts.path === null) return;
     this.watchDir(this.opts.path);
     await this.reloadFile();
-    if (this.loads === 0 && !this.closed) {
+    // A file that does not exist yet has not been delivered (a volume still being mounted):
+    // the source watches for it and readiness stays pending. One that exists but is bad is an
+    // operator error that waiting will not fix.
+    if (this.loads === 0 && !this.closed && !this.missing) {
       this.stop();
       throw this.startError();
     }
@@ -158,9 +163,11 @@ export class LocalConfigSource implements StateSource {
       text = await this.readStable(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      this.missing = code === 'ENOENT';
       this.reject(hashOf(`\0missing:${code}`), [`${path}: cannot read (${code})`]);
       return;
     }
+    this.missing = false;
     if (text === null || this.closed) return;
     this.applyText(text);
   }

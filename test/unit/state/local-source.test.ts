@@ -149,9 +149,17 @@ test('a bad file at start fails start with every error listed (there is no good 
     `  ${file}:3:45: workloads[1].protocol: "UDP" is not valid; expected one of HBONE, TCP`,
   ]);
   t.false(s.readiness.isReady());
-  // A missing file at start is the same: nothing to serve from.
-  const gone = setup(t, path.join(dir, 'absent.yaml'));
-  t.regex((await t.throwsAsync(gone.src.start()))?.message ?? '', /absent\.yaml: cannot read \(ENOENT\)/);
+});
+
+test('a file that does not exist yet at start: not ready, watched, ready once it arrives', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'state.yaml');
+  const s = setup(t, file);
+  await s.src.start();
+  t.deepEqual(s.readiness.pendingTasks(), ['state']);
+  writeFileSync(file, one('a', '10.0.0.1'));
+  t.true(await until(() => s.readiness.isReady()));
+  t.truthy(s.updater.view.findWorkloadByUid('a'));
 });
 
 test('a zero-byte file (an in-place rewrite caught mid-way) is rejected and the last good state stays', async (t) => {
