@@ -2,7 +2,7 @@ import test from 'ava';
 import type { Socket } from 'node:net';
 import { TestMesh, waitUntil, type LocalConfigDoc, type LocalWorkload, type TestNode } from '../../helpers/node-harness';
 import { loopbackBlock } from '../../helpers/loopback';
-import { startEchoServer, exchange, waitEndOrClose, type EchoServer } from '../../helpers/echo-server';
+import { startEchoServer, exchange, waitClosed, type EchoServer } from '../../helpers/echo-server';
 import { socksConnect } from '../../helpers/socks-client';
 import { sumSamples } from '../../helpers/prom-text';
 
@@ -123,7 +123,7 @@ test.serial('a policy change in one namespace re-checks only connections to that
   t.like(rechecks().at(-1), { rechecked: 1, closed: 0, policies: ['alpha/deny-nobody'] }, 'only the connection to namespace alpha was re-checked');
 
   // Denying the client in alpha closes that connection and leaves the one to beta alone.
-  const alphaClosed = waitEndOrClose(toAlpha, 10_000);
+  const alphaClosed = waitClosed(toAlpha, 10_000);
   await apply({ workloads, policies: [never, denyClient] });
   await alphaClosed;
   t.like(rechecks().at(-1), { rechecked: 1, closed: 1, policies: ['alpha/deny-client'] });
