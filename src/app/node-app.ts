@@ -154,7 +154,7 @@ export class NodeApp {
       hboneClient: this.transport.client,
       hboneServer: this.transport.server,
       outbound: {
-        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, localWorkloadWaitMs: c.localWorkloadWait, socksHandshakeTimeoutMs: c.headersTimeout },
+        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, localWorkloadWaitMs: c.localWorkloadWait, socksHandshakeTimeoutMs: c.headersTimeout, clusterDomain: c.clusterDomain },
         certs: this.certs,
         route: createOutboundRouter(this.state, network, illegalPorts),
         splice,

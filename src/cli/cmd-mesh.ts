@@ -37,7 +37,7 @@ export const command: Command = {
     }
     const mesh = parseMeshConfig(text, file);
     const out = (line: string): void => void io.stdout.write(`${line}\n`);
-    const runner = new MeshRunner({ config: mesh, mainJs: join(__dirname, 'main.js'), stateDir: config.stateDir ?? '', logLevel: config.logLevel, path: io.env['PATH'] ?? '/usr/bin:/bin', out });
+    const runner = new MeshRunner({ config: mesh, mainJs: join(__dirname, 'main.js'), stateDir: config.stateDir ?? '', logLevel: config.logLevel, logFormat: config.logFormat, path: io.env['PATH'] ?? '/usr/bin:/bin', out });
     let interrupted = false;
     const offSignal = io.onSignal(() => {
       interrupted = true;

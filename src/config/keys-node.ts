@@ -5,31 +5,39 @@ import { parseGrpcHeaders } from './headers';
 const caDefault = (e: Env): string => (e['KUBERNETES_SERVICE_HOST'] ? 'https://istiod.istio-system.svc:15012' : 'https://localhost:15012');
 
 /** Keys the CA client and certificate manager read (node and waypoint). */
-export const IDENTITY_KEYS = {
+export const CA_CLIENT_KEYS = {
   caAddress: key({ env: 'CA_ADDRESS', doc: 'Istio-compatible CA (gRPC CreateCertificate over TLS)', default: caDefault, parse: p.string }),
   caRootCa: key({ env: 'CA_ROOT_CA', doc: 'PEM file (or inline PEM) that verifies the CA serving certificate', default: './var/run/secrets/istio/root-cert.pem', parse: p.string }),
   altCaHostname: key({ env: 'ALT_CA_HOSTNAME', doc: 'host name to verify the CA certificate against instead of the URL host', default: '', parse: p.optString }),
   authToken: key({ env: 'AUTH_TOKEN', doc: 'bearer token for the CA: a file path (re-read every call) or a literal token', default: './var/run/secrets/tokens/istio-token', parse: p.string, secret: true }),
-  trustDomain: key({ env: 'TRUST_DOMAIN', doc: "trust domain of this proxy's own identity", default: 'cluster.local', parse: p.string }),
   clusterId: key({ env: 'CLUSTER_ID', doc: 'cluster id sent to the CA (ISTIO_META_CLUSTER_ID wins)', default: (e) => e['ISTIO_META_CLUSTER_ID'] ?? 'Kubernetes', parse: p.string }),
   secretTtl: key({ env: 'SECRET_TTL', doc: 'requested workload certificate validity', default: '24h', parse: p.duration(1000) }),
   caHeaders: key({ env: 'CA_HEADER_', prefix: true, secret: true, doc: 'extra gRPC metadata on every CA call: CA_HEADER_X_TENANT=a sends x_tenant: a', default: '', parse: parseGrpcHeaders('CA_HEADER_') }),
 } as const;
 
+/**
+ * A proxy that has an identity of its own (the waypoint): the CA client keys plus
+ * TRUST_DOMAIN, which ztunnel uses only for its own identity. The node proxy has none (it
+ * asks for its workloads' identities), so it does not take TRUST_DOMAIN.
+ */
+export const IDENTITY_KEYS = {
+  ...CA_CLIENT_KEYS,
+  trustDomain: key({ env: 'TRUST_DOMAIN', doc: "trust domain of this proxy's own identity", default: 'cluster.local', parse: p.string }),
+} as const;
+
 /** Keys of the node proxy (DaemonSet role). Names follow ztunnel's src/config.rs. */
 export const NODE_KEYS = {
   ...COMMON_KEYS,
-  ...IDENTITY_KEYS,
+  ...CA_CLIENT_KEYS,
   outboundAddr: key({ env: 'OUTBOUND_ADDR', doc: 'outbound capture listener (host-less = per local workload IP)', default: ':15001', parse: p.optListen }),
   inboundPlaintextAddr: key({ env: 'INBOUND_PLAINTEXT_ADDR', doc: 'inbound plaintext capture listener', default: ':15006', parse: p.optListen }),
   inboundAddr: key({ env: 'INBOUND_ADDR', doc: 'inbound HBONE (mTLS HTTP/2 CONNECT) listener', default: ':15008', parse: p.optListen }),
-  socks5Addr: key({ env: 'SOCKS5_ADDR', doc: 'SOCKS5 explicit outbound listener; off unless set (or UNSTABLE_ENABLE_SOCKS5=true → 127.0.0.1:15080)', default: (e) => (e['UNSTABLE_ENABLE_SOCKS5'] === 'true' ? '127.0.0.1:15080' : ''), parse: p.optListen }),
-  enableSocks5: key({ env: 'UNSTABLE_ENABLE_SOCKS5', doc: 'ztunnel compatibility switch for SOCKS5 on 127.0.0.1:15080', default: 'false', parse: p.bool }),
+  socks5Addr: key({ env: 'SOCKS5_ADDR', doc: "SOCKS5 explicit outbound listener; off unless set, or unless ztunnel's switch UNSTABLE_ENABLE_SOCKS5=true (then 127.0.0.1:15080)", default: (e) => (e['UNSTABLE_ENABLE_SOCKS5'] === 'true' ? '127.0.0.1:15080' : ''), parse: p.optListen }),
   localXdsPath: key({ env: 'LOCAL_XDS_PATH', doc: 'ztunnel local config file (workloads, services, policies); reloaded on change', default: '', parse: p.optString }),
   localXds: key({ env: 'LOCAL_XDS', doc: 'the same local config inline (YAML)', default: '', parse: p.optString }),
   nodeName: key({ env: 'NODE_NAME', doc: 'this node; its workloads get listeners and prefetched certificates', default: '', parse: p.string }),
   network: key({ env: 'NETWORK', doc: 'network of this node', default: '', parse: p.string }),
-  clusterDomain: key({ env: 'CLUSTER_DOMAIN', doc: 'Kubernetes cluster domain', default: 'cluster.local', parse: p.string }),
+  clusterDomain: key({ env: 'CLUSTER_DOMAIN', doc: 'Kubernetes cluster domain: SOCKS5 names name.ns and name.ns.svc resolve as name.ns.svc.<domain>', default: 'cluster.local', parse: p.string }),
   poolMaxStreams: key({ env: 'POOL_MAX_STREAMS_PER_CONNECTION', doc: 'HBONE streams per pooled connection (capped by the peer SETTINGS)', default: '100', parse: p.int(1, 10000) }),
   poolUnusedReleaseTimeout: key({ env: 'POOL_UNUSED_RELEASE_TIMEOUT', doc: 'release a pooled HBONE connection unused this long', default: '5m', parse: p.duration(1) }),
   h2StreamWindow: key({ env: 'HTTP2_STREAM_WINDOW_SIZE', doc: 'HTTP/2 stream flow-control window (bytes)', default: String(4 * 1024 * 1024), parse: p.int(65535, 2 ** 31 - 1) }),
@@ -51,12 +59,11 @@ export const NODE_KEYS = {
   accessLogUpdateInterval: key({ env: 'ACCESS_LOG_UPDATE_INTERVAL', doc: 'long-lived connections log bytes this often (0 = only at close)', default: '60s', parse: p.duration(0) }),
   packetMark: key({ env: 'PACKET_MARK', doc: 'SO_MARK on the proxy sockets so capture rules skip them', default: '1337', parse: p.intOrHex(0, 0xffffffff) }),
   enableOrigSrc: key({ env: 'ENABLE_ORIG_SRC', doc: "inbound dials to the app keep the client's IP (IP_TRANSPARENT: native addon + CAP_NET_ADMIN; capture rules with --enable-orig-src route replies back); unset = on when IP_TRANSPARENT is permitted", default: '', parse: p.optBool }),
-  ipv6Enabled: key({ env: 'IPV6_ENABLED', doc: 'bind IPv6 wildcard listeners', default: 'true', parse: p.bool }),
+  ipv6Enabled: key({ env: 'IPV6_ENABLED', doc: 'false: every [::] listen address binds 0.0.0.0 instead (IPv4 only)', default: 'true', parse: p.bool }),
   inpodEnabled: key({ env: 'INPOD_ENABLED', doc: 'in-pod mode: one node proxy serves every pod the node agent (istio-cni) enrols over ZDS, with listeners inside each pod network namespace; host-less listener addresses then mean "this port in every enrolled pod"', default: 'false', parse: p.bool }),
   inpodUds: key({ env: 'INPOD_UDS', doc: "the node agent's ZDS socket (in-pod mode)", default: '/var/run/ztunnel/ztunnel.sock', parse: p.string }),
   inpodPortReuse: key({ env: 'INPOD_PORT_REUSE', doc: 'SO_REUSEPORT on in-pod listeners, so a new node proxy takes over while the old one drains (rolling update)', default: 'true', parse: p.bool }),
   podName: key({ env: 'POD_NAME', doc: 'downward API', default: '', parse: p.string }),
   podNamespace: key({ env: 'POD_NAMESPACE', doc: 'downward API', default: '', parse: p.string }),
-  serviceAccount: key({ env: 'SERVICE_ACCOUNT', doc: 'downward API', default: '', parse: p.string }),
   instanceIp: key({ env: 'INSTANCE_IP', doc: 'downward API', default: '', parse: p.string }),
 } as const;

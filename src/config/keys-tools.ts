@@ -3,8 +3,6 @@ import { COMMON_KEYS } from './keys-common';
 
 /** `ztunnel-ts redirect install|remove`: capture rules (see src/redirect). */
 export const REDIRECT_KEYS = {
-  logLevel: COMMON_KEYS.logLevel,
-  logFormat: COMMON_KEYS.logFormat,
   netns: key({ env: 'REDIRECT_NETNS', doc: 'named network namespace (ip netns) of the pod to capture; empty = current namespace', default: '', parse: p.optString }),
   dryRun: key({ env: 'REDIRECT_DRY_RUN', doc: 'print the exact rules instead of applying them', default: 'false', parse: p.bool, bare: true }),
   proxyUid: key({ env: 'REDIRECT_PROXY_UID', doc: "exclude the proxy's own traffic by owner uid (in addition to the packet mark)", default: '', parse: p.optString }),
@@ -43,7 +41,6 @@ export const MESH_KEYS = {
 
 /** `ztunnel-ts explain`: which route and which policy decide a connection. */
 export const EXPLAIN_KEYS = {
-  logLevel: COMMON_KEYS.logLevel,
   logFormat: key({ env: 'LOG_FORMAT', doc: 'output: plain (human-readable, default) or json', default: 'plain', parse: p.oneOf('json', 'plain') }),
   localXdsPath: key({ env: 'LOCAL_XDS_PATH', doc: 'ztunnel local config file', default: '', parse: p.optString }),
   localXds: key({ env: 'LOCAL_XDS', doc: 'the same local config inline (YAML)', default: '', parse: p.optString }),

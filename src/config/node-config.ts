@@ -1,7 +1,7 @@
 import { loadConfig, type ConfigIssue } from './load';
 import type { ConfigOf, Env } from './key';
 import { NODE_KEYS } from './keys-node';
-import { formatListenAddr } from '../util/socket-addr';
+import { formatListenAddr, type ListenAddr } from '../util/socket-addr';
 
 export type NodeConfig = ConfigOf<typeof NODE_KEYS>;
 
@@ -21,5 +21,22 @@ export function nodeCrossChecks(c: Partial<NodeConfig>): ConfigIssue[] {
 }
 
 export function loadNodeConfig(env: Env, argv: readonly string[]): { config: NodeConfig; positionals: readonly string[] } {
-  return loadConfig(NODE_KEYS, env, argv, nodeCrossChecks);
+  const loaded = loadConfig(NODE_KEYS, env, argv, nodeCrossChecks);
+  return { config: ipv4Only(loaded.config), positionals: loaded.positionals };
+}
+
+/** IPV6_ENABLED=false as ztunnel reads it: wildcard listeners bind 0.0.0.0, never [::]. */
+function ipv4Only(c: NodeConfig): NodeConfig {
+  if (c.ipv6Enabled) return c;
+  const v4 = <A extends ListenAddr | null>(a: A): A => (a !== null && a.host === '::' ? (Object.freeze({ ...a, host: '0.0.0.0' }) as unknown as A) : a);
+  return Object.freeze({
+    ...c,
+    adminAddr: v4(c.adminAddr),
+    statsAddr: v4(c.statsAddr),
+    readinessAddr: v4(c.readinessAddr),
+    outboundAddr: v4(c.outboundAddr),
+    inboundPlaintextAddr: v4(c.inboundPlaintextAddr),
+    inboundAddr: v4(c.inboundAddr),
+    socks5Addr: v4(c.socks5Addr),
+  });
 }

@@ -1,16 +1,16 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { ConfigOf } from '../config/key';
-import type { IDENTITY_KEYS } from '../config/keys-node';
+import type { CA_CLIENT_KEYS } from '../config/keys-node';
 import type { BackoffOptions } from '../util/backoff';
 import type { Clock } from '../util/clock';
 import { IstioCaClient, type CaClient } from './ca-client';
 import { CertManager, type CertManagerOptions } from './cert-manager';
 
-export type IdentityConfig = ConfigOf<typeof IDENTITY_KEYS>;
+export type IdentityConfig = ConfigOf<typeof CA_CLIENT_KEYS>;
 
 export interface IdentityManagerOptions {
-  /** The IDENTITY_KEYS fields of the node or waypoint config. */
+  /** The CA_CLIENT_KEYS fields of the node or waypoint config. */
   readonly config: IdentityConfig;
   readonly logger: Logger;
   readonly registry: Registry;

@@ -15,6 +15,8 @@ export interface MeshRunnerOptions {
   /** Where CA files, tokens, config and logs go; a fresh temp dir when empty (removed at stop). */
   readonly stateDir: string;
   readonly logLevel: string;
+  /** LOG_FORMAT of the mesh's node proxies and CA (their log files). */
+  readonly logFormat: 'json' | 'plain';
   /** PATH (and nothing else) is passed through from the caller's environment. */
   readonly path: string;
   /** Progress lines for the user. */
@@ -103,7 +105,7 @@ export class MeshRunner {
   }
 
   private baseEnv(): Record<string, string> {
-    return { PATH: this.opts.path, LOG_LEVEL: this.opts.logLevel, LOG_FORMAT: 'plain' };
+    return { PATH: this.opts.path, LOG_LEVEL: this.opts.logLevel, LOG_FORMAT: this.opts.logFormat };
   }
 
   /** The dev CA runs in this process (startDevCa); its log goes to logs/ca.log. */
@@ -138,7 +140,6 @@ export class MeshRunner {
       CA_ADDRESS: `https://${ca.ip}:${ca.port}`,
       CA_ROOT_CA: this.caRootPath,
       AUTH_TOKEN: join(this.stateDir, 'tokens', n.name),
-      TRUST_DOMAIN: config.trustDomain,
       SOCKS5_ADDR: `${n.ip}:${n.ports.socks5}`,
       ADMIN_ADDR: `${n.ip}:${n.ports.admin}`,
       STATS_ADDR: `${n.ip}:${n.ports.stats}`,

@@ -28,6 +28,8 @@ export interface OutboundSettings {
   readonly localWorkloadWaitMs: number;
   /** Time allowed for the SOCKS5 greeting + request. */
   readonly socksHandshakeTimeoutMs: number;
+  /** CLUSTER_DOMAIN: completes SOCKS5 short names (name.ns, name.ns.svc). */
+  readonly clusterDomain: string;
 }
 
 /** What outbound connections need (only these capabilities). */

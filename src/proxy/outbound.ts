@@ -104,9 +104,13 @@ export class OutboundConnection {
 
   /**
    * Kubernetes FQDNs (`name.ns.svc.…`) name their namespace, so the index answers directly;
-   * other hostnames (ServiceEntry-style) fall back to a scan of the services.
+   * other hostnames (ServiceEntry-style) fall back to a scan of the services. Short names
+   * are completed with the cluster domain, as a pod's DNS search list would: `name.ns` and
+   * `name.ns.svc` → `name.ns.svc.<CLUSTER_DOMAIN>`.
    */
-  private findServiceByHost(host: string): Service | undefined {
+  private findServiceByHost(name: string): Service | undefined {
+    const short = name.split('.');
+    const host = short.length === 2 ? `${name}.svc.${this.deps.settings.clusterDomain}` : short.length === 3 && short[2] === 'svc' ? `${name}.${this.deps.settings.clusterDomain}` : name;
     const labels = host.split('.');
     if (labels.length >= 3 && labels[2] === 'svc') {
       const hit = this.deps.state.findServiceByHostname(labels[1] as string, host);

@@ -89,7 +89,6 @@ export function identityConfig(ca: DevCa, over: Partial<IdentityConfig> = {}): I
     caRootCa: ca.rootCertPath,
     altCaHostname: null,
     authToken: 'node-a-token',
-    trustDomain: 'cluster.local',
     clusterId: 'Kubernetes',
     secretTtl: 24 * 3600_000,
     caHeaders: [],

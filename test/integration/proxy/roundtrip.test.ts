@@ -201,6 +201,14 @@ test.serial('SOCKS5 domain names resolve from the mesh state (service hostname),
   await waitUntil(() => a.logs.find((l) => l['reason'] === 'SOCKS_UNKNOWN_HOST').length === 1, 3000, () => 'unknown host log');
 });
 
+test.serial('SOCKS5 short names are completed with CLUSTER_DOMAIN (name.ns, name.ns.svc), as a pod DNS search list would', async (t) => {
+  for (const host of ['echo.default', 'echo.default.svc']) {
+    const s = await socksConnect(a.listener('socks5'), { host, port: 80 }, CLIENT);
+    t.is((await exchange(s, Buffer.from(host))).toString(), host);
+  }
+  await waitUntil(() => a.access('connection complete').filter((l) => l['dst.service'] === 'echo.default.svc.cluster.local').length >= 3, 5000, () => 'access logs');
+});
+
 test.serial('passthrough to a non-mesh address: plain TCP, connection_security_policy unknown', async (t) => {
   const s = await socksConnect(a.listener('socks5'), { host: OUTSIDE, port: 9000 }, CLIENT);
   t.is((await exchange(s, Buffer.from('outside'))).toString(), 'outside');

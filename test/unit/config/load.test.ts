@@ -15,7 +15,6 @@ test('node defaults match ztunnel', (t) => {
   t.deepEqual(c.inboundAddr, { host: null, port: 15008 });
   t.is(c.socks5Addr, null);
   t.is(c.caAddress, 'https://localhost:15012');
-  t.is(c.trustDomain, 'cluster.local');
   t.is(c.clusterId, 'Kubernetes');
   t.is(c.secretTtl, 24 * 3600 * 1000);
   t.is(c.poolMaxStreams, 100);
@@ -91,4 +90,16 @@ test('CA and redirect key sets parse their own names', (t) => {
   t.is(r.config.packetMark, 0x539);
   t.deepEqual(r.config.excludePorts, [9090, 8443]);
   t.deepEqual(r.positionals, ['install']);
+});
+
+test('IPV6_ENABLED=false turns every [::] listen address into 0.0.0.0; true keeps them', (t) => {
+  const off = loadNodeConfig({ IPV6_ENABLED: 'false', INBOUND_ADDR: '[::]:15008' }, []).config;
+  t.deepEqual(off.statsAddr, { host: '0.0.0.0', port: 15020 });
+  t.deepEqual(off.readinessAddr, { host: '0.0.0.0', port: 15021 });
+  t.deepEqual(off.inboundAddr, { host: '0.0.0.0', port: 15008 });
+  t.deepEqual(off.outboundAddr, { host: null, port: 15001 }, 'host-less addresses are per workload IP, unchanged');
+  t.true(Object.isFrozen(off) && Object.isFrozen(off.statsAddr));
+  const on = loadNodeConfig({ INBOUND_ADDR: '[::]:15008' }, []).config;
+  t.deepEqual(on.statsAddr, { host: '::', port: 15020 });
+  t.deepEqual(on.inboundAddr, { host: '::', port: 15008 });
 });
