@@ -21,6 +21,7 @@ import type { CertManager } from '../identity/cert-manager';
 import type { SpiffeId } from '../identity/spiffe';
 import { describeCapture, loadCapture, type Capture } from '../native/capture';
 import { detectOrigSrc, type OrigSrcMode } from '../native/orig-src';
+import { createDryRunReporter } from '../proxy/dry-run';
 import { authorizeWithState } from '../policy/authorize';
 import { reauthorizationScope } from '../policy/reauthorize';
 import { peersToEvict } from '../state/change';
@@ -164,6 +165,7 @@ export class NodeApp {
         settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, origSrc: this.origSrc.enabled },
         resolveTarget: createInboundResolver(this.state, network, illegalPorts),
         authorize: (ctx) => authorizeWithState(this.state, ctx),
+        reportDryRun: createDryRunReporter(this.registry, this.logger),
         splice,
         prepareDial: this.transport.prepareDial,
       },

@@ -76,7 +76,9 @@ export class InboundHboneHandler {
 
   private async admitAndProxy(req: InboundConnect, target: InboundTarget, result: ConnectionResult): Promise<void> {
     const { deps } = this;
-    const decision = deps.authorize(authzContextFor(req.peerAddr.ip, req.peerIdentity, target));
+    const ctx = authzContextFor(req.peerAddr.ip, req.peerIdentity, target);
+    const decision = deps.authorize(ctx);
+    deps.reportDryRun?.(decision, ctx);
     if (!decision.allowed) {
       req.reject(401, 'DENY');
       result.record({ reason: 'DENY', error: `denied: ${decision.why}`, policy: decision.policy });

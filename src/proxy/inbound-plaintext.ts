@@ -68,7 +68,9 @@ export class InboundPlaintextConnection {
       mtls: false,
     });
     result.setByteSource(socket, 'client');
-    const decision = deps.authorize(authzContextFor(src.ip, null, target));
+    const ctx = authzContextFor(src.ip, null, target);
+    const decision = deps.authorize(ctx);
+    deps.reportDryRun?.(decision, ctx);
     if (!decision.allowed) {
       socket.destroy();
       result.record({ reason: 'DENY', error: `denied: ${decision.why}`, policy: decision.policy });

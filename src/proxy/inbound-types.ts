@@ -6,6 +6,7 @@ import type { StateView } from '../state/view';
 import type { SocketAddr } from '../util/socket-addr';
 import type { Capture } from '../native/capture';
 import type { Splicer } from '../transport/splice-outcome';
+import type { DryRunReport } from './dry-run';
 import type { Telemetry } from '../telemetry/telemetry';
 
 /** Where an inbound connection goes: a local workload and the app address to dial. */
@@ -42,6 +43,8 @@ export interface InboundDeps {
   readonly capture: Capture;
   readonly resolveTarget: InboundResolver;
   readonly authorize: Authorizer;
+  /** Makes dry-run policy matches visible (log + metric) at admission. */
+  readonly reportDryRun?: DryRunReport;
   /** Whether an address is one of our own listeners: dialling it would loop back into the proxy. */
   readonly isOwnAddress: (a: SocketAddr) => boolean;
   readonly splice: Splicer;
