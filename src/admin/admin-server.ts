@@ -4,6 +4,7 @@ import type { ListenAddr, SocketAddr } from '../util/socket-addr';
 import { logLevelsOf } from '../logging/logger';
 import { parseLevelSpec, type LogLevels } from '../logging/levels';
 import { isLoopback } from '../util/ip';
+import { Profiler } from './profiling';
 import { listen, closeServer } from './listen';
 import { sendJson, sendText, type Handler } from './http-util';
 
@@ -24,6 +25,7 @@ export class AdminServer {
   private readonly handlers = new Map<string, { doc: string; handler: Handler }>();
   private bound: SocketAddr | null = null;
   private readonly levels: LogLevels;
+  private readonly profiler = new Profiler();
 
   constructor(private readonly deps: AdminDeps) {
     this.levels = logLevelsOf(deps.logger);
@@ -79,6 +81,10 @@ export class AdminServer {
         return sendJson(res, 200, this.configDump());
       case '/logging':
         return this.logging(method, url, res);
+      case '/debug/pprof/profile':
+        return this.profiler.cpu(req, res, url);
+      case '/debug/pprof/heap':
+        return this.profiler.heap(req, res, () => process.memoryUsage().heapUsed);
       case '/quitquitquit':
         if (method !== 'POST') return sendText(res, 405, 'method not allowed; use POST\n');
         await this.deps.onQuit();
@@ -110,6 +116,8 @@ export class AdminServer {
       ['/config_dump', 'configuration, workload state, certificates (never keys), listeners, pools'],
       ['/logging', 'show the log level; POST ?level=debug or ?level=info,access=debug,hbone=warn to change it, ?reset for the start-up level'],
       ['/quitquitquit', 'POST: drain and exit'],
+      ['/debug/pprof/profile', 'CPU profile (.cpuprofile, open in Chrome DevTools): ?seconds=1..300 (10) &frequency=1..1000 Hz (100)'],
+      ['/debug/pprof/heap', 'V8 heap snapshot (.heapsnapshot); pauses the process while it is taken; refused above a 1 GiB heap'],
       ...[...this.handlers].map(([p, h]) => [p, h.doc]),
     ];
     return `<!doctype html><html><head><title>ztunnel-ts admin</title></head><body><h1>ztunnel-ts admin</h1><table>${rows
