@@ -22,6 +22,7 @@ export interface AdminDeps {
 export class AdminServer {
   private readonly server: Server;
   private readonly sections = new Map<string, () => unknown>();
+  private readonly fields: Array<() => Record<string, unknown>> = [];
   private readonly handlers = new Map<string, { doc: string; handler: Handler }>();
   private bound: SocketAddr | null = null;
   private readonly levels: LogLevels;
@@ -49,6 +50,11 @@ export class AdminServer {
     this.sections.set(name, fn);
   }
 
+  /** Several top-level /config_dump keys from one source (ztunnel's flattened proxy state). */
+  addDumpFields(fn: () => Record<string, unknown>): void {
+    this.fields.push(fn);
+  }
+
   addHandler(path: string, doc: string, handler: Handler): void {
     this.handlers.set(path, { doc, handler });
   }
@@ -69,6 +75,7 @@ export class AdminServer {
 
   configDump(): Record<string, unknown> {
     const out: Record<string, unknown> = {};
+    for (const fn of this.fields) Object.assign(out, fn());
     for (const [name, fn] of this.sections) out[name] = fn();
     return out;
   }

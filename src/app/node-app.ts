@@ -22,6 +22,7 @@ import type { SpiffeId } from '../identity/spiffe';
 import { describeCapture, loadCapture, type Capture } from '../native/capture';
 import { detectOrigSrc, type OrigSrcMode } from '../native/orig-src';
 import { createDryRunReporter } from '../proxy/dry-run';
+import { ztunnelCertificates } from '../admin/cert-dump';
 import { authorizeWithState } from '../policy/authorize';
 import { reauthorizationScope } from '../policy/reauthorize';
 import { peersToEvict } from '../state/change';
@@ -185,7 +186,9 @@ export class NodeApp {
       dump: () => this.proxy.dump(),
     });
     if (this.inpod) this.runtime.add(this.inpod.component);
-    this.runtime.admin.addDumpSection('state', () => stateDump(this.state));
+    this.runtime.admin.addDumpFields(() => stateDump(this.state));
+    this.runtime.admin.addDumpSection('certificates', () => ztunnelCertificates(this.certs.dump()));
+    this.runtime.admin.addDumpSection('workloadState', () => this.workloadState());
     this.runtime.admin.addDumpSection('pools', () => this.transport.client.dump());
     registerPoolMetrics(this.registry, this.transport.client);
     this.runtime.admin.addDumpSection('hbone_server', () => this.transport.server.dump());
@@ -196,6 +199,16 @@ export class NodeApp {
     });
 
     this.runtime.admin.addHandler('/debug/explain', 'which route and policy decide a connection: ?src=<ip>&dst=<ip:port>[&identity=<spiffe|none>]', explainHandler(this.state, network));
+  }
+
+  /**
+   * ztunnel's `workloadState` (per workload uid on this node): `Up` once the workload's
+   * certificate is available (it can be served), `Pending` until then.
+   */
+  private workloadState(): Record<string, { state: 'Up' | 'Pending' }> {
+    const out: Record<string, { state: 'Up' | 'Pending' }> = {};
+    for (const w of this.state.workloadsOnNode(this.opts.config.nodeName)) out[w.uid] = { state: this.certs.findCertificate(workloadIdentity(w)) ? 'Up' : 'Pending' };
+    return out;
   }
 
   /** Identities of the workloads on this node (prefetched; the "certificates" readiness waits on them). */
@@ -250,5 +263,5 @@ export class NodeApp {
 
 /** The certificate manager as a runtime component (stopped after the proxy drained). */
 function certComponent(certs: CertManager): Component {
-  return { name: 'certificates', start: () => certs.start(), close: () => certs.close(), destroy: () => certs.destroy(), dump: () => certs.dump() };
+  return { name: 'certificates', start: () => certs.start(), close: () => certs.close(), destroy: () => certs.destroy() };
 }

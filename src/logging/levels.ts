@@ -19,7 +19,9 @@ export function parseLevelSpec(raw: string): { ok: true; spec: LevelSpec } | { o
   if (items.length === 0) return { ok: false, error: `empty level spec; expected a level (${LOG_LEVELS.join(', ')}) or scope=level items` };
   for (const item of items) {
     const eq = item.indexOf('=');
-    const level = (eq < 0 ? item : item.slice(eq + 1)).trim().toLowerCase();
+    const given = (eq < 0 ? item : item.slice(eq + 1)).trim().toLowerCase();
+    // ztunnel's `off` is pino's `silent`.
+    const level = given === 'off' ? 'silent' : given;
     if (!(LOG_LEVELS as readonly string[]).includes(level)) return { ok: false, error: `${JSON.stringify(item)}: level must be one of ${LOG_LEVELS.join(', ')}` };
     if (eq < 0) {
       base = level as LogLevel;

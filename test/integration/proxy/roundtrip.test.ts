@@ -305,7 +305,7 @@ test.serial('/debug/connections lists a live connection with bytes from the sock
   const dump = (await (await fetch(`http://${admin.ip}:${admin.port}/config_dump`)).json()) as Record<string, unknown>;
   t.truthy(dump['certificates']);
   t.truthy(dump['pools']);
-  t.is((dump['state'] as { workloads: unknown[] }).workloads.length, 3);
+  t.is((dump['workloads'] as unknown[]).length, 3);
   t.truthy(dump['local_config']);
   t.truthy(dump['hbone_server']);
   t.truthy(dump['listeners']);

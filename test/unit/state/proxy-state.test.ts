@@ -102,8 +102,8 @@ test('StateChange: added/removed/updated, version bump, listener sees the new st
 test('stateDump has ztunnel\'s config_dump shape and is JSON-serialisable', (t) => {
   const u = new StateUpdater();
   u.source('test').replaceAll({ workloads: [wl('a', { workloadIps: ['10.0.0.1'] })], services: [svc('n', 's')], policies: [pol('n', 'p')] });
-  const d = JSON.parse(JSON.stringify(stateDump(u.view))) as { workloads: { uid: string }[]; services: { hostname: string }[]; policies: { name: string }[]; version: number };
-  t.deepEqual([d.workloads.map((w) => w.uid), d.services.map((s) => s.hostname), d.policies.map((p) => p.name), d.version], [['a'], ['s'], ['p'], 1]);
+  const d = JSON.parse(JSON.stringify(stateDump(u.view))) as { workloads: { uid: string }[]; services: { hostname: string }[]; policies: { name: string }[]; stateVersion: number };
+  t.deepEqual([d.workloads.map((w) => w.uid), d.services.map((s) => s.hostname), d.policies.map((p) => p.name), d.stateVersion], [['a'], ['s'], ['p'], 1]);
 });
 
 test('a throwing listener does not break the writer or other listeners', (t) => {
