@@ -2,7 +2,7 @@ import test from 'ava';
 import { request } from 'node:http';
 import { NodeApp } from '../../../src/app/node-app';
 import { loadNodeConfig } from '../../../src/config/node-config';
-import { LogCollector } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import type { SocketAddr } from '../../../src/util/socket-addr';
 import { httpRequest } from '../../helpers/http';
 
