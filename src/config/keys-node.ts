@@ -16,19 +16,19 @@ export const CA_CLIENT_KEYS = {
 } as const;
 
 /**
- * A proxy that has an identity of its own (the waypoint): the CA client keys plus
- * TRUST_DOMAIN, which ztunnel uses only for its own identity. The node proxy has none (it
- * asks for its workloads' identities), so it does not take TRUST_DOMAIN.
+ * The CA client keys plus TRUST_DOMAIN: the trust domain of the waypoint's own identity,
+ * and for the node proxy the trust domain of enrolled pods it knows only from the node
+ * agent (in-pod mode, before the state names them).
  */
 export const IDENTITY_KEYS = {
   ...CA_CLIENT_KEYS,
-  trustDomain: key({ env: 'TRUST_DOMAIN', doc: "trust domain of this proxy's own identity", default: 'cluster.local', parse: p.string }),
+  trustDomain: key({ env: 'TRUST_DOMAIN', doc: "trust domain of this proxy's own identity (waypoint) or of enrolled pods not yet in the state (node, in-pod)", default: 'cluster.local', parse: p.string }),
 } as const;
 
 /** Keys of the node proxy (DaemonSet role). Names follow ztunnel's src/config.rs. */
 export const NODE_KEYS = {
   ...COMMON_KEYS,
-  ...CA_CLIENT_KEYS,
+  ...IDENTITY_KEYS,
   outboundAddr: key({ env: 'OUTBOUND_ADDR', doc: 'outbound capture listener (host-less = per local workload IP)', default: ':15001', parse: p.optListen }),
   inboundPlaintextAddr: key({ env: 'INBOUND_PLAINTEXT_ADDR', doc: 'inbound plaintext capture listener', default: ':15006', parse: p.optListen }),
   inboundAddr: key({ env: 'INBOUND_ADDR', doc: 'inbound HBONE (mTLS HTTP/2 CONNECT) listener', default: ':15008', parse: p.optListen }),

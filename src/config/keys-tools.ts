@@ -25,6 +25,8 @@ function agentRuleKeys(): Omit<typeof REDIRECT_KEYS, 'netns' | 'dryRun'> {
 
 /** `ztunnel-ts agent`: the stand-in for istio-cni's node agent (serves ZDS, installs in-pod rules). */
 export const AGENT_KEYS = {
+  logLevel: COMMON_KEYS.logLevel,
+  logFormat: COMMON_KEYS.logFormat,
   ...agentRuleKeys(),
   inpodUds: key({ env: 'INPOD_UDS', doc: 'ZDS socket the node proxies connect to', default: '/var/run/ztunnel/ztunnel.sock', parse: p.string }),
   pods: key({ env: 'AGENT_PODS', doc: 'pods file (YAML: pods: [{uid, name, namespace, serviceAccount, netns}]), watched; netns is an ip-netns name or /proc/<pid>/ns/net', default: '', parse: p.optString }),

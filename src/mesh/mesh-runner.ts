@@ -15,8 +15,8 @@ export interface MeshRunnerOptions {
   /** Where CA files, tokens, config and logs go; a fresh temp dir when empty (removed at stop). */
   readonly stateDir: string;
   readonly logLevel: string;
-  /** LOG_FORMAT of the mesh's node proxies and CA (their log files). */
-  readonly logFormat: 'json' | 'plain';
+  /** LOG_FORMAT of the mesh's node proxies and CA (their log files); plain unless given. */
+  readonly logFormat?: 'json' | 'plain';
   /** PATH (and nothing else) is passed through from the caller's environment. */
   readonly path: string;
   /** Progress lines for the user. */
@@ -105,7 +105,7 @@ export class MeshRunner {
   }
 
   private baseEnv(): Record<string, string> {
-    return { PATH: this.opts.path, LOG_LEVEL: this.opts.logLevel, LOG_FORMAT: this.opts.logFormat };
+    return { PATH: this.opts.path, LOG_LEVEL: this.opts.logLevel, LOG_FORMAT: this.opts.logFormat ?? 'plain' };
   }
 
   /** The dev CA runs in this process (startDevCa); its log goes to logs/ca.log. */
