@@ -48,6 +48,10 @@ export const REASONS = {
   CA_REJECTED: { flag: 'IDENTITY_ERROR', status: 0, hint: 'the CA rejected the certificate request' },
   CA_BAD_RESPONSE: { flag: 'IDENTITY_ERROR', status: 0, hint: 'the CA returned a chain that is malformed or names another identity' },
   CERT_EXPIRED: { flag: 'IDENTITY_ERROR', status: 0, hint: 'the certificate expired and no replacement could be fetched' },
+  XDS_UNREACHABLE: { flag: '-', status: 0, hint: 'the xDS control plane did not answer (DNS or connect failure); check XDS_ADDRESS and that istiod runs' },
+  XDS_TLS: { flag: '-', status: 0, hint: 'TLS to the xDS control plane failed; check XDS_ROOT_CA (and ALT_XDS_HOSTNAME) match its serving certificate' },
+  XDS_AUTH: { flag: '-', status: 0, hint: 'the xDS control plane refused our token; check AUTH_TOKEN (audience istio-ca) and that POD_NAMESPACE matches it' },
+  XDS_REJECTED: { flag: '-', status: 0, hint: 'an xDS resource was rejected (NACK); the others were applied and the last good version of it stays' },
   CONFIG_INVALID: { flag: '-', status: 0, hint: 'the config was rejected; the last good state stays in force' },
   INTERNAL: { flag: 'CONNECT', status: 503, hint: 'an unexpected internal error; please report it with the log line' },
 } as const;

@@ -11,6 +11,8 @@ import { systemClock, type Clock } from '../util/clock';
 import type { Component } from './component';
 import { StateUpdater } from '../state/proxy-state';
 import { LocalConfigSource } from '../state/local-source';
+import { createXdsSource } from '../xds/create';
+import type { XdsSource } from '../xds/xds-source';
 import { stateDump } from '../state/dump';
 import { createStateMetrics } from '../metrics/state-metrics';
 import { registerPoolMetrics } from '../metrics/pool-metrics';
@@ -70,6 +72,8 @@ export class NodeApp {
   readonly localConfig: LocalConfigSource;
   /** INPOD_ENABLED: the ZDS client and the per-pod listeners; null in the per-workload-IP (loopback) mode. */
   readonly inpod: InpodMode | null;
+  /** istiod's delta xDS (XDS_ADDRESS), or null when off. */
+  readonly xds: XdsSource | null;
   private readonly transport: NodeTransport;
   private unsubscribe: (() => void) | null = null;
 
@@ -93,16 +97,15 @@ export class NodeApp {
       updater: this.updater,
       logger: this.logger.child({ scope: 'state' }),
       metrics: createStateMetrics(this.registry, this.state),
-      onFirstLoad: () => {
-        stateReady();
-        void this.certs.waitForIdentities(this.localIdentities()).then(certsReady);
-      },
     });
-    if (!c.localXdsPath && !c.localXds) {
-      this.logger.warn('no LOCAL_XDS_PATH or LOCAL_XDS: the proxy knows no workloads and serves nothing');
+    this.xds = createXdsSource({ config: c, updater: this.updater, registry: this.registry, logger: this.logger.child({ scope: 'xds' }), clock: this.clock });
+    // State is ready once every configured source delivered its first complete view.
+    const sources = [...(c.localXdsPath || c.localXds ? [this.localConfig.ready] : []), ...(this.xds ? [this.xds.ready] : [])];
+    if (sources.length === 0) this.logger.warn('no XDS_ADDRESS, LOCAL_XDS_PATH or LOCAL_XDS: the proxy knows no workloads and serves nothing');
+    void Promise.all(sources).then(() => {
       stateReady();
-      certsReady();
-    }
+      void this.certs.waitForIdentities(this.localIdentities()).then(certsReady);
+    });
     this.certs = createIdentityManager({ config: c, logger: this.logger.child({ scope: 'identity' }), registry: this.registry, clock: this.clock, mode: 'node' });
     readiness.describe('certificates', () => this.certs.missingSummary(this.localIdentities()));
     this.capture = loadCapture();
@@ -159,6 +162,7 @@ export class NodeApp {
         settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, localWorkloadWaitMs: c.localWorkloadWait, socksHandshakeTimeoutMs: c.headersTimeout, clusterDomain: c.clusterDomain },
         certs: this.certs,
         route: createOutboundRouter(this.state, network, illegalPorts),
+        ...(this.xds && c.xdsOnDemand ? { demandDestination: this.xds.demandAddress.bind(this.xds) } : {}),
         splice,
         prepareDial: this.transport.prepareDial,
       },
@@ -173,6 +177,7 @@ export class NodeApp {
     });
 
     this.runtime.add(this.localConfig);
+    if (this.xds) this.runtime.add(this.xds);
     this.runtime.add(certComponent(this.certs));
     this.runtime.add({
       name: 'proxy',

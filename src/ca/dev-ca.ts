@@ -1,6 +1,6 @@
 import type { Server as NetServer, Socket } from 'node:net';
 import { join } from 'node:path';
-import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status, type Metadata, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { loadCaService, IMPERSONATED_IDENTITY, type IstioCertificateRequest, type IstioCertificateResponse } from '../identity/ca-proto';
 import type { SpiffeId } from '../identity/spiffe';
@@ -36,6 +36,8 @@ export interface DevCaOptions {
   readonly extraRootsPem?: readonly string[];
   /** Holds every issuance this long: a slow CA, for concurrency and priority tests. */
   readonly issueDelayMs?: number;
+  /** More gRPC services on the same TLS port (the dev control plane's delta ADS). */
+  readonly services?: readonly { readonly definition: ServiceDefinition; readonly implementation: UntypedServiceImplementation }[];
 }
 
 export interface DevCaStats {
@@ -85,6 +87,7 @@ export async function startDevCa(o: DevCaOptions): Promise<DevCa> {
       ).finally(() => stats.inFlight--);
     },
   });
+  for (const svc of o.services ?? []) server.addService(svc.definition, svc.implementation);
   const creds = ServerCredentials.createSsl(null, [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certPem) }], false);
   boundHandshakes(creds);
   const host = o.listenAddr.host ?? '[::]';

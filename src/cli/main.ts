@@ -6,7 +6,7 @@ import { ConfigError } from '../config/load';
 const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   node: { summary: 'node proxy (DaemonSet role): capture 15001/15006/15008, HBONE, L4 policy', load: () => (require('./cmd-node') as typeof import('./cmd-node')).command },
   waypoint: { summary: 'waypoint proxy (per service account): HBONE in, L7, HBONE out', load: () => (require('./cmd-waypoint') as typeof import('./cmd-waypoint')).command },
-  ca: { summary: 'dev CA: Istio CreateCertificate gRPC API over TLS on 15012', load: () => (require('./cmd-ca') as typeof import('./cmd-ca')).command },
+  ca: { summary: 'dev control plane: Istio CreateCertificate + delta xDS over TLS on 15012', load: () => (require('./cmd-ca') as typeof import('./cmd-ca')).command },
   mesh: { summary: 'run a whole local mesh on loopback from one config file (no root, no Kubernetes)', load: () => (require('./cmd-mesh') as typeof import('./cmd-mesh')).command },
   redirect: { summary: 'install or remove traffic-capture rules (iptables) for a pod netns', load: () => (require('./cmd-redirect') as typeof import('./cmd-redirect')).command },
   agent: { summary: 'stand-in for the istio-cni node agent: serves ZDS, enrols pod network namespaces, installs their capture rules', load: () => (require('./cmd-agent') as typeof import('./cmd-agent')).command },

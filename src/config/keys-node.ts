@@ -1,6 +1,60 @@
-import { key, p, type Env } from './key';
+import { key, p, type Env, type ParseResult } from './key';
 import { COMMON_KEYS } from './keys-common';
 import { parseGrpcHeaders } from './headers';
+
+/**
+ * Env vars sharing a prefix (XDS_HEADER_<NAME>, ISTIO_META_<NAME>) collected into one
+ * JSON object, so the prefix family is parsed and validated like any single key.
+ */
+const prefixed =
+  (prefix: string) =>
+  (e: Env): string => {
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(e)) if (k.startsWith(prefix) && k.length > prefix.length && v !== undefined) out[k.slice(prefix.length)] = v;
+    return JSON.stringify(out);
+  };
+
+function jsonMap(raw: string): Record<string, unknown> | null {
+  try {
+    const v: unknown = JSON.parse(raw);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** XDS_HEADER_<NAME>=<value> → gRPC metadata `<name>: <value>` (ASCII names and values). */
+const headerMap = (raw: string): ParseResult<Readonly<Record<string, string>>> => {
+  const m = jsonMap(raw);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m ?? {})) {
+    const name = k.toLowerCase().replace(/_/g, '-');
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(name) || name.endsWith('-bin') || typeof v !== 'string' || !/^[\x20-\x7e]*$/.test(v)) {
+      return { ok: false, expected: `XDS_HEADER_${k}: a header name of letters, digits, '_', '-', '.' and a printable ASCII value` };
+    }
+    out[name] = v;
+  }
+  return m ? { ok: true, value: out } : { ok: false, expected: 'a JSON object of header name → value' };
+};
+
+const stringMap = (raw: string): ParseResult<Readonly<Record<string, string>>> => {
+  const m = jsonMap(raw);
+  if (!m || !Object.values(m).every((v) => typeof v === 'string')) return { ok: false, expected: 'a JSON object of name → string' };
+  return { ok: true, value: m as Record<string, string> };
+};
+
+/** ISTIO_METAJSON_<NAME>: each value must itself be JSON (it is sent as a structured value). */
+const jsonValues = (raw: string): ParseResult<Readonly<Record<string, unknown>>> => {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(jsonMap(raw) ?? {})) {
+    try {
+      out[k] = JSON.parse(String(v));
+    } catch {
+      return { ok: false, expected: `ISTIO_METAJSON_${k}: a JSON value (got ${JSON.stringify(v)})` };
+    }
+  }
+  return { ok: true, value: out };
+};
 
 const caDefault = (e: Env): string => (e['KUBERNETES_SERVICE_HOST'] ? 'https://istiod.istio-system.svc:15012' : 'https://localhost:15012');
 
@@ -66,4 +120,17 @@ export const NODE_KEYS = {
   podName: key({ env: 'POD_NAME', doc: 'downward API', default: '', parse: p.string }),
   podNamespace: key({ env: 'POD_NAMESPACE', doc: 'downward API', default: '', parse: p.string }),
   instanceIp: key({ env: 'INSTANCE_IP', doc: 'downward API', default: '', parse: p.string }),
+  xdsAddress: key({
+    env: 'XDS_ADDRESS',
+    doc: "istiod's delta xDS (https:// optional); in Kubernetes istiod.istio-system.svc:15012, elsewhere off unless set. With LOCAL_XDS_PATH too, the file is a second source",
+    default: (e) => (e['KUBERNETES_SERVICE_HOST'] ? 'https://istiod.istio-system.svc:15012' : ''),
+    parse: p.optString,
+  }),
+  xdsRootCa: key({ env: 'XDS_ROOT_CA', doc: 'PEM file (re-read on every connect), inline PEM, or SYSTEM: verifies the xDS server certificate', default: './var/run/secrets/istio/root-cert.pem', parse: p.string }),
+  altXdsHostname: key({ env: 'ALT_XDS_HOSTNAME', doc: 'host name to verify the xDS server certificate against instead of the URL host', default: '', parse: p.optString }),
+  xdsOnDemand: key({ env: 'XDS_ON_DEMAND', doc: 'fetch Address resources only when a connection needs one (bounded wait), instead of all of them', default: 'false', parse: p.bool }),
+  xdsOnDemandTimeout: key({ env: 'XDS_ON_DEMAND_TIMEOUT', doc: 'how long a connection waits for an on-demand Address answer', default: '5s', parse: p.duration(1) }),
+  xdsHeaders: key({ env: 'XDS_HEADER_<NAME>', doc: 'extra gRPC metadata on the xDS stream, one env var per header', default: prefixed('XDS_HEADER_'), parse: headerMap, secret: true }),
+  proxyMetadata: key({ env: 'ISTIO_META_<NAME>', doc: 'node metadata sent to istiod (prefix removed)', default: prefixed('ISTIO_META_'), parse: stringMap }),
+  proxyMetadataJson: key({ env: 'ISTIO_METAJSON_<NAME>', doc: 'node metadata sent to istiod as structured JSON values', default: prefixed('ISTIO_METAJSON_'), parse: jsonValues }),
 } as const;

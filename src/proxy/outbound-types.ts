@@ -47,6 +47,8 @@ export interface OutboundDeps {
   /** Whether a dial target is one of our own listeners (a loop). */
   readonly isOwnAddress: (a: SocketAddr) => boolean;
   readonly route: OutboundRouter;
+  /** XDS_ON_DEMAND: asks the control plane about a destination the state does not know (bounded wait). */
+  readonly demandDestination?: (dst: SocketAddr) => Promise<void>;
   readonly splice: Splicer;
   /** Prepares dialled sockets (NODELAY, keepalive, SO_MARK before the SYN). */
   readonly prepareDial?: DialPreparer;

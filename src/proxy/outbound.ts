@@ -85,6 +85,7 @@ export class OutboundConnection {
       const listenerOwner = this.info.workloadUid ? ` (the connection arrived on the listener of workload ${this.info.workloadUid} at ${formatSocketAddr(this.info.bound)}; it is not used as a substitute)` : '';
       throw new ProxyError('UNKNOWN_SOURCE', `source ${src.ip} is not a workload on node ${JSON.stringify(s.nodeName)} after waiting ${s.localWorkloadWaitMs}ms${listenerOwner}`);
     }
+    if (deps.demandDestination) await deps.demandDestination(dst);
     const plan = deps.route(srcWorkload, dst, src.ip);
     // Same-node HBONE to our own 15008 is normal (ztunnel does it too); a plain TCP dial
     // to one of our listeners would loop.

@@ -1,0 +1,336 @@
+import { Client, credentials, Metadata, status, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Reason } from '../errors';
+import { Backoff } from '../util/backoff';
+import { systemClock, type Clock, type TimerHandle } from '../util/clock';
+import { grpcTarget, readRootPem, readToken } from './credentials';
+import type { TerminationReason, XdsMetrics } from './metrics';
+import { ADDRESS_TYPE, DELTA_ADS_PATH, type PbDeltaRequest, type PbDeltaResponse, type PbNode, type XdsCodec, type XdsTypeUrl } from './proto';
+import { decodeResource, isRejected, type DecodedResource, type RejectedResource } from './resources';
+
+/** Applies one response of a type; returns the resources it could not apply (NACKed). */
+export type XdsHandler = (typeUrl: XdsTypeUrl, resources: readonly DecodedResource[], removed: readonly string[]) => readonly RejectedResource[];
+
+export interface AdsClientOptions {
+  /** XDS_ADDRESS (`https://` optional). */
+  readonly address: string;
+  /** XDS_ROOT_CA: file, inline PEM or SYSTEM; re-read on every connect. */
+  readonly rootCa: string;
+  /** ALT_XDS_HOSTNAME: the name the server certificate is verified against. */
+  readonly altHostname: string | null;
+  /** AUTH_TOKEN: file (re-read on every connect) or literal. */
+  readonly authToken: string;
+  readonly clusterId: string;
+  /** XDS_HEADER_<NAME> → extra gRPC metadata. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly node: PbNode;
+  /** XDS_ON_DEMAND: Address resources only when asked for. */
+  readonly onDemand: boolean;
+  readonly types: readonly XdsTypeUrl[];
+  readonly codec: XdsCodec;
+  readonly handler: XdsHandler;
+  readonly metrics: XdsMetrics;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Reconnect backoff (ztunnel: 10 ms doubling, capped at 15 s). */
+  readonly initialBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+}
+
+interface TypeStatus {
+  /** Resource name → version, as last received (sent back as initial_resource_versions). */
+  readonly known: Map<string, string>;
+  version: string;
+  nonce: string;
+  responses: number;
+  lastAck: { nonce: string; at: string } | null;
+  lastNack: { nonce: string; at: string; error: string } | null;
+}
+
+type ConnState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'closed';
+
+/** A failed or ended stream, classified for the log, the metric and /config_dump. */
+interface Termination {
+  readonly metric: TerminationReason;
+  readonly reason: Reason | null;
+  readonly message: string;
+}
+
+const MAX_MESSAGE_BYTES = 200 * 1024 * 1024;
+const TLS_TEXT = /certificate|self[- ]signed|altnames|unable to verify|SSL|TLS|handshake/i;
+const DNS_TEXT = /ENOTFOUND|EAI_AGAIN|getaddrinfo|name resolution|DNS resolution failed/i;
+
+/**
+ * Delta ADS client: one bidirectional DeltaAggregatedResources stream carrying every type.
+ * Each response is decoded, handed to the handler, and answered with an ACK, or a NACK
+ * whose error_detail names every rejected resource (the valid ones are applied). On any
+ * stream end it reconnects with backoff, sending the versions it holds as
+ * initial_resource_versions; the state stays in force meanwhile.
+ */
+export class AdsClient {
+  /** Resolves once the first response of every non-on-demand type was handled. */
+  readonly ready: Promise<void>;
+  private resolveReady!: () => void;
+  private readonly awaiting: Set<string>;
+  private readonly status = new Map<XdsTypeUrl, TypeStatus>();
+  private readonly clock: Clock;
+  private readonly backoff: Backoff;
+  private state: ConnState = 'idle';
+  private client: Client | null = null;
+  private call: ClientDuplexStream<PbDeltaRequest, PbDeltaResponse> | null = null;
+  private timer: TimerHandle | null = null;
+  private connectionId = 0;
+  private connectedSince: string | null = null;
+  private lastError: { at: string; reason: Reason | null; message: string } | null = null;
+  private nextRetryMs = 0;
+  /** On-demand names waiting for the server's answer. */
+  private readonly pending = new Map<string, Set<(answered: boolean) => void>>();
+
+  constructor(private readonly o: AdsClientOptions) {
+    this.clock = o.clock ?? systemClock;
+    this.backoff = new Backoff({ initialMs: o.initialBackoffMs ?? 10, maxMs: o.maxBackoffMs ?? 15_000, jitter: 0 });
+    for (const t of o.types) this.status.set(t, { known: new Map(), version: '', nonce: '', responses: 0, lastAck: null, lastNack: null });
+    this.awaiting = new Set(o.types.filter((t) => !(o.onDemand && t === ADDRESS_TYPE)));
+    this.ready = new Promise((r) => (this.resolveReady = r));
+    if (this.awaiting.size === 0) this.resolveReady();
+  }
+
+  start(): void {
+    if (this.state !== 'idle') return;
+    void this.connect();
+  }
+
+  close(): void {
+    this.state = 'closed';
+    if (this.timer) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.teardown();
+    this.wakeAll();
+  }
+
+  /**
+   * On-demand lookup (XDS_ON_DEMAND): subscribes to `name` (`network/ip`, `ns/hostname` or a
+   * uid) and resolves true once the server answered for it (pushed or removed), false
+   * after `timeoutMs` or when the stream is down. The state is updated before it resolves.
+   */
+  demand(name: string, timeoutMs: number): Promise<boolean> {
+    const st = this.status.get(ADDRESS_TYPE);
+    if (!this.o.onDemand || !st || this.state === 'closed') return Promise.resolve(false);
+    // Remembered with no version, so a reconnect re-subscribes and the server always sends it.
+    if (!st.known.has(name)) st.known.set(name, '');
+    return new Promise((resolve) => {
+      let waiters = this.pending.get(name);
+      if (!waiters) this.pending.set(name, (waiters = new Set()));
+      const set = waiters;
+      const done = (answered: boolean): void => {
+        this.clock.clearTimeout(t);
+        set.delete(done);
+        if (set.size === 0 && this.pending.get(name) === set) this.pending.delete(name);
+        resolve(answered);
+      };
+      const t = this.clock.setTimeout(() => done(false), timeoutMs);
+      set.add(done);
+      if (set.size === 1) this.send({ type_url: ADDRESS_TYPE, resource_names_subscribe: [name] });
+      this.o.logger.debug({ name }, 'xds on-demand request');
+    });
+  }
+
+  dump(): unknown {
+    const types: Record<string, unknown> = {};
+    for (const [t, s] of this.status) {
+      types[t] = { version: s.version, nonce: s.nonce, resources: s.known.size, responses: s.responses, lastAck: s.lastAck, lastNack: s.lastNack };
+    }
+    return {
+      address: this.o.address,
+      state: this.state,
+      connectionId: this.connectionId,
+      connectedSince: this.connectedSince,
+      /** The delay before the latest reconnect attempt (0 before any). */
+      retryDelayMs: this.nextRetryMs,
+      lastError: this.lastError,
+      onDemand: this.o.onDemand,
+      pendingOnDemand: [...this.pending.keys()],
+      node: this.o.node.id,
+      types,
+    };
+  }
+
+  private async connect(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'connecting';
+    const id = ++this.connectionId;
+    const target = grpcTarget(this.o.address);
+    let root: string | null;
+    let token: string | null;
+    try {
+      root = await readRootPem(this.o.rootCa);
+      token = await readToken(this.o.authToken);
+    } catch (err) {
+      this.terminated(id, { metric: 'ConnectionError', reason: 'XDS_TLS', message: `xDS connection to ${this.o.address}: ${(err as Error).message}` });
+      return;
+    }
+    // close() may have run while the files were read.
+    if ((this.state as ConnState) === 'closed') return;
+    const options: Record<string, string | number> = {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      // Our backoff is the retry policy: a fresh channel per attempt, never grpc-js's own
+      // reconnect backoff shared through the global subchannel pool.
+      'grpc.use_local_subchannel_pool': 1,
+    };
+    if (this.o.altHostname) {
+      options['grpc.ssl_target_name_override'] = this.o.altHostname;
+      options['grpc.default_authority'] = this.o.altHostname;
+    }
+    const client = (this.client = new Client(target, credentials.createSsl(root === null ? null : Buffer.from(root)), options));
+    const md = new Metadata();
+    if (token !== null) md.set('authorization', `Bearer ${token}`);
+    md.set('clusterid', this.o.clusterId);
+    for (const [k, v] of Object.entries(this.o.headers)) md.set(k, v);
+    const codec = this.o.codec;
+    const call = client.makeBidiStreamRequest<PbDeltaRequest, PbDeltaResponse>(DELTA_ADS_PATH, codec.encodeRequest, codec.decodeResponse, md, {});
+    this.call = call;
+    let received = 0;
+    call.on('data', (res: PbDeltaResponse) => {
+      if (this.call !== call) return;
+      if (received++ === 0) {
+        this.state = 'connected';
+        this.connectedSince = new Date(this.clock.now()).toISOString();
+        this.backoff.reset();
+        this.o.logger.info({ address: this.o.address, connection: id }, 'xds stream established');
+      }
+      this.onResponse(res);
+    });
+    // grpc-js reports a non-OK status both as 'error' and as 'status'; 'status' decides.
+    call.on('error', () => undefined);
+    call.on('status', (s: StatusObject) => {
+      if (this.call !== call) return;
+      this.terminated(id, this.classify(s, received > 0));
+    });
+    for (const t of this.o.types) {
+      const st = this.status.get(t) as TypeStatus;
+      const req: PbDeltaRequest = { node: this.o.node, type_url: t, initial_resource_versions: Object.fromEntries(st.known) };
+      // "Subscribe to nothing": subscribing and unsubscribing the wildcard in one message.
+      if (this.o.onDemand && t === ADDRESS_TYPE) {
+        req.resource_names_subscribe = ['*'];
+        req.resource_names_unsubscribe = ['*'];
+      }
+      call.write(req);
+    }
+    this.o.logger.debug({ address: this.o.address, connection: id, known: Object.fromEntries([...this.status].map(([t, s]) => [t, s.known.size])) }, 'xds stream opened');
+  }
+
+  private onResponse(res: PbDeltaResponse): void {
+    const url = res.type_url;
+    let bytes = 0;
+    for (const r of res.resources) bytes += r.resource?.value.length ?? 0;
+    this.o.metrics.messages.labels(url).inc();
+    this.o.metrics.messageBytes.labels(url).inc(bytes);
+    const st = this.status.get(url as XdsTypeUrl);
+    if (!st) {
+      this.o.logger.error({ type_url: url }, 'xds response of a type we did not subscribe to; answered with a NACK');
+      this.send({ type_url: url, response_nonce: res.nonce, error_detail: { message: `unsupported type ${url}` } });
+      return;
+    }
+    const decoded: DecodedResource[] = [];
+    const rejected: RejectedResource[] = [];
+    for (const r of res.resources) {
+      const d = decodeResource(this.o.codec, url, r);
+      if (isRejected(d)) rejected.push(d);
+      else decoded.push(d);
+    }
+    rejected.push(...this.o.handler(url as XdsTypeUrl, decoded, res.removed_resources));
+    const rejectedNames = new Set(rejected.map((r) => r.name));
+    for (const n of res.removed_resources) st.known.delete(n);
+    // A rejected resource is not recorded as held: on reconnect the server must send it again.
+    for (const r of res.resources) if (!rejectedNames.has(r.name)) st.known.set(r.name, r.version);
+    st.version = res.system_version_info;
+    st.nonce = res.nonce;
+    st.responses++;
+    const at = new Date(this.clock.now()).toISOString();
+    if (rejected.length === 0) {
+      st.lastAck = { nonce: res.nonce, at };
+      this.send({ type_url: url, response_nonce: res.nonce });
+      this.o.logger.debug({ type_url: url, nonce: res.nonce, resources: res.resources.length, removed: res.removed_resources.length }, 'xds ACK');
+    } else {
+      const error = rejected.map((r) => `${r.name}: ${r.reason}`).join('; ');
+      st.lastNack = { nonce: res.nonce, at, error };
+      this.send({ type_url: url, response_nonce: res.nonce, error_detail: { message: error } });
+      this.o.logger.error({ reason: 'XDS_REJECTED', type_url: url, nonce: res.nonce, rejected: rejected.length, applied: res.resources.length - rejected.length, error }, 'xds NACK: rejected resources; the others were applied');
+    }
+    for (const n of res.removed_resources) this.notify(n);
+    for (const r of res.resources) this.notify(r.name);
+    if (this.awaiting.delete(url) && this.awaiting.size === 0) {
+      this.o.logger.info({ address: this.o.address }, 'xds initial sync complete');
+      this.resolveReady();
+    }
+  }
+
+  private notify(name: string): void {
+    const waiters = this.pending.get(name);
+    if (!waiters) return;
+    for (const w of [...waiters]) w(true);
+  }
+
+  private wakeAll(): void {
+    for (const waiters of [...this.pending.values()]) for (const w of [...waiters]) w(false);
+  }
+
+  private send(req: PbDeltaRequest): void {
+    if (this.call && this.state !== 'closed') this.call.write(req);
+  }
+
+  private classify(s: StatusObject, hadResponse: boolean): Termination {
+    const where = `xDS stream to ${this.o.address}`;
+    const details = s.details || status[s.code] || String(s.code);
+    if (s.code === status.OK) return { metric: 'Complete', reason: null, message: `${where} completed by the server` };
+    if (s.code === status.UNAUTHENTICATED || s.code === status.PERMISSION_DENIED) {
+      return { metric: 'Error', reason: 'XDS_AUTH', message: `${where} refused (${status[s.code]}: ${details}); likely cause: AUTH_TOKEN is missing, expired or not for audience istio-ca, or POD_NAMESPACE does not match the token` };
+    }
+    if (s.code === status.UNAVAILABLE && !hadResponse) {
+      if (TLS_TEXT.test(details)) return { metric: 'ConnectionError', reason: 'XDS_TLS', message: `${where}: TLS failed (${details}); likely cause: XDS_ROOT_CA does not verify the server certificate, or its name does not match (set ALT_XDS_HOSTNAME)` };
+      if (DNS_TEXT.test(details)) return { metric: 'ConnectionError', reason: 'XDS_UNREACHABLE', message: `${where}: cannot resolve the host (${details}); likely cause: DNS, check XDS_ADDRESS` };
+      return { metric: 'ConnectionError', reason: 'XDS_UNREACHABLE', message: `${where}: cannot connect (${details}); likely cause: the control plane is not running or not reachable at XDS_ADDRESS` };
+    }
+    // A stream that worked and then ended (server restart, GOAWAY, max connection age) is
+    // a normal reconnect, not an error.
+    if (hadResponse || s.code === status.CANCELLED || s.code === status.DEADLINE_EXCEEDED || s.code === status.UNKNOWN) {
+      return { metric: 'Reconnect', reason: null, message: `${where} ended (${status[s.code]}: ${details}); reconnecting` };
+    }
+    return { metric: 'Error', reason: 'XDS_UNREACHABLE', message: `${where} failed (${status[s.code]}: ${details})` };
+  }
+
+  private terminated(id: number, t: Termination): void {
+    if (this.state === 'closed' || id !== this.connectionId) return;
+    this.teardown();
+    this.o.metrics.terminations.labels(t.metric).inc();
+    this.connectedSince = null;
+    // ztunnel's rule: a benign end reconnects at once-ish; failures back off, doubling.
+    if (t.metric === 'Reconnect' || t.metric === 'Complete') this.backoff.reset();
+    const delay = this.backoff.next();
+    this.nextRetryMs = delay;
+    this.state = 'backoff';
+    if (t.reason !== null) {
+      this.lastError = { at: new Date(this.clock.now()).toISOString(), reason: t.reason, message: t.message };
+      this.o.logger.warn({ reason: t.reason, address: this.o.address, connection: id, retryInMs: delay }, t.message);
+    } else {
+      this.o.logger.info({ address: this.o.address, connection: id, retryInMs: delay, termination: t.metric }, t.message);
+    }
+    // Waiters for on-demand answers give up now; the caller proceeds with what the state has.
+    this.wakeAll();
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = null;
+      void this.connect();
+    }, delay);
+  }
+
+  private teardown(): void {
+    const call = this.call;
+    const client = this.client;
+    this.call = null;
+    this.client = null;
+    call?.cancel();
+    client?.close();
+  }
+}
