@@ -6,6 +6,7 @@ import { MESH_KEYS } from '../config/keys-tools';
 import { parseMeshConfig, type MeshConfig } from '../mesh/mesh-config';
 import { MeshRunner } from '../mesh/mesh-runner';
 import { runSelfCheck } from '../mesh/self-check';
+import { runLiveEditCheck } from '../mesh/live-edit';
 import { summaryLine } from '../mesh/summary';
 
 const SUMMARY_EVERY_MS = 5000;
@@ -15,9 +16,10 @@ export const command: Command = {
   summary: 'run a whole local mesh on loopback from one config file',
   help: () =>
     'usage: ztunnel-ts mesh <mesh.yaml> [--mesh-self-check-only]\n\n' +
-    'Starts the dev CA and one node proxy per node of the file as child processes, on loopback\n' +
-    '(127.0.0.0/8; no root needed), plus the sample apps; prints what runs where and commands to\n' +
-    'try, runs a self-check (allowed, denied and passthrough requests), then prints a one-line\n' +
+    'Starts the dev control plane (CA + delta xDS of the file\'s workloads, services and policies)\n' +
+    'and one node proxy per node of the file as child processes, on loopback (127.0.0.0/8; no root\n' +
+    'needed), plus the sample apps; prints what runs where and commands to try, runs a self-check\n' +
+    '(allowed, denied and passthrough requests, then a policy edit pushed over xDS), then prints a one-line\n' +
     'summary from every node\'s /metrics until Ctrl-C. See examples/mesh.yaml.\n\n' +
     describeKeys(MESH_KEYS) +
     '\n',
@@ -52,6 +54,8 @@ export const command: Command = {
     }
     printLayout(out, mesh, runner);
     const results = await runSelfCheck(mesh.checks, mesh.nodes);
+    const live = await runLiveEditCheck(mesh, (edit) => runner.editLocalConfig(edit));
+    if (live) results.push(live);
     out('\nself-check:');
     for (const r of results) out(`  ${r.pass ? 'PASS' : 'FAIL'}  ${r.check.name}: ${r.detail}`);
     const failed = results.filter((r) => !r.pass).length;
@@ -68,7 +72,7 @@ export const command: Command = {
 };
 
 function printLayout(out: (l: string) => void, mesh: MeshConfig, runner: MeshRunner): void {
-  out(`\nstate dir: ${runner.stateDir}  (local config: ${runner.localConfigPath})`);
+  out(`\nstate dir: ${runner.stateDir}  (served over xDS, edit it live: ${runner.localConfigPath})`);
   for (const p of runner.pids()) out(`  ${p.name.padEnd(8)} pid ${p.pid}  log ${p.log}`);
   for (const n of mesh.nodes) {
     out(`\nnode ${n.name}: SOCKS5 ${n.ip}:${n.ports.socks5}  admin http://${n.ip}:${n.ports.admin}/  metrics http://${n.ip}:${n.ports.stats}/metrics  ready http://${n.ip}:${n.ports.readiness}/healthz/ready`);

@@ -2,53 +2,20 @@ import { key, p, type Env, type ParseResult } from './key';
 import { COMMON_KEYS } from './keys-common';
 import { parseGrpcHeaders } from './headers';
 
-/**
- * Env vars sharing a prefix (XDS_HEADER_<NAME>, ISTIO_META_<NAME>) collected into one
- * JSON object, so the prefix family is parsed and validated like any single key.
- */
-const prefixed =
-  (prefix: string) =>
-  (e: Env): string => {
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(e)) if (k.startsWith(prefix) && k.length > prefix.length && v !== undefined) out[k.slice(prefix.length)] = v;
-    return JSON.stringify(out);
-  };
-
-function jsonMap(raw: string): Record<string, unknown> | null {
-  try {
-    const v: unknown = JSON.parse(raw);
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
+/** Collected `NAME=value` lines (a prefix key's raw form) → name → value. */
+function prefixLines(raw: string): [string, string][] {
+  return raw === '' ? [] : raw.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]);
 }
 
-/** XDS_HEADER_<NAME>=<value> → gRPC metadata `<name>: <value>` (ASCII names and values). */
-const headerMap = (raw: string): ParseResult<Readonly<Record<string, string>>> => {
-  const m = jsonMap(raw);
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(m ?? {})) {
-    const name = k.toLowerCase().replace(/_/g, '-');
-    if (!/^[a-z0-9][a-z0-9._-]*$/.test(name) || name.endsWith('-bin') || typeof v !== 'string' || !/^[\x20-\x7e]*$/.test(v)) {
-      return { ok: false, expected: `XDS_HEADER_${k}: a header name of letters, digits, '_', '-', '.' and a printable ASCII value` };
-    }
-    out[name] = v;
-  }
-  return m ? { ok: true, value: out } : { ok: false, expected: 'a JSON object of header name → value' };
-};
-
-const stringMap = (raw: string): ParseResult<Readonly<Record<string, string>>> => {
-  const m = jsonMap(raw);
-  if (!m || !Object.values(m).every((v) => typeof v === 'string')) return { ok: false, expected: 'a JSON object of name → string' };
-  return { ok: true, value: m as Record<string, string> };
-};
+/** ISTIO_META_<NAME>: node metadata strings, sent to istiod with the prefix removed. */
+const metaStrings = (raw: string): ParseResult<Readonly<Record<string, string>>> => ({ ok: true, value: Object.fromEntries(prefixLines(raw)) });
 
 /** ISTIO_METAJSON_<NAME>: each value must itself be JSON (it is sent as a structured value). */
-const jsonValues = (raw: string): ParseResult<Readonly<Record<string, unknown>>> => {
+const metaJson = (raw: string): ParseResult<Readonly<Record<string, unknown>>> => {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(jsonMap(raw) ?? {})) {
+  for (const [k, v] of prefixLines(raw)) {
     try {
-      out[k] = JSON.parse(String(v));
+      out[k] = JSON.parse(v);
     } catch {
       return { ok: false, expected: `ISTIO_METAJSON_${k}: a JSON value (got ${JSON.stringify(v)})` };
     }
@@ -130,7 +97,7 @@ export const NODE_KEYS = {
   altXdsHostname: key({ env: 'ALT_XDS_HOSTNAME', doc: 'host name to verify the xDS server certificate against instead of the URL host', default: '', parse: p.optString }),
   xdsOnDemand: key({ env: 'XDS_ON_DEMAND', doc: 'fetch Address resources only when a connection needs one (bounded wait), instead of all of them', default: 'false', parse: p.bool }),
   xdsOnDemandTimeout: key({ env: 'XDS_ON_DEMAND_TIMEOUT', doc: 'how long a connection waits for an on-demand Address answer', default: '5s', parse: p.duration(1) }),
-  xdsHeaders: key({ env: 'XDS_HEADER_<NAME>', doc: 'extra gRPC metadata on the xDS stream, one env var per header', default: prefixed('XDS_HEADER_'), parse: headerMap, secret: true }),
-  proxyMetadata: key({ env: 'ISTIO_META_<NAME>', doc: 'node metadata sent to istiod (prefix removed)', default: prefixed('ISTIO_META_'), parse: stringMap }),
-  proxyMetadataJson: key({ env: 'ISTIO_METAJSON_<NAME>', doc: 'node metadata sent to istiod as structured JSON values', default: prefixed('ISTIO_METAJSON_'), parse: jsonValues }),
+  xdsHeaders: key({ env: 'XDS_HEADER_', prefix: true, secret: true, doc: 'extra gRPC metadata on the xDS stream: XDS_HEADER_X_TENANT=a sends x_tenant: a', default: '', parse: parseGrpcHeaders('XDS_HEADER_') }),
+  proxyMetadata: key({ env: 'ISTIO_META_', prefix: true, doc: 'node metadata sent to istiod with the prefix removed (ISTIO_META_CLUSTER_ID=c1 → CLUSTER_ID)', default: '', parse: metaStrings }),
+  proxyMetadataJson: key({ env: 'ISTIO_METAJSON_', prefix: true, doc: 'node metadata sent to istiod as structured JSON values', default: '', parse: metaJson }),
 } as const;

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MeshConfig, MeshNode, MeshWaypoint } from './mesh-config';
 import { startSampleApps, type RunningApps } from './sample-apps';
 import { logTail, startChild, stopChild, waitReady, type Child } from './processes';
-import { startDevCa, type DevCa } from '../ca/dev-ca';
+import { startDevControlPlane, type DevControlPlane } from '../controlplane/dev-control-plane';
 import { createLogger } from '../logging/logger';
 
 export interface MeshRunnerOptions {
@@ -24,10 +24,11 @@ export interface MeshRunnerOptions {
 }
 
 /**
- * Starts and stops a whole local mesh: the dev CA (in this process) and one node proxy per
- * node as child processes (each with its own env: LOCAL_XDS_PATH, NODE_NAME, CA_*, AUTH_TOKEN, SOCKS5 and
- * server addresses), plus the sample apps in this process. Children are tracked by PID
- * and stopped individually; the temp state dir is removed at stop.
+ * Starts and stops a whole local mesh: the dev control plane (in this process: the CA and
+ * delta xDS serving the mesh file's workloads, services and policies, watched) and one node
+ * proxy per node as child processes (each with its own env: XDS_*, NODE_NAME, POD_*, CA_*,
+ * AUTH_TOKEN, SOCKS5 and server addresses), plus the sample apps in this process. Children
+ * are tracked by PID and stopped individually; the temp state dir is removed at stop.
  */
 export class MeshRunner {
   private readonly children: Child[] = [];
@@ -35,7 +36,7 @@ export class MeshRunner {
   readonly stateDir: string;
   private readonly ownsDir: boolean;
   private stopped = false;
-  private ca: DevCa | null = null;
+  private ca: DevControlPlane | null = null;
   private caLog: WriteStream | null = null;
   private caRootPath = '';
 
@@ -108,14 +109,25 @@ export class MeshRunner {
     return { PATH: this.opts.path, LOG_LEVEL: this.opts.logLevel, LOG_FORMAT: this.opts.logFormat ?? 'plain' };
   }
 
-  /** The dev CA runs in this process (startDevCa); its log goes to logs/ca.log. */
+  /**
+   * Replaces the served file atomically (rename, as a ConfigMap update does): the control
+   * plane pushes the difference to every node proxy, nothing restarts.
+   */
+  editLocalConfig(edit: (text: string) => string): void {
+    const next = edit(readFileSync(this.localConfigPath, 'utf8'));
+    const tmp = `${this.localConfigPath}.tmp`;
+    writeFileSync(tmp, next);
+    renameSync(tmp, this.localConfigPath);
+  }
+
+  /** The dev control plane runs in this process; its log goes to logs/ca.log. */
   private async startCa(tokensPath: string): Promise<void> {
     const { config } = this.opts;
     const ca = config.caListen;
     const logFile = createWriteStream(join(this.stateDir, 'logs', 'ca.log'), { flags: 'a' });
     this.caLog = logFile;
     const logger = createLogger({ level: 'info', format: 'json', destination: logFile });
-    this.ca = await startDevCa({
+    this.ca = await startDevControlPlane({
       dir: join(this.stateDir, 'ca'),
       listenAddr: { host: ca.ip, port: ca.port },
       tokensPath,
@@ -127,7 +139,7 @@ export class MeshRunner {
       logger,
     });
     this.caRootPath = this.ca.rootCertPath;
-    this.opts.out(`dev CA listening on ${this.ca.address} (in this process; log ${join(this.stateDir, 'logs', 'ca.log')})`);
+    this.opts.out(`dev control plane (CA + delta xDS of ${this.localConfigPath}) listening on ${this.ca.address} (in this process; log ${join(this.stateDir, 'logs', 'ca.log')})`);
   }
 
   private async startNode(n: MeshNode): Promise<void> {
@@ -136,7 +148,12 @@ export class MeshRunner {
     const child = this.spawn(n.name, ['node'], {
       ...this.baseEnv(),
       NODE_NAME: n.name,
-      LOCAL_XDS_PATH: this.localConfigPath,
+      XDS_ADDRESS: `https://${ca.ip}:${ca.port}`,
+      XDS_ROOT_CA: this.caRootPath,
+      // The node id istiod checks against the token: the proxy's pod, its namespace and IP.
+      POD_NAME: `ztunnel-${n.name}`,
+      POD_NAMESPACE: 'istio-system',
+      INSTANCE_IP: n.ip,
       CA_ADDRESS: `https://${ca.ip}:${ca.port}`,
       CA_ROOT_CA: this.caRootPath,
       AUTH_TOKEN: join(this.stateDir, 'tokens', n.name),

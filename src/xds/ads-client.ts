@@ -1,5 +1,7 @@
-import { Client, credentials, Metadata, status, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import { Client, Metadata, status, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { GrpcHeaders } from '../config/headers';
+import { CaChannelCredentials, targetHost } from '../identity/ca-credentials';
 import type { Reason } from '../errors';
 import { Backoff } from '../util/backoff';
 import { systemClock, type Clock, type TimerHandle } from '../util/clock';
@@ -22,7 +24,7 @@ export interface AdsClientOptions {
   readonly authToken: string;
   readonly clusterId: string;
   /** XDS_HEADER_<NAME> → extra gRPC metadata. */
-  readonly headers: Readonly<Record<string, string>>;
+  readonly headers: GrpcHeaders;
   readonly node: PbNode;
   /** XDS_ON_DEMAND: Address resources only when asked for. */
   readonly onDemand: boolean;
@@ -164,9 +166,14 @@ export class AdsClient {
     let token: string | null;
     try {
       root = await readRootPem(this.o.rootCa);
-      token = await readToken(this.o.authToken);
     } catch (err) {
       this.terminated(id, { metric: 'ConnectionError', reason: 'XDS_TLS', message: `xDS connection to ${this.o.address}: ${(err as Error).message}` });
+      return;
+    }
+    try {
+      token = await readToken(this.o.authToken);
+    } catch (err) {
+      this.terminated(id, { metric: 'ConnectionError', reason: 'XDS_AUTH', message: `xDS connection to ${this.o.address}: ${(err as Error).message}` });
       return;
     }
     // close() may have run while the files were read.
@@ -179,15 +186,14 @@ export class AdsClient {
       // reconnect backoff shared through the global subchannel pool.
       'grpc.use_local_subchannel_pool': 1,
     };
-    if (this.o.altHostname) {
-      options['grpc.ssl_target_name_override'] = this.o.altHostname;
-      options['grpc.default_authority'] = this.o.altHostname;
-    }
-    const client = (this.client = new Client(target, credentials.createSsl(root === null ? null : Buffer.from(root)), options));
+    if (this.o.altHostname) options['grpc.default_authority'] = this.o.altHostname;
+    // The CA client's TLS: the server certificate verified against the root and ALT_XDS_HOSTNAME
+    // or the URL host, no client certificate, SNI only for host names.
+    const client = (this.client = new Client(target, new CaChannelCredentials(root, targetHost(target), this.o.altHostname), options));
     const md = new Metadata();
     if (token !== null) md.set('authorization', `Bearer ${token}`);
     md.set('clusterid', this.o.clusterId);
-    for (const [k, v] of Object.entries(this.o.headers)) md.set(k, v);
+    for (const [k, v] of this.o.headers) md.set(k, v);
     const codec = this.o.codec;
     const call = client.makeBidiStreamRequest<PbDeltaRequest, PbDeltaResponse>(DELTA_ADS_PATH, codec.encodeRequest, codec.decodeResponse, md, {});
     this.call = call;

@@ -39,7 +39,8 @@ test('`ztunnel-ts mesh examples/mesh.yaml --mesh-self-check-only` runs the whole
   t.regex(out, /PASS {2}waypoint: L7 policy default\/reviews-deny-admin answers \/admin with 403: HTTP 403 in \d+ms: RBAC: access denied/);
   t.regex(out, /PASS {2}reviews pod direct \(bypassing the waypoint\) denied/);
   t.regex(out, /waypoint default\/waypoint ready on 127\.0\.4\.10:15008/);
-  t.regex(out, /all 9 checks passed/);
+  t.regex(out, /PASS {2}live edit: a DENY policy added to the served file denies default\/client-a → 127\.0\.2\.10:8080, removing it allows again \(no restart\): denied \d+ms after the edit/);
+  t.regex(out, /all 10 checks passed/);
   t.regex(out, /curl --interface 127\.0\.1\.10 --socks5 127\.0\.1\.1:15080 http:\/\/127\.0\.2\.10:8080\//);
 });
 
