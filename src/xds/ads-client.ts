@@ -7,11 +7,19 @@ import { Backoff } from '../util/backoff';
 import { systemClock, type Clock, type TimerHandle } from '../util/clock';
 import { grpcTarget, readRootPem, readToken } from './credentials';
 import type { TerminationReason, XdsMetrics } from './metrics';
-import { ADDRESS_TYPE, DELTA_ADS_PATH, type PbDeltaRequest, type PbDeltaResponse, type PbNode, type XdsCodec, type XdsTypeUrl } from './proto';
+import { ADDRESS_TYPE, DELTA_ADS_PATH, type PbDeltaRequest, type PbDeltaResponse, type PbNode, type PbResource, type XdsCodec, type XdsTypeUrl } from './proto';
 import { decodeResource, isRejected, type DecodedResource, type RejectedResource } from './resources';
 
-/** Applies one response of a type; returns the resources it could not apply (NACKed). */
-export type XdsHandler = (typeUrl: XdsTypeUrl, resources: readonly DecodedResource[], removed: readonly string[]) => readonly RejectedResource[];
+/** Applies one response of a type; resolves to the resources it could not apply (NACKed). */
+export type XdsHandler = (typeUrl: XdsTypeUrl, resources: readonly DecodedResource[], removed: readonly string[]) => Promise<readonly RejectedResource[]>;
+
+/** Resources decoded per event-loop turn: a 10k-resource push must not stall the data path. */
+const DECODE_CHUNK = 256;
+
+/** Lets queued I/O (the data path) run between chunks of a large push. */
+export function yieldTurn(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
 
 export interface AdsClientOptions {
   /** XDS_ADDRESS (`https://` optional). */
@@ -85,6 +93,8 @@ export class AdsClient {
   private connectedSince: string | null = null;
   private lastError: { at: string; reason: Reason | null; message: string } | null = null;
   private nextRetryMs = 0;
+  /** Responses are handled one at a time, in arrival order (each may yield between chunks). */
+  private handling: Promise<void> = Promise.resolve();
   /** On-demand names waiting for the server's answer. */
   private readonly pending = new Map<string, Set<(answered: boolean) => void>>();
 
@@ -206,7 +216,9 @@ export class AdsClient {
         this.backoff.reset();
         this.o.logger.info({ address: this.o.address, connection: id }, 'xds stream established');
       }
-      this.onResponse(res);
+      this.handling = this.handling
+        .then(() => this.onResponse(res, call))
+        .catch((err: unknown) => this.o.logger.error({ err, type_url: res.type_url, nonce: res.nonce }, 'xds response handling failed unexpectedly'));
     });
     // grpc-js reports a non-OK status both as 'error' and as 'status'; 'status' decides.
     call.on('error', () => undefined);
@@ -227,7 +239,8 @@ export class AdsClient {
     this.o.logger.debug({ address: this.o.address, connection: id, known: Object.fromEntries([...this.status].map(([t, s]) => [t, s.known.size])) }, 'xds stream opened');
   }
 
-  private onResponse(res: PbDeltaResponse): void {
+  private async onResponse(res: PbDeltaResponse, call: ClientDuplexStream<PbDeltaRequest, PbDeltaResponse>): Promise<void> {
+    if (this.call !== call) return;
     const url = res.type_url;
     let bytes = 0;
     for (const r of res.resources) bytes += r.resource?.value.length ?? 0;
@@ -241,12 +254,17 @@ export class AdsClient {
     }
     const decoded: DecodedResource[] = [];
     const rejected: RejectedResource[] = [];
-    for (const r of res.resources) {
-      const d = decodeResource(this.o.codec, url, r);
+    for (let i = 0; i < res.resources.length; i++) {
+      if (i > 0 && i % DECODE_CHUNK === 0) {
+        await yieldTurn();
+        // The stream ended meanwhile: nothing is applied or ACKed; the next stream re-sends it.
+        if (this.call !== call) return;
+      }
+      const d = decodeResource(this.o.codec, url, res.resources[i] as PbResource);
       if (isRejected(d)) rejected.push(d);
       else decoded.push(d);
     }
-    rejected.push(...this.o.handler(url as XdsTypeUrl, decoded, res.removed_resources));
+    rejected.push(...(await this.o.handler(url as XdsTypeUrl, decoded, res.removed_resources)));
     const rejectedNames = new Set(rejected.map((r) => r.name));
     for (const n of res.removed_resources) st.known.delete(n);
     // A rejected resource is not recorded as held: on reconnect the server must send it again.

@@ -1,8 +1,8 @@
-import type { SourceWriter, StateBatch, StateSource } from '../state/source';
+import type { SourceWriter, StateSource } from '../state/source';
 import { policyKey, serviceKey, type Authorization, type Service, type Workload } from '../state/types';
 import type { StateView } from '../state/view';
 import type { SocketAddr } from '../util/socket-addr';
-import { AdsClient, type AdsClientOptions } from './ads-client';
+import { AdsClient, yieldTurn, type AdsClientOptions } from './ads-client';
 import { ADDRESS_TYPE, AUTHORIZATION_TYPE, type XdsTypeUrl } from './proto';
 import type { DecodedResource, RejectedResource } from './resources';
 
@@ -13,6 +13,9 @@ export interface XdsSourceOptions extends Omit<AdsClientOptions, 'handler' | 'ty
   /** How long an on-demand lookup waits for the control plane's answer. */
   readonly onDemandTimeoutMs?: number;
 }
+
+/** Upserts per state batch when a push is large. */
+const APPLY_CHUNK = 2000;
 
 /** Which state object an xDS resource name stands for (a name is a uid, `ns/hostname`, `ns/name` or an on-demand alias). */
 type Held = { readonly kind: 'workload' | 'service' | 'policy'; readonly key: string };
@@ -65,7 +68,7 @@ export class XdsSource implements StateSource {
     await this.client.demand(`${this.o.network}/${dst.ip}`, this.o.onDemandTimeoutMs ?? 5000);
   }
 
-  private apply(typeUrl: XdsTypeUrl, resources: readonly DecodedResource[], removed: readonly string[]): RejectedResource[] {
+  private async apply(typeUrl: XdsTypeUrl, resources: readonly DecodedResource[], removed: readonly string[]): Promise<RejectedResource[]> {
     const rejected: RejectedResource[] = [];
     const w = { upsert: [] as Workload[], remove: [] as string[] };
     const s = { upsert: [] as Service[], remove: [] as string[] };
@@ -95,12 +98,28 @@ export class XdsSource implements StateSource {
       else if (r.kind === 'service') s.upsert.push(r.service);
       else p.upsert.push(r.policy);
     }
-    const batch: StateBatch = { workloads: w, services: s, policies: p };
-    const change = this.o.writer.applyBatch(batch);
-    this.o.logger.debug(
-      { type_url: typeUrl, upserts: resources.length - rejected.length, removed: removed.length, version: change?.version ?? this.o.state.version },
-      'xds resources applied',
-    );
+    // Removals and the first upserts in one batch; a very large push (the initial sync of a
+    // big cluster) continues in further batches with the event loop free in between, so
+    // connections keep flowing. Every resource is self-contained, as in any delta push.
+    let batch = { workloads: { remove: w.remove, upsert: [] as Workload[] }, services: { remove: s.remove, upsert: [] as Service[] }, policies: p };
+    let size = 0;
+    const next = async (): Promise<void> => {
+      if (++size <= APPLY_CHUNK) return;
+      this.o.writer.applyBatch(batch);
+      await yieldTurn();
+      batch = { workloads: { remove: [], upsert: [] }, services: { remove: [], upsert: [] }, policies: { upsert: [], remove: [] } };
+      size = 1;
+    };
+    for (const x of w.upsert) {
+      await next();
+      batch.workloads.upsert.push(x);
+    }
+    for (const x of s.upsert) {
+      await next();
+      batch.services.upsert.push(x);
+    }
+    this.o.writer.applyBatch(batch);
+    this.o.logger.debug({ type_url: typeUrl, upserts: resources.length - rejected.length, removed: removed.length, version: this.o.state.version }, 'xds resources applied');
     return rejected;
   }
 

@@ -149,26 +149,7 @@ export class TestMesh {
 
   /** Starts a node and waits until it is ready, unless `waitReady` is false (a node whose CA is down). */
   async startNode(name: string, env: Record<string, string> = {}, opts: { waitReady?: boolean } = {}): Promise<TestNode> {
-    const { config } = loadNodeConfig(this.nodeEnv(name, env), []);
-    const logs = new LogCollector();
-    const app = new NodeApp({ config, logDestination: logs, processMetrics: false });
-    const addrs = await app.start();
-    if (opts.waitReady !== false) await waitUntil(() => app.runtime.readiness.isReady(), 20_000, () => `${name} not ready: ${app.runtime.readiness.pendingTasks().join(', ')}`);
-    const node: TestNode = {
-      name,
-      app,
-      logs,
-      addrs,
-      listener(lname, ip) {
-        const l = app.runtime.currentAddresses().listeners.find((x) => x.name === lname && (ip === undefined || x.address.ip === ip));
-        if (!l) throw new Error(`${name}: no ${lname} listener${ip ? ` on ${ip}` : ''}`);
-        return l.address;
-      },
-      metrics: async () => parsePrometheusText(await app.registry.metrics()),
-      access: (msg) => logs.find((l) => l['scope'] === 'access' && l['msg'] === msg),
-      recordedTwice: () => logs.find((l) => l['msg'] === RECORDED_TWICE).length,
-      close: () => app.close(),
-    };
+    const node = await startTestNode(name, this.nodeEnv(name, env), opts);
     this.nodes.push(node);
     return node;
   }
@@ -178,6 +159,36 @@ export class TestMesh {
     await this.ca?.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Starts one NodeApp on loopback (servers on port 0, debug logs collected) and waits until it
+ * is ready unless `waitReady` is false. `env` adds to (and overrides) those defaults.
+ */
+export async function startTestNode(name: string, env: Record<string, string>, opts: { waitReady?: boolean } = {}): Promise<TestNode> {
+  const { config } = loadNodeConfig(
+    { NODE_NAME: name, ADMIN_ADDR: '127.0.0.1:0', STATS_ADDR: '127.0.0.1:0', READINESS_ADDR: '127.0.0.1:0', LOG_LEVEL: 'debug', IPV6_ENABLED: 'false', ...env },
+    [],
+  );
+  const logs = new LogCollector();
+  const app = new NodeApp({ config, logDestination: logs, processMetrics: false });
+  const addrs = await app.start();
+  if (opts.waitReady !== false) await waitUntil(() => app.runtime.readiness.isReady(), 20_000, () => `${name} not ready: ${app.runtime.readiness.pendingTasks().join(', ')}`);
+  return {
+    name,
+    app,
+    logs,
+    addrs,
+    listener(lname, ip) {
+      const l = app.runtime.currentAddresses().listeners.find((x) => x.name === lname && (ip === undefined || x.address.ip === ip));
+      if (!l) throw new Error(`${name}: no ${lname} listener${ip ? ` on ${ip}` : ''}`);
+      return l.address;
+    },
+    metrics: async () => parsePrometheusText(await app.registry.metrics()),
+    access: (msg) => logs.find((l) => l['scope'] === 'access' && l['msg'] === msg),
+    recordedTwice: () => logs.find((l) => l['msg'] === RECORDED_TWICE).length,
+    close: () => app.close(),
+  };
 }
 
 /** Polls `cond` every 20ms until true; throws `what()` after `timeoutMs`. */

@@ -1,23 +1,13 @@
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NodeApp } from '../../../src/app/node-app';
-import { loadNodeConfig } from '../../../src/config/node-config';
 import { startDevControlPlane, type DevControlPlane } from '../../../src/controlplane/dev-control-plane';
 import { createLogger, LogCollector } from '../../../src/logging/logger';
-import type { SocketAddr } from '../../../src/util/socket-addr';
-import { renderLocalConfig, waitUntil, type LocalConfigDoc } from '../../helpers/node-harness';
-import { parsePrometheusText, type ParsedMetrics } from '../../helpers/prom-text';
+import { renderLocalConfig, startTestNode, type LocalConfigDoc, type TestNode } from '../../helpers/node-harness';
 
-export interface XdsNode {
-  readonly name: string;
-  readonly app: NodeApp;
-  readonly logs: LogCollector;
-  listener(name: string, ip?: string): SocketAddr;
-  metrics(): Promise<ParsedMetrics>;
+export interface XdsNode extends TestNode {
   /** The `xds` section of /config_dump. */
   xdsDump(): XdsDump;
-  close(): Promise<void>;
 }
 
 export interface XdsTypeDump {
@@ -103,9 +93,9 @@ export class XdsMesh {
 
   async startNode(name: string, env: Record<string, string> = {}, opts: { waitReady?: boolean } = {}): Promise<XdsNode> {
     const root = join(this.dir, 'ca', 'root-cert.pem');
-    const { config } = loadNodeConfig(
+    const base = await startTestNode(
+      name,
       {
-        NODE_NAME: name,
         XDS_ADDRESS: this.address,
         XDS_ROOT_CA: root,
         CA_ADDRESS: this.address,
@@ -114,32 +104,11 @@ export class XdsMesh {
         POD_NAME: `ztunnel-${name}`,
         POD_NAMESPACE: 'istio-system',
         INSTANCE_IP: '127.0.0.1',
-        ADMIN_ADDR: '127.0.0.1:0',
-        STATS_ADDR: '127.0.0.1:0',
-        READINESS_ADDR: '127.0.0.1:0',
-        LOG_LEVEL: 'debug',
-        IPV6_ENABLED: 'false',
         ...env,
       },
-      [],
+      opts,
     );
-    const logs = new LogCollector();
-    const app = new NodeApp({ config, logDestination: logs, processMetrics: false });
-    await app.start();
-    if (opts.waitReady !== false) await waitUntil(() => app.runtime.readiness.isReady(), 20_000, () => `${name} not ready: ${app.runtime.readiness.pendingTasks().join(', ')}`);
-    const node: XdsNode = {
-      name,
-      app,
-      logs,
-      listener(lname, ip) {
-        const l = app.runtime.currentAddresses().listeners.find((x) => x.name === lname && (ip === undefined || x.address.ip === ip));
-        if (!l) throw new Error(`${name}: no ${lname} listener${ip ? ` on ${ip}` : ''}`);
-        return l.address;
-      },
-      metrics: async () => parsePrometheusText(await app.registry.metrics()),
-      xdsDump: () => app.xds!.dump() as XdsDump,
-      close: () => app.close(),
-    };
+    const node: XdsNode = { ...base, xdsDump: () => base.app.xds!.dump() as XdsDump };
     this.nodes.push(node);
     return node;
   }
