@@ -14,7 +14,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { stringify } from 'yaml';
 import { startDevControlPlane } from '../src/controlplane/dev-control-plane';
 import { buildSnapshot } from '../src/controlplane/snapshot';
-import { createLogger, LogCollector } from '../src/logging/logger';
+import { createLogger } from '../src/logging/logger';
 import { createRegistry } from '../src/metrics/registry';
 import { parseLocalConfig } from '../src/state/local-config';
 import { StateUpdater } from '../src/state/proxy-state';
@@ -97,8 +97,8 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'zt-bench-xds-'));
   const file = join(dir, 'served.yaml');
   writeFileSync(file, generate(n));
-  const logs = new LogCollector();
-  const logger = createLogger({ level: 'warn', format: 'json', destination: logs });
+  // Warnings go to stderr; stdout carries only the result JSON.
+  const logger = createLogger({ level: 'warn', format: 'json', destination: { write: (m: string) => void process.stderr.write(m) } });
   const cp = await startDevControlPlane({
     dir: join(dir, 'ca'),
     listenAddr: { host: '127.0.0.1', port: 0 },

@@ -2,7 +2,8 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevControlPlane, type DevControlPlane } from '../../../src/controlplane/dev-control-plane';
-import { createLogger, LogCollector } from '../../../src/logging/logger';
+import { createLogger } from '../../../src/logging/logger';
+import { LogCollector } from '../../helpers/log-collector';
 import { renderLocalConfig, startTestNode, type LocalConfigDoc, type TestNode } from '../../helpers/node-harness';
 
 export interface XdsNode extends TestNode {
