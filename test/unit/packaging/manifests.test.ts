@@ -1,19 +1,20 @@
 import test from 'ava';
-import fs from 'node:fs';
-import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { NODE_KEYS } from '../../../src/config/keys-node';
 import { CA_KEYS } from '../../../src/config/keys-ca';
 import { loadNodeConfig } from '../../../src/config/node-config';
 import { loadConfig } from '../../../src/config/load';
+import { manifestDocs, schemaErrors } from './k8s-schema';
 
-const ROOT = path.resolve(__dirname, '../../../..');
 const DOWNWARD_ONLY = new Set(['TERMINATION_GRACE_PERIOD_SECONDS']);
 
 function docs(file: string): any[] {
-  const parsed = parseAllDocuments(fs.readFileSync(path.join(ROOT, 'manifests', file), 'utf8'));
-  for (const d of parsed) if (d.errors.length) throw new Error(`${file}: ${d.errors.join('; ')}`);
-  return parsed.map((d) => d.toJS());
+  return manifestDocs()
+    .filter((d) => d.file === file)
+    .map((d) => d.obj);
+}
+
+function daemonSet(): any {
+  return docs('daemonset.yaml').find((d) => d.kind === 'DaemonSet');
 }
 
 function containerEnv(doc: any): Record<string, string> {
@@ -22,18 +23,73 @@ function containerEnv(doc: any): Record<string, string> {
   return env;
 }
 
+test('every manifest object is valid against the Kubernetes API schema', (t) => {
+  const all = manifestDocs();
+  t.true(all.length >= 6);
+  for (const d of all) t.is(schemaErrors(d.obj), '', `${d.file}#${d.index} ${d.obj.kind}/${d.obj.metadata?.name}`);
+});
+
+test('the schema check rejects an invalid object (a string port, a missing container name)', (t) => {
+  const ds = structuredClone(daemonSet());
+  ds.spec.template.spec.containers[0].ports[0].containerPort = 'stats';
+  t.regex(schemaErrors(ds), /containerPort must be integer/);
+  const ds2 = structuredClone(daemonSet());
+  delete ds2.spec.template.spec.containers[0].name;
+  t.regex(schemaErrors(ds2), /name/);
+  t.regex(schemaErrors({ apiVersion: 'example.com/v1', kind: 'Widget' }), /no schema known/);
+});
+
+test('the node DaemonSet captures like Istio\'s ztunnel chart: in-pod, not host network, ZDS socket, exact capabilities', (t) => {
+  const ds = daemonSet();
+  const pod = ds.spec.template.spec;
+  const c = pod.containers[0];
+  t.falsy(pod.hostNetwork, 'captured pod traffic never reaches a host-network proxy');
+  t.deepEqual(c.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'SYS_ADMIN', 'NET_RAW'] });
+  t.is(c.securityContext.runAsUser, 0);
+  t.true(c.securityContext.readOnlyRootFilesystem);
+  t.false(c.securityContext.allowPrivilegeEscalation);
+  t.falsy(c.securityContext.privileged);
+  const sock = pod.volumes.find((v: any) => v.hostPath);
+  t.deepEqual(sock.hostPath, { path: '/var/run/ztunnel', type: 'DirectoryOrCreate' });
+  t.true(c.volumeMounts.some((m: any) => m.name === sock.name && m.mountPath === '/var/run/ztunnel'));
+  t.is(containerEnv(ds).INPOD_UDS, '/var/run/ztunnel/ztunnel.sock');
+  // Tolerates every taint, is node-critical, and rolls with a surge (port reuse) and no gap.
+  t.true(pod.tolerations.some((x: any) => x.operator === 'Exists' && x.effect === 'NoSchedule' && !x.key));
+  t.true(pod.tolerations.some((x: any) => x.operator === 'Exists' && x.effect === 'NoExecute' && !x.key));
+  t.is(pod.priorityClassName, 'system-node-critical');
+  t.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+  t.is(containerEnv(ds).INPOD_PORT_REUSE, 'true');
+  // istioctl and Istio's dashboards find ztunnel pods by these labels.
+  t.is(ds.spec.template.metadata.labels.app, 'ztunnel');
+  t.is(ds.spec.template.metadata.labels['sidecar.istio.io/inject'], 'false');
+  t.is(ds.spec.template.metadata.annotations['prometheus.io/port'], '15020');
+  t.is(c.readinessProbe.httpGet.path, '/healthz/ready');
+  t.is(c.readinessProbe.httpGet.port, 15021);
+});
+
+test('the node DaemonSet talks to istiod for xDS and certificates with the projected istio-ca token and root', (t) => {
+  const ds = daemonSet();
+  const env = containerEnv(ds);
+  const pod = ds.spec.template.spec;
+  t.is(env.XDS_ADDRESS, 'https://istiod.istio-system.svc:15012');
+  t.is(env.CA_ADDRESS, 'https://istiod.istio-system.svc:15012');
+  const token = pod.volumes.find((v: any) => v.projected)?.projected.sources[0].serviceAccountToken;
+  t.is(token.audience, 'istio-ca');
+  t.is(pod.volumes.find((v: any) => v.configMap?.name === 'istio-ca-root-cert')?.name, 'istiod-ca-cert');
+  t.is(env.AUTH_TOKEN, `/var/run/secrets/tokens/${token.path}`);
+  t.is(env.CA_ROOT_CA, '/var/run/secrets/istio/root-cert.pem');
+  t.is(env.XDS_ROOT_CA, '/var/run/secrets/istio/root-cert.pem');
+  for (const name of ['NODE_NAME', 'POD_NAME', 'POD_NAMESPACE', 'INSTANCE_IP']) t.true(env[name]?.startsWith('from:'), name);
+});
+
 test('the DaemonSet only sets env vars the node proxy knows, and they parse', (t) => {
-  const ds = docs('daemonset.yaml')[0];
+  const ds = daemonSet();
   const env = containerEnv(ds);
   const known = new Set(Object.values(NODE_KEYS).map((k) => k.env));
   for (const name of Object.keys(env)) t.true(known.has(name) || DOWNWARD_ONLY.has(name), `unknown env ${name}`);
   const literal = Object.fromEntries(Object.entries(env).filter(([, v]) => !v.startsWith('from:')));
   const { config } = loadNodeConfig(literal, []);
   t.is(config.terminationDeadline, 25_000);
-  const ports = ds.spec.template.spec.containers[0].ports.map((p: any) => p.containerPort).sort();
-  t.deepEqual(ports, [15008, 15020, 15021]);
-  t.is(ds.spec.template.spec.containers[0].readinessProbe.httpGet.path, '/healthz/ready');
-  t.deepEqual(ds.spec.template.spec.containers[0].securityContext.capabilities.add, ['NET_ADMIN', 'NET_RAW']);
 });
 
 test('the dev CA Deployment only sets env vars the CA knows, and they parse', (t) => {
