@@ -52,6 +52,7 @@ test('the node DaemonSet captures like Istio\'s ztunnel chart: in-pod, not host 
   const sock = pod.volumes.find((v: any) => v.hostPath);
   t.deepEqual(sock.hostPath, { path: '/var/run/ztunnel', type: 'DirectoryOrCreate' });
   t.true(c.volumeMounts.some((m: any) => m.name === sock.name && m.mountPath === '/var/run/ztunnel'));
+  t.is(containerEnv(ds).INPOD_ENABLED, 'true');
   t.is(containerEnv(ds).INPOD_UDS, '/var/run/ztunnel/ztunnel.sock');
   // Tolerates every taint, is node-critical, and rolls with a surge (port reuse) and no gap.
   t.true(pod.tolerations.some((x: any) => x.operator === 'Exists' && x.effect === 'NoSchedule' && !x.key));
