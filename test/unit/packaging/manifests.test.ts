@@ -1,6 +1,8 @@
 import test from 'ava';
 import { NODE_KEYS } from '../../../src/config/keys-node';
 import { CA_KEYS } from '../../../src/config/keys-ca';
+import { WAYPOINT_KEYS } from '../../../src/config/keys-waypoint';
+import { parseL7Config } from '../../../src/waypoint/config/parse';
 import { loadNodeConfig } from '../../../src/config/node-config';
 import { loadConfig } from '../../../src/config/load';
 import { manifestDocs, schemaErrors } from './k8s-schema';
@@ -110,4 +112,27 @@ test('the local-state ConfigMap is in ztunnel local config format', (t) => {
   const r = parseLocalConfig(text, 'configmap');
   t.true(r.ok, JSON.stringify(!r.ok && r.errors));
   if (r.ok) t.is(r.value.workloads.length, 2);
+});
+
+test('the waypoint Deployment + Service: own identity from the CA, ports 15008/15020/15021, env the waypoint knows', (t) => {
+  const all = docs('waypoint.yaml');
+  const dep = all.find((d) => d.kind === 'Deployment');
+  const svc = all.find((d) => d.kind === 'Service');
+  const c = dep.spec.template.spec.containers[0];
+  t.deepEqual(c.args, ['waypoint']);
+  t.deepEqual(c.ports.map((p: any) => p.containerPort).sort(), [15008, 15020, 15021]);
+  t.deepEqual(svc.spec.ports.map((p: any) => p.port).sort(), [15008, 15021]);
+  t.deepEqual(svc.spec.selector, dep.spec.selector.matchLabels);
+  const env = containerEnv(dep);
+  const known = new Set(Object.values(WAYPOINT_KEYS).map((k) => k.env));
+  for (const name of Object.keys(env)) t.true(known.has(name), `unknown env ${name}`);
+  const literal = Object.fromEntries(Object.entries(env).filter(([, v]) => !v.startsWith('from:')));
+  const { config } = loadConfig(WAYPOINT_KEYS, literal, []);
+  t.is(config.waypointFor, 'service');
+  t.true(c.securityContext.runAsNonRoot);
+  // The routes the ConfigMap ships parse with the waypoint's own reader.
+  const cm = all.find((d) => d.kind === 'ConfigMap');
+  const parsed = parseL7Config([{ text: cm.data['routes.yaml'], source: 'waypoint-routes' }]);
+  t.true(parsed.ok, JSON.stringify(!parsed.ok && parsed.errors));
+  if (parsed.ok) t.is(parsed.value.routes.length, 1);
 });
