@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import type { GrpcHeaders } from '../config/headers';
 import { CaChannelCredentials, targetHost } from '../identity/ca-credentials';
 import type { Reason } from '../errors';
-import { Backoff } from '../util/backoff';
 import { systemClock, type Clock, type TimerHandle } from '../util/clock';
+import { nextXdsRetry, XDS_INITIAL_BACKOFF_MS, XDS_MAX_BACKOFF_MS, type XdsBackoffLimits } from './backoff';
 import { grpcTarget, readRootPem, readToken } from './credentials';
 import type { TerminationReason, XdsMetrics } from './metrics';
 import { ADDRESS_TYPE, DELTA_ADS_PATH, type PbDeltaRequest, type PbDeltaResponse, type PbNode, type PbResource, type XdsCodec, type XdsTypeUrl } from './proto';
@@ -42,7 +42,7 @@ export interface AdsClientOptions {
   readonly metrics: XdsMetrics;
   readonly logger: Logger;
   readonly clock?: Clock;
-  /** Reconnect backoff (ztunnel: 10 ms doubling, capped at 15 s). */
+  /** Reconnect backoff (ztunnel's: 10 ms, doubled before each wait after a failure, capped at 15 s). */
   readonly initialBackoffMs?: number;
   readonly maxBackoffMs?: number;
 }
@@ -58,6 +58,19 @@ interface TypeStatus {
 }
 
 type ConnState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'closed';
+
+/** One stream attempt, as /config_dump shows it (the reconnect schedule is visible, not just its latest step). */
+interface Attempt {
+  readonly connection: number;
+  readonly startedAt: number;
+  endedAt: number | null;
+  termination: TerminationReason | null;
+  /** The wait before the next attempt. */
+  waitMs: number | null;
+}
+
+/** Attempts kept for /config_dump. */
+const ATTEMPT_HISTORY = 32;
 
 /** A failed or ended stream, classified for the log, the metric and /config_dump. */
 interface Termination {
@@ -78,13 +91,16 @@ const DNS_TEXT = /ENOTFOUND|EAI_AGAIN|getaddrinfo|name resolution|DNS resolution
  * initial_resource_versions; the state stays in force meanwhile.
  */
 export class AdsClient {
-  /** Resolves once the first response of every non-on-demand type was handled. */
+  /** Resolves once the first response of every non-on-demand type was ACKed (a NACKed one does not count). */
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
   private readonly awaiting: Set<string>;
   private readonly status = new Map<XdsTypeUrl, TypeStatus>();
   private readonly clock: Clock;
-  private readonly backoff: Backoff;
+  private readonly limits: XdsBackoffLimits;
+  /** The value the next failure's wait grows from (ztunnel carries it from attempt to attempt). */
+  private backoffCarryMs: number;
+  private readonly attempts: Attempt[] = [];
   private state: ConnState = 'idle';
   private client: Client | null = null;
   private call: ClientDuplexStream<PbDeltaRequest, PbDeltaResponse> | null = null;
@@ -100,7 +116,8 @@ export class AdsClient {
 
   constructor(private readonly o: AdsClientOptions) {
     this.clock = o.clock ?? systemClock;
-    this.backoff = new Backoff({ initialMs: o.initialBackoffMs ?? 10, maxMs: o.maxBackoffMs ?? 15_000, jitter: 0 });
+    this.limits = { initialMs: o.initialBackoffMs ?? XDS_INITIAL_BACKOFF_MS, maxMs: o.maxBackoffMs ?? XDS_MAX_BACKOFF_MS };
+    this.backoffCarryMs = this.limits.initialMs;
     for (const t of o.types) this.status.set(t, { known: new Map(), version: '', nonce: '', responses: 0, lastAck: null, lastNack: null });
     this.awaiting = new Set(o.types.filter((t) => !(o.onDemand && t === ADDRESS_TYPE)));
     this.ready = new Promise((r) => (this.resolveReady = r));
@@ -160,6 +177,9 @@ export class AdsClient {
       /** The delay before the latest reconnect attempt (0 before any). */
       retryDelayMs: this.nextRetryMs,
       lastError: this.lastError,
+      /** Types whose first response has not been ACKed yet (readiness waits for them). */
+      awaitingFirstAck: [...this.awaiting],
+      attempts: this.attempts.map((a) => ({ ...a, startedAt: new Date(a.startedAt).toISOString(), endedAt: a.endedAt === null ? null : new Date(a.endedAt).toISOString(), startedAtMs: a.startedAt, endedAtMs: a.endedAt })),
       onDemand: this.o.onDemand,
       pendingOnDemand: [...this.pending.keys()],
       node: this.o.node.id,
@@ -171,6 +191,8 @@ export class AdsClient {
     if (this.state === 'closed') return;
     this.state = 'connecting';
     const id = ++this.connectionId;
+    this.attempts.push({ connection: id, startedAt: this.clock.now(), endedAt: null, termination: null, waitMs: null });
+    if (this.attempts.length > ATTEMPT_HISTORY) this.attempts.shift();
     const target = grpcTarget(this.o.address);
     let root: string | null;
     let token: string | null;
@@ -213,7 +235,6 @@ export class AdsClient {
       if (received++ === 0) {
         this.state = 'connected';
         this.connectedSince = new Date(this.clock.now()).toISOString();
-        this.backoff.reset();
         this.o.logger.info({ address: this.o.address, connection: id }, 'xds stream established');
       }
       this.handling = this.handling
@@ -285,7 +306,9 @@ export class AdsClient {
     }
     for (const n of res.removed_resources) this.notify(n);
     for (const r of res.resources) this.notify(r.name);
-    if (this.awaiting.delete(url) && this.awaiting.size === 0) {
+    // Only an ACKed response makes a type ready: a NACKed first response means the proxy
+    // does not yet hold a state it accepted for that type.
+    if (rejected.length === 0 && this.awaiting.delete(url) && this.awaiting.size === 0) {
       this.o.logger.info({ address: this.o.address }, 'xds initial sync complete');
       this.resolveReady();
     }
@@ -314,7 +337,10 @@ export class AdsClient {
     }
     if (s.code === status.UNAVAILABLE && !hadResponse) {
       if (TLS_TEXT.test(details)) return { metric: 'ConnectionError', reason: 'XDS_TLS', message: `${where}: TLS failed (${details}); likely cause: XDS_ROOT_CA does not verify the server certificate, or its name does not match (set ALT_XDS_HOSTNAME)` };
-      if (DNS_TEXT.test(details)) return { metric: 'ConnectionError', reason: 'XDS_UNREACHABLE', message: `${where}: cannot resolve the host (${details}); likely cause: DNS, check XDS_ADDRESS` };
+      if (DNS_TEXT.test(details)) {
+        const host = targetHost(grpcTarget(this.o.address));
+        return { metric: 'ConnectionError', reason: 'XDS_UNREACHABLE', message: `${where}: DNS cannot resolve the host ${JSON.stringify(host)} (${details}); likely cause: a wrong host name in XDS_ADDRESS, or DNS is not reachable from this node` };
+      }
       return { metric: 'ConnectionError', reason: 'XDS_UNREACHABLE', message: `${where}: cannot connect (${details}); likely cause: the control plane is not running or not reachable at XDS_ADDRESS` };
     }
     // A stream that worked and then ended (server restart, GOAWAY, max connection age) is
@@ -330,10 +356,16 @@ export class AdsClient {
     this.teardown();
     this.o.metrics.terminations.labels(t.metric).inc();
     this.connectedSince = null;
-    // ztunnel's rule: a benign end reconnects at once-ish; failures back off, doubling.
-    if (t.metric === 'Reconnect' || t.metric === 'Complete') this.backoff.reset();
-    const delay = this.backoff.next();
+    const retry = nextXdsRetry(this.backoffCarryMs, t.metric, this.limits);
+    this.backoffCarryMs = retry.carryMs;
+    const delay = retry.waitMs;
     this.nextRetryMs = delay;
+    const attempt = this.attempts.find((a) => a.connection === id);
+    if (attempt) {
+      attempt.endedAt = this.clock.now();
+      attempt.termination = t.metric;
+      attempt.waitMs = delay;
+    }
     this.state = 'backoff';
     if (t.reason !== null) {
       this.lastError = { at: new Date(this.clock.now()).toISOString(), reason: t.reason, message: t.message };

@@ -20,12 +20,22 @@ export interface XdsTypeDump {
   lastNack: { nonce: string; error: string } | null;
 }
 
+export interface XdsAttemptDump {
+  connection: number;
+  startedAtMs: number;
+  endedAtMs: number | null;
+  termination: string | null;
+  waitMs: number | null;
+}
+
 export interface XdsDump {
   address: string;
   state: string;
   connectionId: number;
   retryDelayMs: number;
   lastError: { reason: string; message: string } | null;
+  awaitingFirstAck: string[];
+  attempts: XdsAttemptDump[];
   pendingOnDemand: string[];
   types: Record<string, XdsTypeDump>;
 }

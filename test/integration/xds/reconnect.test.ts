@@ -1,16 +1,25 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadOrCreateRoot } from '../../../src/ca/root';
-import { ADDRESS_TYPE } from '../../../src/xds/proto';
+import { ADDRESS_TYPE, AUTHORIZATION_TYPE, loadXdsCodec } from '../../../src/xds/proto';
+import { AdsClient } from '../../../src/xds/ads-client';
+import { XDS_INITIAL_BACKOFF_MS, XDS_MAX_BACKOFF_MS } from '../../../src/xds/backoff';
+import { buildNode } from '../../../src/xds/node';
+import { createXdsMetrics } from '../../../src/xds/metrics';
+import { createLogger } from '../../../src/logging/logger';
+import { createRegistry } from '../../../src/metrics/registry';
+import { LogCollector } from '../../helpers/log-collector';
 import { exchange, startEchoServer, type EchoServer } from '../../helpers/echo-server';
 import { loopbackBlock } from '../../helpers/loopback';
-import { waitUntil, type LocalConfigDoc } from '../../helpers/node-harness';
+import { renderLocalConfig, waitUntil, type LocalConfigDoc } from '../../helpers/node-harness';
+import { parseLocalConfig } from '../../../src/state/local-config';
+import { buildSnapshot } from '../../../src/controlplane/snapshot';
 import { sumSamples } from '../../helpers/prom-text';
 import { socksConnect } from '../../helpers/socks-client';
-import { XdsMesh, type XdsNode } from './harness';
+import { XdsMesh, type XdsAttemptDump, type XdsNode } from './harness';
 
 /**
  * The xDS stream's failure paths against the real dev control plane: a restart (reconnect
@@ -51,12 +60,30 @@ function echoOnce(s: Socket, text: string): Promise<string> {
   });
 }
 
+/**
+ * The reconnect schedule as the client recorded it: after N consecutive failures of `kind`
+ * the waits are 20, 40, 80, … ms (doubled before the first wait), capped at `capMs`, and
+ * each next attempt started no earlier than its wait (a lower bound only: timers are
+ * never early, a loaded machine may be late).
+ */
+function assertSchedule(t: ExecutionContext, attempts: readonly XdsAttemptDump[], kind: string, capMs: number): void {
+  const done = attempts.filter((a) => a.waitMs !== null);
+  t.true(done.length >= 4, JSON.stringify(attempts));
+  t.is(done[0]!.connection, 1, 'the history starts at the first attempt');
+  done.forEach((a, i) => {
+    t.is(a.termination, kind, JSON.stringify(a));
+    t.is(a.waitMs, Math.min(capMs, XDS_INITIAL_BACKOFF_MS * 2 ** (i + 1)), `attempt ${a.connection}: ${JSON.stringify(done.map((x) => x.waitMs))}`);
+    const next = attempts.find((x) => x.connection === a.connection + 1);
+    if (next) t.true(next.startedAtMs - a.endedAtMs! >= a.waitMs! - 1, `attempt ${next.connection} started ${next.startedAtMs - a.endedAtMs!}ms after attempt ${a.connection} ended (wait ${a.waitMs}ms)`);
+  });
+}
+
 let mesh: XdsMesh;
 let a: XdsNode;
 let echo: EchoServer;
 
 test.before(async () => {
-  mesh = new XdsMesh(['node-a', 'node-b', 'node-c', 'node-d', 'node-e']);
+  mesh = new XdsMesh(['node-a', 'node-b', 'node-c', 'node-d', 'node-e', 'node-f', 'node-g']);
   mesh.writeConfig(doc(true));
   await mesh.startControlPlane();
   echo = await startEchoServer(SERVER, 8080);
@@ -103,7 +130,7 @@ test.serial('a wrong XDS_ROOT_CA: the failure names the address and the root, re
   const other = await loadOrCreateRoot(dir, 'cluster.local', Date.now());
   const n = await mesh.startNode('node-c', { XDS_ROOT_CA: other.certPem }, { waitReady: false });
   t.teardown(() => n.close());
-  await waitUntil(() => n.xdsDump().connectionId >= 4 && n.xdsDump().lastError !== null, 10_000, () => `retries: ${JSON.stringify(n.xdsDump())}`);
+  await waitUntil(() => n.xdsDump().connectionId >= 5 && n.xdsDump().lastError !== null, 10_000, () => `retries: ${JSON.stringify(n.xdsDump())}`);
   const d = n.xdsDump();
   t.is(d.lastError?.reason, 'XDS_TLS');
   t.true(d.lastError!.message.includes(mesh.address), d.lastError!.message);
@@ -112,17 +139,18 @@ test.serial('a wrong XDS_ROOT_CA: the failure names the address and the root, re
   t.true(n.app.runtime.readiness.pendingTasks().includes('state'));
   const m = await n.metrics();
   t.true(sumSamples(m, 'istio_xds_connection_terminations_total', { reason: 'ConnectionError' }) >= 3);
-  // Backoff grows: 10 ms doubling.
-  t.true(d.retryDelayMs >= 40, JSON.stringify(d));
+  assertSchedule(t, d.attempts, 'ConnectionError', XDS_MAX_BACKOFF_MS);
   t.true(n.logs.find((l) => l['reason'] === 'XDS_TLS').length >= 3);
 });
 
 test.serial('a rejected token: XDS_AUTH naming AUTH_TOKEN, retried with backoff', async (t) => {
   const n = await mesh.startNode('node-d', { AUTH_TOKEN: 'not-a-listed-token' }, { waitReady: false });
   t.teardown(() => n.close());
-  await waitUntil(() => n.xdsDump().connectionId >= 3 && n.xdsDump().lastError !== null, 10_000, () => `retries: ${JSON.stringify(n.xdsDump())}`);
+  await waitUntil(() => n.xdsDump().connectionId >= 6 && n.xdsDump().lastError !== null, 10_000, () => `retries: ${JSON.stringify(n.xdsDump())}`);
   const d = n.xdsDump();
   t.is(d.lastError?.reason, 'XDS_AUTH');
+  // ztunnel's schedule, read back from the client's own record of its attempts: 20, 40, 80, 160, 320 ms.
+  assertSchedule(t, d.attempts, 'Error', XDS_MAX_BACKOFF_MS);
   t.regex(d.lastError!.message, /UNAUTHENTICATED.*unknown bearer token.*AUTH_TOKEN/);
   t.true(sumSamples(await n.metrics(), 'istio_xds_connection_terminations_total', { reason: 'Error' }) >= 2);
   t.false(n.app.runtime.readiness.isReady());
@@ -139,4 +167,74 @@ test.serial('readiness waits for the first response of every type: a node starte
   await mesh.startControlPlane();
   await waitUntil(() => n.app.runtime.readiness.isReady(), 20_000, () => `ready: ${n.app.runtime.readiness.pendingTasks().join(',')} ${JSON.stringify(n.xdsDump())}`);
   t.truthy(n.app.state.findWorkloadByAddr({ network: '', ip: SERVER }));
+});
+
+test.serial('a host DNS cannot resolve: the failure says DNS and names the host, and the client retries with backoff', async (t) => {
+  const host = 'xds.no-such-host.invalid';
+  const n = await mesh.startNode('node-f', { XDS_ADDRESS: `https://${host}:15012` }, { waitReady: false });
+  t.teardown(() => n.close());
+  await waitUntil(() => n.xdsDump().connectionId >= 3 && n.xdsDump().lastError !== null, 20_000, () => `retries: ${JSON.stringify(n.xdsDump())}`);
+  const d = n.xdsDump();
+  t.is(d.lastError?.reason, 'XDS_UNREACHABLE');
+  t.regex(d.lastError!.message, /DNS cannot resolve the host "xds\.no-such-host\.invalid"/);
+  t.regex(d.lastError!.message, /XDS_ADDRESS/);
+  t.true(d.attempts.filter((a) => a.termination === 'ConnectionError').length >= 2);
+  t.false(n.app.runtime.readiness.isReady());
+});
+
+test.serial('the backoff is capped: a client with a low cap against a refusing control plane waits 20, 40, 80, then the cap', async (t) => {
+  const logs = new LogCollector();
+  const client = new AdsClient({
+    address: mesh.address,
+    rootCa: join(mesh.dir, 'ca', 'root-cert.pem'),
+    altHostname: null,
+    authToken: 'refused-token',
+    clusterId: 'Kubernetes',
+    headers: [],
+    node: buildNode({ instanceIp: '127.0.0.1', podName: 'ztunnel-capped', podNamespace: 'istio-system', nodeName: 'capped', meta: {}, metaJson: {} }),
+    onDemand: false,
+    types: [ADDRESS_TYPE, AUTHORIZATION_TYPE],
+    codec: loadXdsCodec(),
+    handler: async () => [],
+    metrics: createXdsMetrics(createRegistry({ component: 'test', processMetrics: false })),
+    logger: createLogger({ level: 'debug', format: 'json', destination: logs }),
+    maxBackoffMs: 100,
+  });
+  t.teardown(() => client.close());
+  client.start();
+  const dump = (): { attempts: XdsAttemptDump[] } => client.dump() as { attempts: XdsAttemptDump[] };
+  await waitUntil(() => dump().attempts.filter((a) => a.waitMs !== null).length >= 6, 10_000, () => JSON.stringify(client.dump()));
+  assertSchedule(t, dump().attempts, 'Error', 100);
+  t.deepEqual(dump().attempts.slice(0, 6).map((a) => a.waitMs), [20, 40, 80, 100, 100, 100]);
+  // Every refusal was logged with the wait the client chose.
+  t.deepEqual(logs.find((l) => l['reason'] === 'XDS_AUTH').slice(0, 6).map((l) => l['retryInMs']), [20, 40, 80, 100, 100, 100]);
+});
+
+test.serial('readiness needs an ACK: a node whose first Address response is NACKed stays not ready until a response of that type is accepted', async (t) => {
+  const cp = mesh.cp!;
+  const codec = loadXdsCodec();
+  const parsed = parseLocalConfig(renderLocalConfig(doc(false)), 'fixture');
+  if (!parsed.ok) throw new Error('fixture');
+  const snap = buildSnapshot(codec, parsed.value);
+  const addresses = new Map(snap.get(ADDRESS_TYPE)!);
+  const uid = 'Kubernetes//Pod/default/broken';
+  addresses.set(uid, { name: uid, version: 'v-bad', value: codec.address.encode({ workload: { uid, name: 'broken', namespace: 'default', addresses: [Buffer.from([10, 1])] } }).finish(), aliases: [] });
+  cp.xds.update(new Map([...snap, [ADDRESS_TYPE, addresses]]));
+
+  const n = await mesh.startNode('node-g', {}, { waitReady: false });
+  t.teardown(() => n.close());
+  await waitUntil(() => n.xdsDump().types[ADDRESS_TYPE]!.lastNack !== null && n.xdsDump().types[AUTHORIZATION_TYPE]!.lastAck !== null, 10_000, () => JSON.stringify(n.xdsDump()));
+  // The valid resources of the NACKed response were applied, yet the proxy is not ready.
+  t.truthy(n.app.state.findWorkloadByAddr({ network: '', ip: SERVER }));
+  t.deepEqual(n.xdsDump().awaitingFirstAck, [ADDRESS_TYPE]);
+  t.false(n.app.runtime.readiness.isReady());
+  t.true(n.app.runtime.readiness.pendingTasks().includes('state'));
+  t.is(n.xdsDump().types[ADDRESS_TYPE]!.lastAck, null);
+
+  // The next push of the type (the file edited) no longer carries the bad resource: ACKed, ready.
+  mesh.writeConfig(doc(true));
+  await waitUntil(() => n.app.runtime.readiness.isReady(), 10_000, () => `ready: ${n.app.runtime.readiness.pendingTasks().join(',')} ${JSON.stringify(n.xdsDump())}`);
+  t.deepEqual(n.xdsDump().awaitingFirstAck, []);
+  t.truthy(n.xdsDump().types[ADDRESS_TYPE]!.lastAck);
+  t.truthy(n.app.state.findWorkloadByAddr({ network: '', ip: GONE }));
 });
