@@ -7,19 +7,21 @@ import type { SpiffeId } from '../identity/spiffe';
 import type { StateView } from '../state/view';
 import type { RequestMetrics } from '../telemetry/request-metrics';
 import { formatSocketAddr } from '../util/socket-addr';
+import { declaredProtocol } from './config/service-ports';
 import type { L7Config } from './config/types';
-import { decideRequest, findService, type Endpoint, type L7Decision } from './l7/decide';
-import { pickServiceEndpoint } from '../state/service-endpoint';
+import { decideRequest, type Endpoint, type L7Decision } from './l7/decide';
 import { applyHeaderModifier, type HeaderBag } from './l7/filters';
 import { flattenHeaders, splitPathQuery, type L7Peer, type L7Request } from './l7/request';
 import type { WaypointName } from './l7/route-select';
 import { GrpcFrameCounter, grpcStatusForHttp } from './grpc-frames';
 import { requestId, type ConnInfo } from './request-context';
 import { HOP, forwardHeaders } from './forward-headers';
+import { forwardBody, hasNoBody, trailerFields, type DownReq, type DownRes } from './body';
 import { RequestRecorder } from './request-record';
 import type { StreamSocket } from './stream-socket';
 import type { Upstreams } from './upstream';
 import { handleUpgrade } from './upgrade';
+import type { RequestMirror } from './mirror';
 
 export interface HttpProxyDeps {
   readonly state: StateView;
@@ -28,13 +30,14 @@ export interface HttpProxyDeps {
   readonly network: string;
   readonly clusterDomain: string;
   readonly upstreams: Upstreams;
+  readonly mirror: RequestMirror;
   readonly metrics: RequestMetrics;
   readonly logger: Logger;
   readonly random: () => number;
 }
 
-type DownReq = http.IncomingMessage | http2.Http2ServerRequest;
-type DownRes = http.ServerResponse | http2.Http2ServerResponse;
+type Run = ReturnType<RequestRecorder['begin']>;
+type Forward = Extract<L7Decision, { kind: 'forward' }>;
 
 
 /**
@@ -42,9 +45,12 @@ type DownRes = http.ServerResponse | http2.Http2ServerResponse;
  * and h2c tunnels to one node:http2 server (each tunnel is fed in with
  * `emit('connection')`), so parsing, keep-alive, chunking, flow control and trailers are
  * Node's. Each request: L7 decision (authorization, route, filters, backend, endpoint),
- * then forwarded to the endpoint over the waypoint's own HBONE with the same protocol
- * (HTTP/1.1 → pooled HTTP/1.1, h2c/gRPC → one HTTP/2 session per endpoint), the response
- * streamed back with its trailers, and one metrics record + access-log line at the end.
+ * then forwarded to the endpoint over the waypoint's own HBONE: as HTTP/2 (one session
+ * per endpoint) when the backend's Service port declares http2/grpc or the request is
+ * gRPC, as HTTP/1.1 (pooled) when it declares http, else in the protocol the client spoke.
+ * Request and response bodies stream with their trailers in both directions (HTTP/1.1
+ * chunked trailers ↔ HTTP/2 trailing HEADERS), and one metrics record + access-log line
+ * is written at the end.
  */
 export class HttpProxy {
   readonly h1: http.Server;
@@ -140,17 +146,31 @@ export class HttpProxy {
     rec.endpoint = ep;
     const headers = forwardHeaders(req.headers, xrid);
     for (const m of dec.requestHeaders) applyHeaderModifier(headers, m);
-    if (dec.mirror && this.d.random() * 100 < dec.mirror.percent) this.mirror(req, dec, headers, info);
+    if (dec.mirror && this.d.random() * 100 < dec.mirror.percent) this.d.mirror.send(req, dec, headers, info, grpc, this.upstreamIsH2(req, dec.mirror.backend, grpc));
     const timer = dec.timeoutMs !== null ? setTimeout(() => this.timeout(res, rec, grpc), dec.timeoutMs) : null;
     rec.onDone = () => {
       if (timer) clearTimeout(timer);
     };
-    if (req.httpVersion === '2.0') this.forwardH2(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, rec, ep, dec, headers, grpc);
-    else this.forwardH1(req as http.IncomingMessage, res as http.ServerResponse, rec, ep, dec, headers, grpc);
+    const b = dec.backend;
+    if (this.upstreamIsH2(req, b ? { namespace: b.namespace, name: b.name, port: dec.backendPort } : null, grpc)) this.forwardH2(req, res, rec, ep, dec, headers, grpc);
+    else this.forwardH1(req, res, rec, ep, dec, headers, grpc);
   }
 
-  private forwardH1(req: http.IncomingMessage, res: http.ServerResponse, rec: ReturnType<RequestRecorder['begin']>, ep: Endpoint, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, grpc: boolean, retried = false): void {
+  /**
+   * The upstream protocol: HTTP/2 when the backend's Service port declares http2/grpc (or
+   * the request is gRPC, which needs HTTP/2), HTTP/1.1 when it declares http, else the
+   * client's own protocol.
+   */
+  upstreamIsH2(req: DownReq, backend: { namespace: string; name: string; port: number } | null, grpc: boolean): boolean {
+    if (grpc) return true;
+    const declared = backend ? declaredProtocol(this.d.config(), backend.namespace, backend.name, backend.port) : null;
+    return declared === 'http2' || (declared === null && req.httpVersion === '2.0');
+  }
+
+  private forwardH1(req: DownReq, res: DownRes, rec: Run, ep: Endpoint, dec: Forward, headers: HeaderBag, grpc: boolean, retried = false): void {
     headers['host'] = dec.host;
+    // An HTTP/2 request body may end in trailers, which HTTP/1.1 carries only in chunked framing.
+    if (req.httpVersion === '2.0' && !hasNoBody(req)) delete headers['content-length'];
     const up = http.request({ agent: this.d.upstreams.agent(ep), method: req.method, path: dec.path, headers, setHost: false });
 
     rec.abortUpstream = () => up.destroy();
@@ -171,25 +191,30 @@ export class HttpProxy {
       // response; a request without a body is then sent once more (a new connection is made).
       if (!retried && up.reusedSocket && !rec.responded && rec.reqCounter.bytes === 0 && rec.flags === '-' && !res.destroyed) {
         rec.abortUpstream = null;
+        req.unpipe(up);
         this.forwardH1(req, res, rec, ep, dec, headers, grpc, true);
         return;
       }
       this.upstreamError(res, rec, err, grpc);
     });
-    if (req.readableEnded) up.end();
-    else req.pipe(up);
+    forwardBody(req, up, (t) => {
+      if (up.destroyed) return;
+      if (t) up.addTrailers(t);
+      up.end();
+    });
   }
 
-  private forwardH2(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, rec: ReturnType<RequestRecorder['begin']>, ep: Endpoint, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, grpc: boolean): void {
+  private forwardH2(req: DownReq, res: DownRes, rec: Run, ep: Endpoint, dec: Forward, headers: HeaderBag, grpc: boolean): void {
     this.d.upstreams.session(ep).then(
       (session) => {
         if (res.destroyed || res.headersSent) return;
-        const te = req.headers['te'];
         const out: http2.OutgoingHttpHeaders = { ...headers, ':method': req.method, ':path': dec.path, ':authority': dec.host, ':scheme': 'http' };
-        if (te === 'trailers') out['te'] = 'trailers';
+        if (grpc || req.headers['te'] === 'trailers') out['te'] = 'trailers';
+        // With a body the stream stays open after the last DATA for the request's trailers ('wantTrailers').
+        const bodyless = hasNoBody(req);
         let up: http2.ClientHttp2Stream;
         try {
-          up = session.request(out);
+          up = session.request(out, { endStream: bodyless, waitForTrailers: !bodyless });
         } catch (err) {
           return this.upstreamError(res, rec, err as Error, grpc);
         }
@@ -219,21 +244,29 @@ export class HttpProxy {
         up.on('close', () => {
           if (!rec.responded && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.upstreamError(res, rec, new Error(`upstream reset the stream (code ${up.rstCode})`), grpc);
         });
-        req.pipe(up);
+        if (bodyless) {
+          req.resume();
+          return;
+        }
+        let reqTrailers: Record<string, string> | null = null;
+        up.once('wantTrailers', () => up.sendTrailers(reqTrailers ?? {}));
+        forwardBody(req, up, (t) => {
+          if (up.destroyed) return;
+          reqTrailers = t;
+          up.end();
+        });
       },
       (err: Error) => this.upstreamError(res, rec, err, grpc),
     );
   }
 
   /** Streams the upstream body to the client, then its trailers (gRPC status), then ends. */
-  private pipeResponse(body: Readable, res: DownRes, rec: ReturnType<RequestRecorder['begin']>, grpc: boolean, trailers: () => Record<string, string | string[] | undefined> | null): void {
+  private pipeResponse(body: Readable, res: DownRes, rec: Run, grpc: boolean, trailers: () => Record<string, string | string[] | undefined> | null): void {
     rec.responded = true;
     countBody(body, rec.resCounter, grpc ? rec.resFrames : null);
     body.on('end', () => {
-      const t = trailers();
-      if (t) {
-        const clean: Record<string, string> = {};
-        for (const [k, v] of Object.entries(t)) if (v !== undefined && !k.startsWith(':')) clean[k] = Array.isArray(v) ? v.join(', ') : v;
+      const clean = trailerFields(trailers());
+      if (clean) {
         if (clean['grpc-status'] !== undefined) rec.grpcStatus = clean['grpc-status'];
         res.addTrailers(clean);
       }
@@ -246,7 +279,7 @@ export class HttpProxy {
     (body as Readable).pipe(res as unknown as NodeJS.WritableStream, { end: false });
   }
 
-  private upstreamError(res: DownRes, rec: ReturnType<RequestRecorder['begin']>, err: Error, grpc: boolean): void {
+  private upstreamError(res: DownRes, rec: Run, err: Error, grpc: boolean): void {
     // A timeout or local reply already decided the outcome (and aborted the upstream).
     if (rec.finished || rec.flags !== '-') return;
     const reason = classifyError(err);
@@ -259,7 +292,7 @@ export class HttpProxy {
     localReply(res, rec, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${errorMessage(err)}`, 'UF', grpc, 'upstream_reset_before_response_started');
   }
 
-  private timeout(res: DownRes, rec: ReturnType<RequestRecorder['begin']>, grpc: boolean): void {
+  private timeout(res: DownRes, rec: Run, grpc: boolean): void {
     rec.abortUpstream?.();
     if (res.headersSent || rec.responded) {
       rec.flags = 'UT';
@@ -267,25 +300,6 @@ export class HttpProxy {
       return;
     }
     localReply(res, rec, 504, 'upstream request timeout', 'UT', grpc, 'upstream_response_timeout');
-  }
-
-  /** RequestMirror: a copy of the request to an endpoint of the mirror backend; its response is discarded. */
-  private mirror(req: DownReq, dec: Extract<L7Decision, { kind: 'forward' }>, headers: HeaderBag, info: ConnInfo): void {
-    const m = dec.mirror;
-    if (!m) return;
-    const svc = findService(this.d.state, m.backend.name, m.backend.namespace, this.d.clusterDomain);
-    const ep = svc ? pickServiceEndpoint(this.d.state, svc, m.backend.port, { src: info.srcWorkload, network: this.d.network, family: info.dst.ip.includes(':') ? 6 : 4, random: this.d.random }) : null;
-    if (!ep?.ok) {
-      this.d.logger.debug({ mirror: `${m.backend.namespace}/${m.backend.name}:${m.backend.port}` }, 'request mirror skipped: no such Service or no healthy endpoint');
-      return;
-    }
-    // Envoy marks shadow traffic by suffixing the host with -shadow.
-    const up = http.request({ agent: this.d.upstreams.agent(ep), method: req.method, path: dec.path, headers: { ...headers, host: `${dec.host}-shadow` }, setHost: false });
-    up.on('response', (r) => r.resume());
-    up.on('error', (err) => this.d.logger.debug({ err: errorMessage(err) }, 'request mirror failed'));
-    // The copy ignores the mirror's backpressure: the primary request must never wait for it.
-    req.on('data', (c: Buffer) => up.write(c));
-    req.on('end', () => up.end());
   }
 }
 
@@ -310,7 +324,7 @@ function responseHeaders(h: http.IncomingHttpHeaders | http2.IncomingHttpHeaders
  * A response the waypoint makes itself. gRPC requests get Envoy's gRPC form: HTTP 200 with
  * grpc-status (mapped from the HTTP status) and grpc-message, no body.
  */
-function localReply(res: DownRes, rec: ReturnType<RequestRecorder['begin']>, status: number, body: string, flags: string, grpc: boolean, details: string, extra: HeaderBag = {}): void {
+function localReply(res: DownRes, rec: Run, status: number, body: string, flags: string, grpc: boolean, details: string, extra: HeaderBag = {}): void {
   rec.flags = flags;
   rec.details = details;
   rec.responded = true;

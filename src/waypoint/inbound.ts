@@ -11,6 +11,7 @@ import type { InboundConnect } from '../transport/hbone/types';
 import type { Splicer } from '../transport/splice-outcome';
 import { formatSocketAddr } from '../util/socket-addr';
 import { detectProtocol } from './detect';
+import type { PortProtocol } from './config/types';
 import type { HttpProxy } from './http-proxy';
 import type { Endpoint, L7Target } from './l7/decide';
 import { forwardedFor, type ConnInfo } from './request-context';
@@ -32,7 +33,7 @@ export interface WaypointInboundDeps {
   readonly random: () => number;
   readonly logger: Logger;
   /** The declared protocol of a Service port (appProtocol / port name), or null to detect. */
-  readonly declaredProtocol: (namespace: string, name: string, port: number) => 'tcp' | 'http' | null;
+  readonly declaredProtocol: (namespace: string, name: string, port: number) => PortProtocol | null;
 }
 
 /**

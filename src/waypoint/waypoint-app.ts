@@ -27,9 +27,11 @@ import { createSplicer } from '../transport/splice-outcome';
 import { systemClock, type Clock } from '../util/clock';
 import { canonicalIp, isLoopback } from '../util/ip';
 import { makeSocketAddr, type SocketAddr } from '../util/socket-addr';
+import { declaredProtocol } from './config/service-ports';
 import { L7ConfigSource } from './config/source';
 import { explainRequestHandler, l7Dump } from './explain';
 import { HttpProxy } from './http-proxy';
+import { RequestMirror } from './mirror';
 import { WaypointInbound } from './inbound';
 import { Upstreams } from './upstream';
 
@@ -44,6 +46,10 @@ export interface WaypointAppOptions {
 }
 
 const HBONE_PORT = 15008;
+/** One mirrored copy may lag the primary by this much body before it is dropped: enough for ordinary request bodies, bounded under load. */
+const MIRROR_MAX_BUFFERED_BYTES = 256 * 1024;
+/** A mirror that has not answered within this is dropped, so slow mirrors cannot pile up connections. */
+const MIRROR_DEADLINE_MS = 30_000;
 
 /**
  * Composition root of the waypoint: builds its registry, logger, state (same sources as
@@ -126,7 +132,18 @@ export class WaypointApp {
       prepareDial: this.transport.prepareDial,
     });
     const waypoint = { name: c.waypointName, namespace: c.podNamespace };
-    this.http = new HttpProxy({ state: this.state, config: () => this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain, upstreams: this.upstreams, metrics: this.requestMetrics, logger: this.logger, random });
+    const mirror = new RequestMirror({
+      state: this.state,
+      network: c.network,
+      clusterDomain: c.clusterDomain,
+      upstreams: this.upstreams,
+      registry: this.registry,
+      logger: this.logger.child({ scope: 'mirror' }),
+      random,
+      maxBufferedBytes: MIRROR_MAX_BUFFERED_BYTES,
+      deadlineMs: MIRROR_DEADLINE_MS,
+    });
+    this.http = new HttpProxy({ state: this.state, config: () => this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain, upstreams: this.upstreams, mirror, metrics: this.requestMetrics, logger: this.logger, random });
     this.inbound = new WaypointInbound({
       state: this.state,
       network: c.network,
@@ -140,7 +157,7 @@ export class WaypointApp {
       detectTimeoutMs: c.protocolDetectionTimeout,
       random,
       logger: this.logger,
-      declaredProtocol: (ns, name, port) => this.l7.config.services.find((s) => s.meta.namespace === ns && s.meta.name === name)?.protocols[port] ?? null,
+      declaredProtocol: (ns, name, port) => declaredProtocol(this.l7.config, ns, name, port),
     });
     this.listener = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
 

@@ -153,14 +153,17 @@ export interface L7Policy {
   readonly rules: readonly PolicyRule[];
 }
 
+/** A declared Service port protocol: opaque TCP, HTTP/1.1 (`http`) or HTTP/2 (`http2`, `grpc`, h2c). */
+export type PortProtocol = 'tcp' | 'http' | 'http2';
+
 /**
  * A core/v1 Service as the waypoint reads it: only each port's protocol (appProtocol, or
  * Istio's port-name prefix). Workloads, VIPs and endpoints come from the state sources.
  */
 export interface ServicePorts {
   readonly meta: ObjectMeta;
-  /** servicePort → 'tcp' (opaque, no sniffing) or 'http' (HTTP/1.1 or h2c); absent = detect. */
-  readonly protocols: Readonly<Record<number, 'tcp' | 'http'>>;
+  /** servicePort → 'tcp' (opaque, no sniffing), 'http' or 'http2' (upstream protocol); absent = detect, upstream as the client spoke. */
+  readonly protocols: Readonly<Record<number, PortProtocol>>;
 }
 
 /** Everything one load of the waypoint config produced. */

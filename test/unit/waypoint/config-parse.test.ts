@@ -180,7 +180,7 @@ spec:
   - { name: dns, port: 53, protocol: UDP }
 `);
   if (!r.ok) return t.fail(JSON.stringify(r.errors));
-  t.deepEqual(r.value.services[0]!.protocols, { 3306: 'tcp', 80: 'http', 9000: 'http' });
+  t.deepEqual(r.value.services[0]!.protocols, { 3306: 'tcp', 80: 'http', 9000: 'http2' });
   const bad = parse('apiVersion: v1\nkind: Service\nmetadata: { name: x }\nspec: { ports: [{ port: 1, bogus: 2 }] }\n');
   t.false(bad.ok);
 });
