@@ -9,7 +9,8 @@ const N = NODE_KEYS;
  * Gateway class). State and transport keys keep the node proxy's names and meaning; the
  * waypoint's own are its identity (POD_NAMESPACE + SERVICE_ACCOUNT, from the CA without
  * impersonation), the Gateway it is (WAYPOINT_NAME), what it serves (WAYPOINT_FOR) and
- * its routes and L7 policies (WAYPOINT_CONFIG_PATH).
+ * its routes and L7 policies (WAYPOINT_CONFIG_PATH). Workloads, services and policies come
+ * from the node's sources: istiod's delta xDS (XDS_* keys, ISTIO_META_*) and/or a local file.
  */
 export const WAYPOINT_KEYS = {
   ...COMMON_KEYS,
@@ -24,6 +25,14 @@ export const WAYPOINT_KEYS = {
   protocolDetectionTimeout: key({ env: 'PROTOCOL_DETECTION_TIMEOUT', doc: 'how long to wait for the first bytes of a tunnel before treating it as opaque TCP', default: '1s', parse: p.duration(1) }),
   localXdsPath: N.localXdsPath,
   localXds: N.localXds,
+  xdsAddress: N.xdsAddress,
+  xdsRootCa: N.xdsRootCa,
+  altXdsHostname: N.altXdsHostname,
+  xdsHeaders: N.xdsHeaders,
+  proxyMetadata: N.proxyMetadata,
+  proxyMetadataJson: N.proxyMetadataJson,
+  podName: N.podName,
+  nodeName: N.nodeName,
   network: N.network,
   clusterDomain: N.clusterDomain,
   poolMaxStreams: N.poolMaxStreams,

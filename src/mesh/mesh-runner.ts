@@ -89,7 +89,10 @@ export class MeshRunner {
       SERVICE_ACCOUNT: w.serviceAccount,
       INSTANCE_IP: w.ip,
       INBOUND_ADDR: `${w.ip}:15008`,
-      LOCAL_XDS_PATH: this.localConfigPath,
+      // Workloads, services and policies from the control plane's xDS, as the node proxies get them.
+      XDS_ADDRESS: `https://${ca.ip}:${ca.port}`,
+      XDS_ROOT_CA: this.caRootPath,
+      POD_NAME: `waypoint-${w.name}`,
       WAYPOINT_CONFIG_PATH: cfg,
       CA_ADDRESS: `https://${ca.ip}:${ca.port}`,
       CA_ROOT_CA: this.caRootPath,

@@ -25,6 +25,8 @@ import { Telemetry } from '../telemetry/telemetry';
 import { createHboneTransport, type HboneTransport } from '../transport/hbone-transport';
 import { createSplicer } from '../transport/splice-outcome';
 import { systemClock, type Clock } from '../util/clock';
+import { createXdsSource } from '../xds/create';
+import type { XdsSource } from '../xds/xds-source';
 import { canonicalIp, isLoopback } from '../util/ip';
 import { makeSocketAddr, type SocketAddr } from '../util/socket-addr';
 import { declaredProtocol } from './config/service-ports';
@@ -53,7 +55,7 @@ const MIRROR_DEADLINE_MS = 30_000;
 
 /**
  * Composition root of the waypoint: builds its registry, logger, state (same sources as
- * the node proxy), its own certificate (spiffe://<td>/ns/<POD_NAMESPACE>/sa/<SERVICE_ACCOUNT>
+ * the node proxy: xDS and/or the local file), its own certificate (spiffe://<td>/ns/<POD_NAMESPACE>/sa/<SERVICE_ACCOUNT>
  * from the CA, never impersonated), the HBONE transport, the L7 config source and the
  * HTTP proxy, and wires them. Readiness: "state", "certificates" (its own identity) and
  * "listeners".
@@ -71,6 +73,8 @@ export class WaypointApp {
   readonly l7: L7ConfigSource;
   readonly http: HttpProxy;
   readonly upstreams: Upstreams;
+  /** istiod's (or the dev control plane's) delta xDS, or null without XDS_ADDRESS. */
+  readonly xds: XdsSource | null;
   private readonly transport: HboneTransport;
   private readonly inbound: WaypointInbound;
   private readonly listener: Server;
@@ -100,12 +104,12 @@ export class WaypointApp {
       updater: this.updater,
       logger: this.logger.child({ scope: 'state' }),
       metrics: createStateMetrics(this.registry, this.state),
-      onFirstLoad: stateReady,
     });
-    if (!c.localXdsPath && !c.localXds) {
-      this.logger.warn('no LOCAL_XDS_PATH or LOCAL_XDS: the waypoint knows no services and serves nothing');
-      stateReady();
-    }
+    // The node's sources: istiod's xDS (XDS_ADDRESS) and/or the local file, each writing its own share of the state.
+    this.xds = createXdsSource({ config: c, updater: this.updater, registry: this.registry, logger: this.logger.child({ scope: 'xds' }), clock });
+    const sources = [...(c.localXdsPath || c.localXds ? [localConfig.ready] : []), ...(this.xds ? [this.xds.ready] : [])];
+    if (sources.length === 0) this.logger.warn('no XDS_ADDRESS, LOCAL_XDS_PATH or LOCAL_XDS: the waypoint knows no services and serves nothing');
+    void Promise.all(sources).then(stateReady);
     this.certs = createIdentityManager({ config: c, logger: this.logger.child({ scope: 'identity' }), registry: this.registry, clock, mode: 'waypoint' });
     this.telemetry = new Telemetry({ registry: this.registry, logger: this.logger, clock, accessLogUpdateIntervalMs: 0 });
     this.requestMetrics = new RequestMetrics(this.registry);
@@ -162,6 +166,7 @@ export class WaypointApp {
     this.listener = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
 
     this.runtime.add(localConfig);
+    if (this.xds) this.runtime.add(this.xds);
     this.runtime.add(this.l7);
     this.runtime.add({ name: 'certificates', start: () => this.certs.start(), close: () => this.certs.close(), destroy: () => this.certs.destroy(), dump: () => this.certs.dump() });
     this.runtime.add(this.dataPath(listenersReady));

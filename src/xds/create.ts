@@ -8,15 +8,19 @@ import { buildNode } from './node';
 import { loadXdsCodec } from './proto';
 import { XdsSource } from './xds-source';
 
+/** The settings the xDS source reads: the node's keys; the waypoint has them too, without on-demand. */
+export type XdsSourceConfig = Pick<NodeConfig, 'xdsAddress' | 'xdsRootCa' | 'altXdsHostname' | 'authToken' | 'clusterId' | 'xdsHeaders' | 'instanceIp' | 'podName' | 'podNamespace' | 'nodeName' | 'proxyMetadata' | 'proxyMetadataJson' | 'network'> &
+  Partial<Pick<NodeConfig, 'xdsOnDemand' | 'xdsOnDemandTimeout'>>;
+
 export interface CreateXdsSourceOptions {
-  readonly config: NodeConfig;
+  readonly config: XdsSourceConfig;
   readonly updater: StateUpdater;
   readonly registry: Registry;
   readonly logger: Logger;
   readonly clock?: Clock;
 }
 
-/** The node's xDS source from its config, or null when XDS_ADDRESS is off. */
+/** The xDS source of a node proxy or waypoint from its config, or null when XDS_ADDRESS is off. */
 export function createXdsSource(o: CreateXdsSourceOptions): XdsSource | null {
   const c = o.config;
   if (c.xdsAddress === null) return null;
@@ -28,7 +32,7 @@ export function createXdsSource(o: CreateXdsSourceOptions): XdsSource | null {
     clusterId: c.clusterId,
     headers: c.xdsHeaders,
     node: buildNode({ instanceIp: c.instanceIp, podName: c.podName, podNamespace: c.podNamespace, nodeName: c.nodeName, meta: c.proxyMetadata, metaJson: c.proxyMetadataJson }),
-    onDemand: c.xdsOnDemand,
+    onDemand: c.xdsOnDemand ?? false,
     onDemandTimeoutMs: c.xdsOnDemandTimeout,
     codec: loadXdsCodec(),
     metrics: createXdsMetrics(o.registry),

@@ -4,6 +4,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadWaypointConfig } from '../../../src/config/waypoint-config';
+import { startDevControlPlane, type DevControlPlane } from '../../../src/controlplane/dev-control-plane';
+import { createLogger } from '../../../src/logging/logger';
 import { LogCollector } from '../../helpers/log-collector';
 import { WaypointApp } from '../../../src/waypoint/waypoint-app';
 import { TestMesh, waitUntil, type LocalConfigDoc, type TestNode } from '../../helpers/node-harness';
@@ -38,6 +40,9 @@ export class WaypointMesh {
   a!: TestNode;
   b!: TestNode;
   wp!: WaypointApp;
+  /** With `start({ xds: true })`: the control plane the waypoint gets its state from over delta xDS. */
+  cp: DevControlPlane | null = null;
+  readonly cpLogs = new LogCollector();
   private readonly servers: { close(): void }[] = [];
 
   /** Workloads/services: `server` (v1 + v2) behind the waypoint, server-v1/-v2 per version, a TCP echo service. */
@@ -77,21 +82,43 @@ export class WaypointMesh {
     renameSync(`${f}.tmp`, f);
   }
 
-  /** `env`: extra waypoint settings (e.g. WAYPOINT_FOR); `extra`: more workloads/services/policies. */
-  async start(l7 = '', env: Record<string, string> = {}, extra: Partial<LocalConfigDoc> = {}): Promise<void> {
+  /**
+   * `env`: extra waypoint settings (e.g. WAYPOINT_FOR); `extra`: more workloads/services/policies;
+   * `xds`: the waypoint learns them over delta xDS from a dev control plane serving the mesh's
+   * config file (no LOCAL_XDS_PATH), as in a cluster.
+   */
+  async start(l7 = '', env: Record<string, string> = {}, extra: Partial<LocalConfigDoc> = {}, opts: { xds?: boolean } = {}): Promise<void> {
     this.mesh.writeConfig(this.doc(extra));
     this.writeL7(l7);
     const token = `wp-token-${Math.random().toString(36).slice(2)}`;
     const tokenFile = join(this.mesh.dir, 'wp-token');
     writeFileSync(tokenFile, token);
-    const ca = await this.mesh.startCa([{ token, namespace: 'default', serviceAccount: 'waypoint', node: '' }]);
+    const caller = { token, namespace: 'default', serviceAccount: 'waypoint', node: '' };
+    const ca = await this.mesh.startCa([caller]);
     this.a = await this.mesh.startNode('node-a', { SOCKS5_ADDR: `${this.NODE_A}:0` });
     this.b = await this.mesh.startNode('node-b', {});
+    let source: Record<string, string> = { LOCAL_XDS_PATH: this.mesh.xdsPath };
+    if (opts.xds) {
+      this.cp = await startDevControlPlane({
+        dir: join(this.mesh.dir, 'cp'),
+        listenAddr: { host: '127.0.0.1', port: 0 },
+        tokensPath: null,
+        callers: [caller],
+        trustedNodeAccounts: [],
+        localXdsPath: this.mesh.xdsPath,
+        trustDomain: 'cluster.local',
+        maxTtlMs: 3600_000,
+        serverSans: ['127.0.0.1'],
+        logger: createLogger({ level: 'debug', format: 'json', destination: this.cpLogs }),
+        reloadDebounceMs: 20,
+      });
+      source = { XDS_ADDRESS: `https://${this.cp.address}`, XDS_ROOT_CA: this.cp.rootCertPath, POD_NAME: 'waypoint-0' };
+    }
     const { config } = loadWaypointConfig(
       {
         INBOUND_ADDR: `${this.WP}:15008`,
         INSTANCE_IP: this.WP,
-        LOCAL_XDS_PATH: this.mesh.xdsPath,
+        ...source,
         WAYPOINT_CONFIG_PATH: this.cfgDir,
         CA_ADDRESS: `https://${ca.address}`,
         CA_ROOT_CA: ca.rootCertPath,
@@ -166,6 +193,7 @@ export class WaypointMesh {
   async close(): Promise<void> {
     for (const s of this.servers) s.close();
     await this.wp?.close().catch(() => undefined);
+    this.cp?.destroy();
     await this.mesh.close();
   }
 }

@@ -129,6 +129,12 @@ test('the waypoint Deployment + Service: own identity from the CA, ports 15008/1
   const literal = Object.fromEntries(Object.entries(env).filter(([, v]) => !v.startsWith('from:')));
   const { config } = loadConfig(WAYPOINT_KEYS, literal, []);
   t.is(config.waypointFor, 'service');
+  // Workloads, services and policies from istiod's xDS, as the node proxy gets them; no local file.
+  t.is(config.xdsAddress, 'https://istiod.istio-system.svc:15012');
+  t.is(config.xdsRootCa, '/var/run/secrets/istio/root-cert.pem');
+  t.is(config.localXdsPath, null);
+  t.regex(env['POD_NAME'] ?? '', /metadata\.name/);
+  t.regex(env['POD_NAMESPACE'] ?? '', /metadata\.namespace/);
   t.true(c.securityContext.runAsNonRoot);
   // The routes the ConfigMap ships parse with the waypoint's own reader.
   const cm = all.find((d) => d.kind === 'ConfigMap');
