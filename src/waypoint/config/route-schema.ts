@@ -30,17 +30,17 @@ export function parseRouteSpec(r: YamlReader, kind: 'HTTPRoute' | 'GRPCRoute', n
   });
   const rulesNode = o.get('rules');
   const rules = r.isNull(rulesNode)
-    ? [defaultRule()]
+    ? [defaultRule(kind === 'GRPCRoute')]
     : r.list(rulesNode, o.at('rules'), 'rules', (n, p, i) => (kind === 'HTTPRoute' ? parseHttpRule(r, n, p, i, ns) : parseGrpcRule(r, n, p, i, ns)));
   return { kind, meta, parents, hostnames, rules };
 }
 
-function defaultRule(): RouteRule {
-  return { index: 0, matches: [matchAll()], filters: [], backends: [], requestTimeoutMs: null, backendTimeoutMs: null };
+function defaultRule(grpc: boolean): RouteRule {
+  return { index: 0, matches: [matchAll(grpc)], filters: [], backends: [], requestTimeoutMs: null, backendTimeoutMs: null };
 }
 
-function matchAll(): RouteMatch {
-  return { path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [], method: null };
+function matchAll(grpc = false): RouteMatch {
+  return { path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [], method: null, grpc: grpc ? { service: '', method: '' } : null };
 }
 
 function ruleObject(r: YamlReader, n: YNode, p: string, fields: string[]): ReturnType<YamlReader['object']> {
@@ -81,7 +81,7 @@ function parseGrpcRule(r: YamlReader, n: YNode, p: string, index: number, ns: st
   const o = ruleObject(r, n, p, GRPC_RULE_FIELDS);
   if (!o) return undefined;
   const matchesNode = o.get('matches');
-  const matches = r.isNull(matchesNode) ? [matchAll()] : r.list(matchesNode, o.at('matches'), 'GRPCRouteMatch', (mn, mp) => parseGrpcMatch(r, mn, mp));
+  const matches = r.isNull(matchesNode) ? [matchAll(true)] : r.list(matchesNode, o.at('matches'), 'GRPCRouteMatch', (mn, mp) => parseGrpcMatch(r, mn, mp));
   const filters = r.list(o.get('filters'), o.at('filters'), 'filters', (fn, fp) => parseFilter(r, fn, fp, ns, GRPC_FILTERS));
   const backends = parseBackends(r, o.get('backendRefs'), o.at('backendRefs'), ns);
   return { index, matches, filters, backends, requestTimeoutMs: null, backendTimeoutMs: null };
@@ -111,7 +111,7 @@ function parseHttpMatch(r: YamlReader, n: YNode, p: string): RouteMatch | undefi
   const queryParams = namedMatches(r, o.get('queryParams'), o.at('queryParams'), false);
   const method = r.isNull(o.get('method')) ? null : r.oneOf(o.get('method'), o.at('method'), METHODS);
   if (path === undefined || method === undefined) return undefined;
-  return { path, headers, queryParams, method };
+  return { path, headers, queryParams, method, grpc: null };
 }
 
 /** A GRPCRouteMatch as an HTTP match: gRPC methods are POST /<service>/<method>. */
@@ -119,6 +119,7 @@ function parseGrpcMatch(r: YamlReader, n: YNode, p: string): RouteMatch | undefi
   const o = r.object(n, p, ['method', 'headers']);
   if (!o) return undefined;
   let path: PathMatch | undefined = { type: 'PathPrefix', value: '/' };
+  let grpc = { service: '', method: '' };
   const mn = o.get('method');
   if (!r.isNull(mn)) {
     const mo = r.object(mn, o.at('method'), ['type', 'service', 'method']);
@@ -131,6 +132,7 @@ function parseGrpcMatch(r: YamlReader, n: YNode, p: string): RouteMatch | undefi
       r.error(mn, o.at('method'), 'at least one of service and method must be set');
       return undefined;
     }
+    grpc = { service, method };
     if (type === 'Exact') {
       if (/[/]/.test(service) || /[/]/.test(method)) {
         r.error(mn, o.at('method'), 'service and method must not contain "/"');
@@ -147,7 +149,7 @@ function parseGrpcMatch(r: YamlReader, n: YNode, p: string): RouteMatch | undefi
   }
   const headers = namedMatches(r, o.get('headers'), o.at('headers'), true);
   if (path === undefined) return undefined;
-  return { path, headers, queryParams: [], method: null };
+  return { path, headers, queryParams: [], method: null, grpc };
 }
 
 function escapeRe(s: string): string {

@@ -46,6 +46,11 @@ export interface RouteMatch {
   readonly headers: readonly NamedMatch[];
   readonly queryParams: readonly NamedMatch[];
   readonly method: string | null;
+  /**
+   * A GRPCRouteMatch's method match as written ('' = not set), for GRPCRoute precedence
+   * (characters of the matching service, then of the method); null for HTTPRoute matches.
+   */
+  readonly grpc: { readonly service: string; readonly method: string } | null;
 }
 
 export interface HeaderModifier {

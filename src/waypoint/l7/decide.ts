@@ -76,7 +76,7 @@ export function decideRequest(i: DecideInput): L7Decision {
   const port = i.target.port;
   const routes = attachedRoutes(i.config.routes, i.target.service, port, i.waypoint);
   if (routes.length === 0) return toBackend(i, base, i.target.service, port, null, [], [], null, null, 'no route attached: the Service itself');
-  const route = selectRoute(routes, i.request);
+  const route = selectRoute(routes, i.request, i.target.service.hostname);
   if (!route) return { ...base, kind: 'local', status: 404, flags: 'NR', body: '', details: 'route_not_found' };
   const withRoute = { ...base, route };
   const reqMods: HeaderModifier[] = [];

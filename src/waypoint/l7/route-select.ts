@@ -42,15 +42,20 @@ function hostnameMatches(pattern: string, host: string): boolean {
 }
 
 /**
- * The Gateway API's choice among matching rules: Exact path, then RegularExpression, then
- * PathPrefix (longer values first within a type), then a method match, then more header
- * matches, then more query-parameter matches; ties go to the oldest route, then by
- * "namespace/name", then to the earlier rule and match. Null = no rule matches.
+ * The Gateway API's choice among matching rules. First the route hostname that matched the
+ * destination (more characters of a non-wildcard hostname, then of any hostname). Then, for
+ * GRPCRoutes (GRPCRoute's own rules): more characters of the matching service, then of the
+ * method, then more header matches. Otherwise (HTTPRoute's rules): Exact path, then
+ * RegularExpression, then PathPrefix (longer values first within a type), then a method
+ * match, then more header matches, then more query-parameter matches. Ties go to the oldest
+ * route, then by "namespace/name", then to the earlier rule and match. Null = no rule matches.
+ * `hostname`: the destination Service's hostname the route hostnames are ranked against.
  */
-export function selectRoute(routes: readonly Route[], req: L7Request): RouteDecision | null {
-  let best: RouteDecision | null = null;
+export function selectRoute(routes: readonly Route[], req: L7Request, hostname = ''): RouteDecision | null {
+  let best: Candidate | null = null;
   let query: URLSearchParams | null = null;
   for (const route of routes) {
+    let host: HostRank | null = null;
     for (const rule of route.rules) {
       for (const match of rule.matches) {
         if (!pathMatches(match, req.path)) continue;
@@ -61,26 +66,57 @@ export function selectRoute(routes: readonly Route[], req: L7Request): RouteDeci
           const q = query;
           if (!match.queryParams.every((m) => valueMatches(m, q.get(m.name) ?? undefined))) continue;
         }
-        const cand: RouteDecision = { route, rule, match };
+        host ??= hostRank(route.hostnames, hostname);
+        const cand: Candidate = { route, rule, match, host };
         if (best === null || compareCandidates(cand, best) < 0) best = cand;
       }
     }
   }
-  return best;
+  return best && { route: best.route, rule: best.rule, match: best.match };
+}
+
+/** Characters of the matching non-wildcard route hostname and of any matching one (0 when the route names none). */
+interface HostRank {
+  readonly exact: number;
+  readonly any: number;
+}
+
+interface Candidate extends RouteDecision {
+  readonly host: HostRank;
+}
+
+function hostRank(hostnames: readonly string[], hostname: string): HostRank {
+  let exact = 0;
+  let any = 0;
+  if (!hostname) return { exact, any };
+  for (const h of hostnames) {
+    if (!hostnameMatches(h, hostname)) continue;
+    if (!h.startsWith('*.')) exact = Math.max(exact, h.length);
+    any = Math.max(any, h.length);
+  }
+  return { exact, any };
 }
 
 const PATH_RANK = { Exact: 3, RegularExpression: 2, PathPrefix: 1 } as const;
 
 /** Negative when `a` takes precedence over `b`. */
-export function compareCandidates(a: RouteDecision, b: RouteDecision): number {
+export function compareCandidates(a: Candidate, b: Candidate): number {
   const ma = a.match;
   const mb = b.match;
+  const ga = ma.grpc;
+  const gb = mb.grpc;
+  const specific =
+    ga && gb
+      ? gb.service.length - ga.service.length || gb.method.length - ga.method.length || mb.headers.length - ma.headers.length
+      : PATH_RANK[mb.path.type] - PATH_RANK[ma.path.type] ||
+        mb.path.value.length - ma.path.value.length ||
+        Number(mb.method !== null) - Number(ma.method !== null) ||
+        mb.headers.length - ma.headers.length ||
+        mb.queryParams.length - ma.queryParams.length;
   return (
-    PATH_RANK[mb.path.type] - PATH_RANK[ma.path.type] ||
-    mb.path.value.length - ma.path.value.length ||
-    Number(mb.method !== null) - Number(ma.method !== null) ||
-    mb.headers.length - ma.headers.length ||
-    mb.queryParams.length - ma.queryParams.length ||
+    b.host.exact - a.host.exact ||
+    b.host.any - a.host.any ||
+    specific ||
     (a.route.meta.createdMs ?? Infinity) - (b.route.meta.createdMs ?? Infinity) ||
     cmp(`${a.route.meta.namespace}/${a.route.meta.name}`, `${b.route.meta.namespace}/${b.route.meta.name}`) ||
     cmp(a.route.kind, b.route.kind) ||

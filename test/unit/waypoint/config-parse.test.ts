@@ -59,7 +59,7 @@ test('an HTTPRoute is parsed with defaults filled in', (t) => {
   t.is(r0!.requestTimeoutMs, 90_000);
   t.is(r0!.backendTimeoutMs, 500);
   // A rule without matches matches everything (PathPrefix "/").
-  t.deepEqual(r1!.matches, [{ path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [], method: null }]);
+  t.deepEqual(r1!.matches, [{ path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [], method: null, grpc: null }]);
   t.is(r1!.backends[0]!.weight, 1);
 });
 
@@ -109,6 +109,16 @@ spec:
   if (!r.ok) return t.fail(JSON.stringify(r.errors));
   const paths = r.value.routes[0]!.rules[0]!.matches.map((m) => `${m.path.type} ${m.path.value}`);
   t.deepEqual(paths, ['Exact /echo.Echo/Say', 'PathPrefix /echo.Echo', 'RegularExpression /[^/]+/Say', 'RegularExpression /echo\\..*/[^/]+']);
+  // The service and method as written stay with each match: GRPCRoute precedence counts their characters.
+  t.deepEqual(
+    r.value.routes[0]!.rules[0]!.matches.map((m) => m.grpc),
+    [
+      { service: 'echo.Echo', method: 'Say' },
+      { service: 'echo.Echo', method: '' },
+      { service: '', method: 'Say' },
+      { service: 'echo\\..*', method: '' },
+    ],
+  );
 });
 
 test('errors carry file, line and column and name what is supported', (t) => {

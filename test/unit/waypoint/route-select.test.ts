@@ -111,6 +111,71 @@ test('ties: the oldest route, then namespace/name order, then rule order', (t) =
   t.is(pick(twoRules, req({ path: '/x' })), 'r/0');
 });
 
+function grpcRoute(name: string, rules: string, extra = '', spec = ''): string {
+  return `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: ${name}${extra} }
+spec:
+  parentRefs: [{ kind: Service, group: "", name: svc }]${spec}
+  rules:
+${rules}`;
+}
+
+/** A gRPC call as the waypoint sees it: POST /<service>/<method>. */
+function call(service: string, method: string, headers: Record<string, string> = {}): L7Request {
+  return req({ method: 'POST', path: `/${service}/${method}`, headers: { 'content-type': 'application/grpc', ...headers } });
+}
+
+test('GRPCRoute precedence (GRPCRoute rules, not HTTPRoute ranking): service+method > service > method > any', (t) => {
+  const rs = routes(
+    grpcRoute(
+      'g',
+      `  - matches: [{ method: { method: Say } }]
+${be}  - matches: [{ method: { service: echo.Echo } }]
+${be}  - matches: [{ method: { service: echo.Echo, method: Say } }]
+${be}  - backendRefs: [{ name: svc, port: 80 }]
+`,
+    ),
+  );
+  t.is(pick(rs, call('echo.Echo', 'Say')), 'g/2', 'exact service and method beat service-only and method-only');
+  // HTTPRoute ranking would pick the method-only match (a regular expression over the path) over
+  // the service-only one (a path prefix); GRPCRoute counts the service's characters first.
+  t.is(pick(rs, call('echo.Echo', 'Chat')), 'g/1', 'service-only beats method-only');
+  t.is(pick(rs, call('other.Svc', 'Say')), 'g/0', 'method-only beats match-all');
+  t.is(pick(rs, call('other.Svc', 'Other')), 'g/3', 'match-all is the last resort');
+});
+
+test('GRPCRoute precedence: more characters of service, then of method, then more headers', (t) => {
+  const rs = routes(
+    grpcRoute(
+      'g',
+      `  - matches: [{ method: { type: RegularExpression, service: "echo[.].*" } }]
+${be}  - matches: [{ method: { type: RegularExpression, service: "echo[.]Ec.*", method: "S.*" } }]
+${be}  - matches: [{ method: { type: RegularExpression, service: "echo[.]Ec.*", method: "Sa[y]" } }]
+${be}  - matches: [{ method: { type: RegularExpression, service: "echo[.]Ec.*", method: "Sa[y]" }, headers: [{ name: x-v, value: "2" }] }]
+${be}`,
+    ),
+  );
+  t.is(pick(rs, call('echo.Echo', 'Chat')), 'g/0', 'only the service-only rule matches');
+  t.is(pick(rs, call('echo.Echo', 'Sing')), 'g/1', 'a longer service beats a shorter one');
+  t.is(pick(rs, call('echo.Echo', 'Say')), 'g/2', 'equal service: more characters of method win ("Sa[y]" over "S.*")');
+  t.is(pick(rs, call('echo.Echo', 'Say', { 'x-v': '2' })), 'g/3', 'with equal service and method, more header matches win');
+});
+
+test('GRPCRoute precedence: hostname, then route age, then namespace/name, then rule order', (t) => {
+  const rule = `  - matches: [{ method: { service: echo.Echo } }]\n${be}`;
+  const byHost = routes(grpcRoute('a-any', rule) + grpcRoute('b-wild', rule, '', '\n  hostnames: ["*.default.svc.cluster.local"]') + grpcRoute('c-exact', rule, '', '\n  hostnames: ["svc.default.svc.cluster.local"]'));
+  const d = selectRoute(byHost, call('echo.Echo', 'Say'), 'svc.default.svc.cluster.local');
+  t.is(d?.route.meta.name, 'c-exact', 'a matching non-wildcard hostname first');
+  const noExact = byHost.filter((r) => r.meta.name !== 'c-exact');
+  t.is(selectRoute(noExact, call('echo.Echo', 'Say'), 'svc.default.svc.cluster.local')?.route.meta.name, 'b-wild', 'then the longest matching hostname');
+  const older = routes(grpcRoute('b-old', rule, ', creationTimestamp: "2020-01-01T00:00:00Z"') + grpcRoute('a-new', rule, ', creationTimestamp: "2021-01-01T00:00:00Z"'));
+  t.is(pick(older, call('echo.Echo', 'Say')), 'b-old/0', 'the oldest route');
+  t.is(pick(routes(grpcRoute('b', rule) + grpcRoute('a', rule)), call('echo.Echo', 'Say')), 'a/0', 'then namespace/name');
+  t.is(pick(routes(grpcRoute('r', rule + rule)), call('echo.Echo', 'Say')), 'r/0', 'then the first rule');
+});
+
 test('attachment: Service routes (optionally by port) first, else waypoint routes by hostname', (t) => {
   const svc = service({ name: 'svc', vip: '10.0.0.1', ports: { 80: 8080, 90: 9090 } });
   const wp = { name: 'waypoint', namespace: 'default' };
@@ -153,7 +218,7 @@ test('header modifiers: set replaces, add appends, remove deletes', (t) => {
 });
 
 test('path rewrites and redirect locations', (t) => {
-  const prefix = { path: { type: 'PathPrefix' as const, value: '/api' }, headers: [], queryParams: [], method: null };
+  const prefix = { path: { type: 'PathPrefix' as const, value: '/api' }, headers: [], queryParams: [], method: null, grpc: null };
   t.is(modifyPath('/api/x/y', { type: 'ReplacePrefixMatch', value: '/v2' }, prefix), '/v2/x/y');
   t.is(modifyPath('/api', { type: 'ReplacePrefixMatch', value: '/v2' }, prefix), '/v2');
   t.is(modifyPath('/api/x', { type: 'ReplacePrefixMatch', value: '/' }, prefix), '/x');
