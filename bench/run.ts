@@ -8,6 +8,7 @@ import { runBench, terminalReport } from './lib/harness';
 import { QUICK, FULL } from './scenarios';
 import { ALL_PATHS, type PathId } from './paths/types';
 import { ALL_SCENARIOS, type ScenarioId } from './lib/results';
+import { runSoak, soakTerminal } from './soak';
 
 const USAGE = `usage: node dist/bench/run.js [options]
   --full                 long suite (5 trials, 15 s bulk, 5000 idle conns)
@@ -18,6 +19,9 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --mesh-log-level L     LOG_LEVEL of the mesh proxies (default error; info = access logs on)
   --out DIR              results directory (default bench/results)
   --keep-temp            keep generated configs, certificates and proxy logs
+  --soak                 soak instead of the suite: mixed bulk, request/response and
+                         connection churn through two node proxies, sampled every 10 s
+  --soak-minutes N       length of the soak (default 30, at most 1440)
 `;
 
 function parseList<T extends string>(flag: string, raw: string | undefined, allowed: readonly T[]): T[] {
@@ -37,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
   let meshLogLevel = 'error';
   let outDir = path.join(repoRoot, 'bench', 'results');
   let keepTemp = false;
+  let soak = false;
+  let soakMinutes = 30;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -55,9 +61,24 @@ async function main(argv: string[]): Promise<number> {
       case '--mesh-log-level': meshLogLevel = value() ?? 'error'; break;
       case '--out': outDir = path.resolve(value() ?? outDir); break;
       case '--keep-temp': keepTemp = true; break;
+      case '--soak': soak = true; break;
+      case '--soak-minutes': {
+        const v = Number(value());
+        if (!Number.isFinite(v) || v <= 0 || v > 1440) throw new Error('--soak-minutes must be a number of minutes in (0, 1440]');
+        soakMinutes = v;
+        soak = true;
+        break;
+      }
       case '--help': case '-h': process.stdout.write(USAGE); return 0;
       default: throw new Error(`unknown option ${a}\n${USAGE}`);
     }
+  }
+  const bench = { cpuProf, profDir: path.join(outDir, 'prof'), meshLogLevel, repoRoot };
+  const progress = (l: string): void => void process.stderr.write(`${l}\n`);
+  if (soak) {
+    const { result, jsonPath, htmlPath } = await runSoak({ minutes: soakMinutes, windowMs: 10_000, outDir, keepTemp, bench, progress });
+    process.stdout.write(`${soakTerminal(result)}\n\nresults: ${jsonPath}\nchart:   ${htmlPath}\n`);
+    return result.failed > 0 || result.samples.length === 0 ? 1 : 0;
   }
   // Ratios need the baseline.
   if (!paths.includes('direct')) paths.unshift('direct');
@@ -69,8 +90,8 @@ async function main(argv: string[]): Promise<number> {
     scenarios,
     outDir,
     keepTemp,
-    bench: { cpuProf, profDir: path.join(outDir, 'prof'), meshLogLevel, repoRoot },
-    progress: (l) => process.stderr.write(`${l}\n`),
+    bench,
+    progress,
   });
   process.stdout.write(`${terminalReport(result)}\n\nresults: ${jsonPath}\nchart:   ${htmlPath}\n`);
   if (cpuProf) process.stdout.write(`profiles: ${path.join(outDir, 'prof')} (summarise with node dist/bench/profile-summary.js <file>)\n`);

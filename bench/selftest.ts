@@ -12,6 +12,8 @@ import { TINY } from './scenarios';
 import { summarize } from './lib/stats';
 import { summarizeProfile } from './profile-summary';
 import { ALL_SCENARIOS, type RunResult } from './lib/results';
+import { slopePerHour, soakHtml, soakTerminal } from './lib/soak-report';
+import type { SoakResult, SoakSample } from './soak';
 
 function checkStats(): void {
   const s = summarize([5, 1, 3, Number.NaN]);
@@ -46,6 +48,43 @@ function checkProfileSummary(): void {
   assert.equal(b?.location, 'dist/src/b.js:10:5');
   assert.equal(a?.selfMs, 4);
   assert.equal(a?.totalMs, 7);
+}
+
+/** The soak's report on synthetic samples: exact slopes of linear series, warm-up excluded by the caller, chart and summary rendered. */
+function checkSoakReport(): void {
+  const sample = (t: number, rss: number): SoakSample => ({
+    t,
+    load1: 1,
+    proxies: [
+      { rssMiB: rss, heapMiB: 10, fds: 30, loopP99Ms: 2, loopMaxMs: 5 },
+      { rssMiB: rss, heapMiB: 10, fds: 30, loopP99Ms: 2, loopMaxMs: 5 },
+    ],
+    rrCount: 100,
+    rrP99us: 500,
+    conns: 40,
+    connsPerSec: 4,
+    bulkMBps: 10,
+    errors: 0,
+    errorSamples: [],
+  });
+  // RSS grows 1 MiB per 10 s per proxy: 360 MiB/h each.
+  const samples = [10, 20, 30, 40].map((t) => sample(t, 100 + t / 10));
+  assert.equal(Math.round(slopePerHour(samples, (s) => s.proxies[0]!.rssMiB)), 360);
+  assert.equal(slopePerHour(samples, (s) => s.proxies[0]!.fds ?? 0), 0);
+  assert.equal(slopePerHour(samples.slice(0, 1), (s) => s.rrP99us), 0);
+  const r: SoakResult = {
+    meta: { startedAt: 'x', finishedAt: 'y', minutes: 1, windowMs: 10_000, machine: 'm', node: process.version, describe: 'd', mix: 'mix' },
+    samples,
+    slopes: { 'rss MiB/h': 720 },
+    failed: 0,
+  };
+  const text = soakTerminal(r);
+  assert.match(text, /rss MiB\/h 720\.00/);
+  assert.match(text, /400 round trips, 160 churned connections/);
+  assert.match(text, /failed connections\/exchanges: 0/);
+  const html = soakHtml(r);
+  assert.equal((html.match(/<svg/g) ?? []).length, 8, 'one chart per series');
+  assert.ok(html.includes('<polyline') && !/\b(src|href)="http/.test(html), 'inline SVG lines, no external assets');
 }
 
 async function checkDirectRun(): Promise<void> {
@@ -84,6 +123,7 @@ async function checkDirectRun(): Promise<void> {
 async function main(): Promise<void> {
   checkStats();
   checkProfileSummary();
+  checkSoakReport();
   await checkDirectRun();
   process.stdout.write('bench selftest: ok\n');
 }
