@@ -1,14 +1,13 @@
 import os from 'node:os';
 import path from 'node:path';
-import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { ProcessSet, sampleProc } from './lib/proc';
-import { RpcClient } from './lib/ipc';
-import { mintDevPki } from './lib/certs';
-import { httpGet, promValue, type HostPort } from './lib/net-util';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { sampleProc } from './lib/proc';
+import { openBenchSession } from './lib/session';
+import { httpGet, promValue } from './lib/net-util';
 import type { BulkArgs, BulkResult, ConnRateArgs, ConnRateResult, HoldArgs, HoldResult, LatencyArgs, LatencyResult } from './lib/load-types';
 import { soakHtml, soakTerminal, slopePerHour } from './lib/soak-report';
 import { mesh } from './paths/mesh';
-import type { BenchOptions, PathContext } from './paths/types';
+import type { BenchOptions } from './paths/types';
 
 /** One 10-second window of the soak: what the load did and what the proxies looked like at its end. */
 export interface SoakSample {
@@ -82,33 +81,11 @@ async function promSample(url: string): Promise<{ heap: number | null; p99: numb
  */
 export async function runSoak(o: SoakOptions): Promise<{ result: SoakResult; jsonPath: string; htmlPath: string }> {
   const started = new Date();
-  const procs = new ProcessSet();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ztunnel-ts-soak-'));
-  const onSignal = (sig: NodeJS.Signals): void => {
-    o.progress(`\n${sig}: stopping everything the soak started…`);
-    procs.stopAll(2000).finally(() => {
-      if (!o.keepTemp) rmSync(dir, { recursive: true, force: true });
-      process.exit(130);
-    });
-  };
-  const onExit = (): void => procs.killAllNow();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  process.once('exit', onExit);
+  const session = openBenchSession({ prefix: 'ztunnel-ts-soak-', bench: o.bench, keepTemp: o.keepTemp, progress: o.progress });
+  const { loadgen, ctx } = session;
   const samples: SoakSample[] = [];
   let describe = '';
   try {
-    const here = path.join(o.bench.repoRoot, 'dist', 'bench');
-    const server = new RpcClient(procs.fork('bench-server', path.join(here, 'server.js'), [], { logPath: path.join(dir, 'bench-server.log') }), 'bench server');
-    const loadgen = new RpcClient(procs.fork('bench-loadgen', path.join(here, 'loadgen.js'), [], { logPath: path.join(dir, 'bench-loadgen.log') }), 'load generator');
-    const ctx: PathContext = {
-      procs,
-      dir,
-      pki: mintDevPki(dir, ['hop-a', 'hop-b']),
-      opts: o.bench,
-      shared: new Map(),
-      server: { listen: async (host: string): Promise<HostPort> => ({ host, port: (await server.call<{ port: number }>('listen', { host }, 5000)).port }) },
-    };
     o.progress('soak: starting the mesh path…');
     const h = await mesh.start(ctx);
     describe = h.describe;
@@ -166,12 +143,7 @@ export async function runSoak(o: SoakOptions): Promise<{ result: SoakResult; jso
     }
   } finally {
     o.progress('soak: stopping…');
-    await procs.stopAll(o.bench.cpuProf ? 15_000 : 3000);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.off('exit', onExit);
-    if (!o.keepTemp) rmSync(dir, { recursive: true, force: true });
-    else o.progress(`temp files kept in ${dir}`);
+    await session.close(o.bench.cpuProf ? 15_000 : 3000);
   }
   const steady = samples.filter((s) => s.t >= WARMUP_S);
   const sum = (f: (s: SoakSample) => number | null): ((s: SoakSample) => number) => (s) => f(s) ?? 0;

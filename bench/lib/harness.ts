@@ -1,16 +1,13 @@
 import os from 'node:os';
 import path from 'node:path';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { ProcessSet } from './proc';
-import { RpcClient } from './ipc';
-import { mintDevPki } from './certs';
+import { openBenchSession } from './session';
 import { finishMetric, terminalReport, htmlReport } from './report';
-import type { HostPort } from './net-util';
 import type { HoldArgs, HoldResult } from './load-types';
 import type { RunResult, MetricResult, PathRecord, ScenarioId, TrialError } from './results';
 import { metricDefs, scenarioSteps, type Bounds, type TrialEnv } from '../scenarios';
-import type { PathDef, PathHandle, PathId, PathContext, BenchOptions } from '../paths/types';
+import type { PathDef, PathHandle, PathId, BenchOptions } from '../paths/types';
 import { direct } from '../paths/direct';
 import { haproxy } from '../paths/haproxy';
 import { stunnel } from '../paths/stunnel';
@@ -61,19 +58,8 @@ function stamp(d: Date): string {
  */
 export async function runBench(o: RunOptions): Promise<{ result: RunResult; jsonPath: string; htmlPath: string }> {
   const started = new Date();
-  const procs = new ProcessSet();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ztunnel-ts-bench-'));
-  const onSignal = (sig: NodeJS.Signals): void => {
-    o.progress(`\n${sig}: stopping everything the harness started…`);
-    procs.stopAll(2000).finally(() => {
-      if (!o.keepTemp) rmSync(dir, { recursive: true, force: true });
-      process.exit(130);
-    });
-  };
-  const onExit = (): void => procs.killAllNow();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  process.once('exit', onExit);
+  const session = openBenchSession({ prefix: 'ztunnel-ts-bench-', bench: o.bench, keepTemp: o.keepTemp, progress: o.progress });
+  const { server, loadgen, ctx } = session;
   const paths: PathRecord[] = [];
   const handles: PathHandle[] = [];
   const errors: TrialError[] = [];
@@ -82,20 +68,6 @@ export async function runBench(o: RunOptions): Promise<{ result: RunResult; json
   const defs = metricDefs(o.bounds, o.scenarios);
   const metrics: MetricResult[] = defs.map((metric) => ({ metric, trials: {}, summary: {}, vsDirect: {}, vsBestPeer: {} }));
   try {
-    const here = path.join(o.bench.repoRoot, 'dist', 'bench');
-    const serverProc = procs.fork('bench-server', path.join(here, 'server.js'), [], { logPath: path.join(dir, 'bench-server.log') });
-    const loadProc = procs.fork('bench-loadgen', path.join(here, 'loadgen.js'), [], { logPath: path.join(dir, 'bench-loadgen.log') });
-    const server = new RpcClient(serverProc, 'bench server');
-    const loadgen = new RpcClient(loadProc, 'load generator');
-    const pki = mintDevPki(dir, ['hop-a', 'hop-b']);
-    const ctx: PathContext = {
-      procs,
-      dir,
-      pki,
-      opts: o.bench,
-      shared: new Map(),
-      server: { listen: async (host: string): Promise<HostPort> => ({ host, port: (await server.call<{ port: number }>('listen', { host }, 5000)).port }) },
-    };
     for (const id of o.paths) {
       const def = PATH_DEFS[id];
       const rec: PathRecord = { id, status: 'ok' };
@@ -159,12 +131,7 @@ export async function runBench(o: RunOptions): Promise<{ result: RunResult; json
   } finally {
     o.progress('stopping paths and children…');
     for (const h of handles) await h.stop().catch(() => undefined);
-    await procs.stopAll(o.bench.cpuProf ? 15_000 : 3000);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.off('exit', onExit);
-    if (!o.keepTemp) rmSync(dir, { recursive: true, force: true });
-    else o.progress(`temp files kept in ${dir}`);
+    await session.close(o.bench.cpuProf ? 15_000 : 3000);
   }
   for (const m of metrics) finishMetric(m);
   const cpus = os.cpus();
