@@ -6,14 +6,16 @@
 import path from 'node:path';
 import { runBench, terminalReport } from './lib/harness';
 import { QUICK, FULL } from './scenarios';
-import { ALL_PATHS, type PathId } from './paths/types';
+import { ALL_PATHS, BASELINE_PATHS, type PathId } from './paths/types';
 import { ALL_SCENARIOS, type ScenarioId } from './lib/results';
 import { runSoak, soakTerminal } from './soak';
 
 const USAGE = `usage: node dist/bench/run.js [options]
   --full                 long suite (5 trials, 15 s bulk, 5000 idle conns)
   --scenarios LIST       comma list of ${ALL_SCENARIOS.join(',')} (default: all)
-  --paths LIST           comma list of ${ALL_PATHS.join(',')} (default: all)
+  --paths LIST           comma list of ${ALL_PATHS.join(',')} (default: all but *-base)
+  --baseline DIR         an earlier build of ztunnel-ts (a checkout with dist/ built): adds the
+                         mesh-base and mesh-nopool-base paths, today's figures in the same run
   --trials N             trials per figure (default 3 quick, 5 full)
   --cpu-prof             run the mesh proxies under node --cpu-prof (bench/results/prof)
   --mesh-log-level L     LOG_LEVEL of the mesh proxies (default error; info = access logs on)
@@ -34,7 +36,8 @@ function parseList<T extends string>(flag: string, raw: string | undefined, allo
 async function main(argv: string[]): Promise<number> {
   const repoRoot = path.resolve(__dirname, '..', '..');
   let full = false;
-  let paths: PathId[] = [...ALL_PATHS];
+  let paths: PathId[] = ALL_PATHS.filter((p) => !BASELINE_PATHS.includes(p));
+  let baselineRoot: string | undefined;
   let scenarios: ScenarioId[] = [...ALL_SCENARIOS];
   let trials: number | undefined;
   let cpuProf = false;
@@ -61,6 +64,7 @@ async function main(argv: string[]): Promise<number> {
       case '--mesh-log-level': meshLogLevel = value() ?? 'error'; break;
       case '--out': outDir = path.resolve(value() ?? outDir); break;
       case '--keep-temp': keepTemp = true; break;
+      case '--baseline': baselineRoot = path.resolve(value() ?? ''); break;
       case '--soak': soak = true; break;
       case '--soak-minutes': {
         const v = Number(value());
@@ -73,7 +77,7 @@ async function main(argv: string[]): Promise<number> {
       default: throw new Error(`unknown option ${a}\n${USAGE}`);
     }
   }
-  const bench = { cpuProf, profDir: path.join(outDir, 'prof'), meshLogLevel, repoRoot };
+  const bench = { cpuProf, profDir: path.join(outDir, 'prof'), meshLogLevel, repoRoot, ...(baselineRoot ? { baselineRoot } : {}) };
   const progress = (l: string): void => void process.stderr.write(`${l}\n`);
   if (soak) {
     const { result, jsonPath, htmlPath } = await runSoak({ minutes: soakMinutes, windowMs: 10_000, outDir, keepTemp, bench, progress });
@@ -82,6 +86,11 @@ async function main(argv: string[]): Promise<number> {
   }
   // Ratios need the baseline.
   if (!paths.includes('direct')) paths.unshift('direct');
+  // With --baseline, every mesh path selected runs from both builds.
+  if (baselineRoot) {
+    if (paths.includes('mesh') && !paths.includes('mesh-base')) paths.push('mesh-base');
+    if (paths.includes('mesh-nopool') && !paths.includes('mesh-nopool-base')) paths.push('mesh-nopool-base');
+  }
   const { result, jsonPath, htmlPath } = await runBench({
     mode: full ? 'full' : 'quick',
     bounds: full ? FULL : QUICK,

@@ -11,16 +11,16 @@ import type { PathDef, PathHandle, PathId, BenchOptions } from '../paths/types';
 import { direct } from '../paths/direct';
 import { haproxy } from '../paths/haproxy';
 import { stunnel } from '../paths/stunnel';
-import { mesh, meshNoPool, passthrough } from '../paths/mesh';
+import { mesh, meshBase, meshNoPool, meshNoPoolBase, passthrough } from '../paths/mesh';
 
-export const PATH_DEFS: Record<PathId, PathDef> = { direct, haproxy, stunnel, mesh, 'mesh-nopool': meshNoPool, passthrough };
+export const PATH_DEFS: Record<PathId, PathDef> = { direct, haproxy, stunnel, mesh, 'mesh-nopool': meshNoPool, passthrough, 'mesh-base': meshBase, 'mesh-nopool-base': meshNoPoolBase };
 
 /**
  * Scenarios a path runs. The unpooled mesh variant exists to measure handshake-bound
  * figures (new HBONE connection per application connection, memory per TLS connection);
  * bulk and latency over it would only repeat the pooled mesh numbers.
  */
-const PATH_SCENARIOS: Partial<Record<PathId, readonly ScenarioId[]>> = { 'mesh-nopool': ['connrate', 'memory'] };
+const PATH_SCENARIOS: Partial<Record<PathId, readonly ScenarioId[]>> = { 'mesh-nopool': ['connrate', 'memory'], 'mesh-nopool-base': ['connrate', 'memory'] };
 
 export interface RunOptions {
   readonly mode: 'quick' | 'full' | 'custom';
@@ -72,7 +72,7 @@ export async function runBench(o: RunOptions): Promise<{ result: RunResult; json
       const def = PATH_DEFS[id];
       const rec: PathRecord = { id, status: 'ok' };
       paths.push(rec);
-      const av = await def.available({ repoRoot: o.bench.repoRoot });
+      const av = await def.available(o.bench.baselineRoot ? { repoRoot: o.bench.repoRoot, baselineRoot: o.bench.baselineRoot } : { repoRoot: o.bench.repoRoot });
       if (!av.ok) {
         rec.status = 'absent';
         rec.reason = av.reason;

@@ -40,7 +40,7 @@ export function terminalReport(r: RunResult): string {
   for (const sc of scenarios) {
     lines.push('');
     lines.push(`== ${sc} ==`);
-    lines.push(`${pad('figure', 36)} ${pad('unit', 10)} ${pad('path', 12)} ${pad('median', 9, true)} ${pad('[min–max]', 19)} ${pad('×direct', 8, true)}  ×best peer`);
+    lines.push(`${pad('figure', 36)} ${pad('unit', 10)} ${pad('path', 16)} ${pad('median', 9, true)} ${pad('[min–max]', 19)} ${pad('×direct', 8, true)}  ×best peer`);
     for (const x of r.metrics.filter((y) => y.metric.scenario === sc)) {
       const paths = Object.keys(x.summary) as PathId[];
       paths.forEach((p, i) => {
@@ -50,7 +50,7 @@ export function terminalReport(r: RunResult): string {
         const fig = i === 0 ? `${x.metric.better === 'higher' ? '↑' : '↓'} ${x.metric.label}` : '';
         const unit = i === 0 ? x.metric.unit : '';
         lines.push(
-          `${pad(fig, 36)} ${pad(unit, 10)} ${pad(p, 12)} ${pad(fmtNum(s.median), 9, true)} ${pad(`[${fmtNum(s.min)}–${fmtNum(s.max)}]`, 19)} ${pad(vd === undefined ? '—' : vd.toFixed(2), 8, true)}  ${vp === undefined ? '—' : `${vp.toFixed(2)} (${x.bestPeer ?? ''})`}`,
+          `${pad(fig, 36)} ${pad(unit, 10)} ${pad(p, 16)} ${pad(fmtNum(s.median), 9, true)} ${pad(`[${fmtNum(s.min)}–${fmtNum(s.max)}]`, 19)} ${pad(vd === undefined ? '—' : vd.toFixed(2), 8, true)}  ${vp === undefined ? '—' : `${vp.toFixed(2)} (${x.bestPeer ?? ''})`}`,
         );
       });
     }
@@ -75,6 +75,9 @@ const COLORS: Record<PathId, string> = {
   mesh: '#d2691e',
   'mesh-nopool': '#e69138',
   passthrough: '#8e44ad',
+  // Today's build (--baseline) in grey-brown next to the new one.
+  'mesh-base': '#a0826d',
+  'mesh-nopool-base': '#c9b29b',
 };
 
 /** Horizontal bars (median) with a min–max whisker, one chart per figure. */

@@ -1,6 +1,6 @@
 import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { PathDef, PathContext, Availability, PathId } from './types';
+import type { PathDef, PathContext, PathId } from './types';
 import { benchAddr } from './addr';
 import { freePort, waitForTcp, waitForHttp200, sleep, type HostPort } from '../lib/net-util';
 import { ManagedProc } from '../lib/managed';
@@ -12,26 +12,36 @@ const TRUST_DOMAIN = 'cluster.local';
 const PROF_GRACE_MS = 15_000;
 
 interface NodeSpec {
-  readonly key: 'a' | 'a2' | 'b';
+  readonly key: 'a' | 'a2' | 'b' | 'a-base' | 'a2-base' | 'b-base';
   readonly nodeName: string;
   /** Extra env (pool settings for the unpooled variant). */
   readonly env: Record<string, string>;
+  /** Loopback host number of the node's own addresses (SOCKS5, admin, stats, readiness). */
+  readonly host: number;
+  /** The workload on this node (client or server) and its IP's host number. */
+  readonly workload: { readonly name: string; readonly ip: number };
+  /** Runs the `--baseline` build instead of this tree's. */
+  readonly baseline: boolean;
 }
 
+// Pooling defeated: one stream per HBONE connection, released at once, so every
+// application connection costs a fresh TCP + TLS 1.3 + HTTP/2 handshake.
+const NO_POOL = { POOL_MAX_STREAMS_PER_CONNECTION: '1', POOL_UNUSED_RELEASE_TIMEOUT: '1ms' };
+
 const NODES: Record<NodeSpec['key'], NodeSpec> = {
-  a: { key: 'a', nodeName: 'bench-node-a', env: {} },
-  // Pooling defeated: one stream per HBONE connection, released at once, so every
-  // application connection costs a fresh TCP + TLS 1.3 + HTTP/2 handshake.
-  a2: { key: 'a2', nodeName: 'bench-node-a2', env: { POOL_MAX_STREAMS_PER_CONNECTION: '1', POOL_UNUSED_RELEASE_TIMEOUT: '1ms' } },
-  b: { key: 'b', nodeName: 'bench-node-b', env: {} },
+  a: { key: 'a', nodeName: 'bench-node-a', env: {}, host: 1, workload: { name: 'client', ip: 10 }, baseline: false },
+  a2: { key: 'a2', nodeName: 'bench-node-a2', env: NO_POOL, host: 2, workload: { name: 'client2', ip: 11 }, baseline: false },
+  b: { key: 'b', nodeName: 'bench-node-b', env: {}, host: 3, workload: { name: 'server', ip: 20 }, baseline: false },
+  // The same three nodes from the --baseline build, with their own addresses and workloads.
+  'a-base': { key: 'a-base', nodeName: 'bench-node-a-base', env: {}, host: 4, workload: { name: 'client-base', ip: 12 }, baseline: true },
+  'a2-base': { key: 'a2-base', nodeName: 'bench-node-a2-base', env: NO_POOL, host: 5, workload: { name: 'client2-base', ip: 13 }, baseline: true },
+  'b-base': { key: 'b-base', nodeName: 'bench-node-b-base', env: {}, host: 6, workload: { name: 'server-base', ip: 21 }, baseline: true },
 };
 
-/** Workload IPs: the client on node A (and A2), the server on node B, a non-mesh host. */
-const clientIp = (): string => benchAddr(B, 10);
-const client2Ip = (): string => benchAddr(B, 11);
-const serverIp = (): string => benchAddr(B, 20);
+/** A node's workload IP; the non-mesh host of the passthrough path. */
+const workloadIp = (n: NodeSpec): string => benchAddr(B, n.workload.ip);
 const outsideIp = (): string => benchAddr(B, 30);
-const nodeHost = (k: NodeSpec['key']): string => benchAddr(B, k === 'a' ? 1 : k === 'a2' ? 2 : 3);
+const nodeHost = (n: NodeSpec): string => benchAddr(B, n.host);
 
 interface CaInfo {
   readonly address: string;
@@ -86,17 +96,10 @@ function workload(name: string, ip: string, node: string): Record<string, unknow
 function meshFiles(ctx: PathContext): Promise<MeshFiles> {
   return shared(ctx, 'mesh-files', async () => {
     const xdsPath = path.join(ctx.dir, 'mesh-xds.yaml');
-    const config = {
-      workloads: [
-        workload('client', clientIp(), NODES.a.nodeName),
-        workload('client2', client2Ip(), NODES.a2.nodeName),
-        workload('server', serverIp(), NODES.b.nodeName),
-      ],
-      policies: [],
-      services: [],
-    };
+    const nodes = Object.values(NODES);
+    const config = { workloads: nodes.map((n) => workload(n.workload.name, workloadIp(n), n.nodeName)), policies: [], services: [] };
     writeFileSync(xdsPath, JSON.stringify(config, null, 2));
-    const tokens = { a: `bench-token-a-${process.pid}`, a2: `bench-token-a2-${process.pid}`, b: `bench-token-b-${process.pid}` };
+    const tokens = Object.fromEntries(nodes.map((n) => [n.key, `bench-token-${n.key}-${process.pid}`])) as Record<NodeSpec['key'], string>;
     return { xdsPath, tokens };
   });
 }
@@ -140,7 +143,9 @@ function startCa(ctx: PathContext): Promise<CaInfo> {
 function startNode(ctx: PathContext, spec: NodeSpec): Promise<NodeInfo> {
   return shared(ctx, `mesh-node-${spec.key}`, async () => {
     const [files, ca] = await Promise.all([meshFiles(ctx), startCa(ctx)]);
-    const host = nodeHost(spec.key);
+    const host = nodeHost(spec);
+    const root = spec.baseline ? ctx.opts.baselineRoot : ctx.opts.repoRoot;
+    if (!root) throw new Error(`${spec.nodeName} needs --baseline DIR`);
     const [admin, stats, ready, socks] = await Promise.all([freePort(host), freePort(host), freePort(host), freePort(host)]);
     const env: NodeJS.ProcessEnv = {
       ...process.env,
@@ -163,7 +168,7 @@ function startNode(ctx: PathContext, spec: NodeSpec): Promise<NodeInfo> {
     const proc = new ManagedProc(ctx.procs, {
       name: `ztunnel-ts node ${spec.nodeName}`,
       cmd: process.execPath,
-      args: [...execArgs, mainJs(ctx.opts.repoRoot), 'node'],
+      args: [...execArgs, mainJs(root), 'node'],
       env,
       logPath: path.join(ctx.dir, `mesh-node-${spec.key}.log`),
       ready: (alive) => waitForHttp200(`http://${host}:${ready}/healthz/ready`, 30_000, alive),
@@ -173,24 +178,29 @@ function startNode(ctx: PathContext, spec: NodeSpec): Promise<NodeInfo> {
   });
 }
 
-async function meshAvailable(ctx: { repoRoot: string }): Promise<Availability> {
-  const js = mainJs(ctx.repoRoot);
-  if (!existsSync(js)) return { ok: false, reason: `${js} missing (run npx tsc -p . first)` };
-  return { ok: true, version: `ztunnel-ts (node ${process.version})` };
+function meshAvailable(baseline: boolean): PathDef['available'] {
+  return async (ctx) => {
+    const root = baseline ? ctx.baselineRoot : ctx.repoRoot;
+    if (!root) return { ok: false, reason: 'no --baseline DIR given' };
+    const js = mainJs(root);
+    if (!existsSync(js)) return { ok: false, reason: `${js} missing (build that tree first)` };
+    return { ok: true, version: `ztunnel-ts${baseline ? ` baseline ${root}` : ''} (node ${process.version})` };
+  };
 }
 
-function meshPath(id: PathId, clientNode: NodeSpec, outside: boolean): PathDef {
+function meshPath(id: PathId, clientNode: NodeSpec, serverNode: NodeSpec, outside: boolean): PathDef {
   return {
     id,
-    available: meshAvailable,
+    available: meshAvailable(clientNode.baseline),
     async start(ctx) {
-      const target = await ctx.server.listen(outside ? outsideIp() : serverIp());
+      const serverIp = workloadIp(serverNode);
+      const target = await ctx.server.listen(outside ? outsideIp() : serverIp);
       const a = await startNode(ctx, clientNode);
-      const b = outside ? null : await startNode(ctx, NODES.b);
-      const src = clientNode.key === 'a2' ? client2Ip() : clientIp();
+      const b = outside ? null : await startNode(ctx, serverNode);
+      const src = workloadIp(clientNode);
       const hops = outside
         ? `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (node A) → plain TCP passthrough → non-mesh server ${target.host}:${target.port}`
-        : `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (node ${clientNode.key.toUpperCase()}) → HBONE mTLS ${serverIp()}:15008 (node B) → server ${target.port}${clientNode.key === 'a2' ? ' [pool defeated: 1 stream per HBONE connection]' : ''}`;
+        : `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (${clientNode.nodeName}) → HBONE mTLS ${serverIp}:15008 (${serverNode.nodeName}) → server ${target.port}${clientNode.env === NO_POOL ? ' [pool defeated: 1 stream per HBONE connection]' : ''}`;
       return {
         id,
         entry: { first: a.socks5, socks5Target: target, localAddress: src },
@@ -207,6 +217,8 @@ function meshPath(id: PathId, clientNode: NodeSpec, outside: boolean): PathDef {
   };
 }
 
-export const mesh = meshPath('mesh', NODES.a, false);
-export const meshNoPool = meshPath('mesh-nopool', NODES.a2, false);
-export const passthrough = meshPath('passthrough', NODES.a, true);
+export const mesh = meshPath('mesh', NODES.a, NODES.b, false);
+export const meshNoPool = meshPath('mesh-nopool', NODES.a2, NODES.b, false);
+export const passthrough = meshPath('passthrough', NODES.a, NODES.b, true);
+export const meshBase = meshPath('mesh-base', NODES['a-base'], NODES['b-base'], false);
+export const meshNoPoolBase = meshPath('mesh-nopool-base', NODES['a2-base'], NODES['b-base'], false);

@@ -3,9 +3,11 @@ import type { ProcessSet } from '../lib/proc';
 import type { HostPort } from '../lib/net-util';
 import type { DevPki } from '../lib/certs';
 
-export type PathId = 'direct' | 'haproxy' | 'stunnel' | 'mesh' | 'mesh-nopool' | 'passthrough';
+export type PathId = 'direct' | 'haproxy' | 'stunnel' | 'mesh' | 'mesh-nopool' | 'passthrough' | 'mesh-base' | 'mesh-nopool-base';
 
-export const ALL_PATHS: readonly PathId[] = ['direct', 'haproxy', 'stunnel', 'mesh', 'mesh-nopool', 'passthrough'];
+export const ALL_PATHS: readonly PathId[] = ['direct', 'haproxy', 'stunnel', 'mesh', 'mesh-nopool', 'passthrough', 'mesh-base', 'mesh-nopool-base'];
+/** The mesh paths run from another build (`--baseline DIR`): only with that option. */
+export const BASELINE_PATHS: readonly PathId[] = ['mesh-base', 'mesh-nopool-base'];
 /** The non-ztunnel-ts proxies every figure is compared against. */
 export const PEER_PATHS: readonly PathId[] = ['haproxy', 'stunnel'];
 
@@ -20,6 +22,8 @@ export interface BenchOptions {
   /** LOG_LEVEL of the mesh proxies (access logs are info; the peers log nothing either). */
   readonly meshLogLevel: string;
   readonly repoRoot: string;
+  /** Root of an earlier build (its dist/) for the `*-base` mesh paths, so today's and the new figures come from one run. */
+  readonly baselineRoot?: string;
 }
 
 export interface PathContext {
@@ -53,6 +57,6 @@ export type Availability = { readonly ok: true; readonly version: string } | { r
 export interface PathDef {
   readonly id: PathId;
   /** Whether the peer binary / command is present; an absent path is reported, not failed. */
-  available(ctx: { repoRoot: string }): Promise<Availability>;
+  available(ctx: { repoRoot: string; baselineRoot?: string }): Promise<Availability>;
   start(ctx: PathContext): Promise<PathHandle>;
 }
