@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { errorMessage, type Reason } from '../errors';
-import { splice } from './splice';
+import { splice, type SpliceOutcome } from './splice';
 
 /** How a splice ended, as a connection record takes it: the reason (null = clean) and a loggable message. */
 export interface SpliceResult {
@@ -19,9 +19,12 @@ export type Splicer = (client: Duplex, upstream: Duplex) => Promise<SpliceResult
  */
 export function createSplicer(idleTimeoutMs: number): Splicer {
   const opts = idleTimeoutMs > 0 ? { idleTimeout: idleTimeoutMs } : {};
-  return async (client, upstream) => {
-    // splice() resumes sources paused before the hand-off (the SOCKS5 reader pauses its socket).
-    const o = await splice(client, upstream, opts);
-    return { reason: o.reason, error: o.error === undefined ? null : errorMessage(o.error), discarded: o.discarded };
-  };
+  // splice() resumes sources paused before the hand-off (the SOCKS5 reader pauses its socket).
+  // A plain then() with a shared mapper, not an async closure: a suspended async function
+  // keeps a generator and its registers alive for the whole life of an idle connection.
+  return (client, upstream) => splice(client, upstream, opts).then(toResult);
+}
+
+function toResult(o: SpliceOutcome): SpliceResult {
+  return { reason: o.reason, error: o.error === undefined ? null : errorMessage(o.error), discarded: o.discarded };
 }

@@ -73,8 +73,10 @@ class Pump {
   }
 
   start(): void {
+    // on(), not once(): these events fire at most once each, and once() allocates a wrapper
+    // and its state per listener, kept for the whole life of an idle connection.
     this.src.on('data', this.onData);
-    this.src.once('end', this.onEnd);
+    this.src.on('end', this.onEnd);
     this.dst.on('drain', this.onDrain);
     // A source explicitly paused before the hand-off (e.g. a SOCKS5 reader) stays paused
     // when 'data' listeners are added; the splice owns the flow from here.
@@ -113,7 +115,7 @@ class Pump {
       this.onFinish();
       return;
     }
-    this.dst.once('finish', this.onFinish);
+    this.dst.on('finish', this.onFinish);
     this.dst.end();
   };
 
@@ -159,8 +161,8 @@ class Splice {
   start(): void {
     this.a.on('error', this.onErrorA);
     this.b.on('error', this.onErrorB);
-    this.a.once('close', this.onCloseA);
-    this.b.once('close', this.onCloseB);
+    this.a.on('close', this.onCloseA);
+    this.b.on('close', this.onCloseB);
     this.aClosed = this.a.destroyed && this.a.closed;
     this.bClosed = this.b.destroyed && this.b.closed;
     const idle = this.opts.idleTimeout ?? 0;
@@ -273,6 +275,8 @@ class Splice {
     this.resolved = true;
     this.ab.stop();
     this.ba.stop();
+    this.a.removeListener('close', this.onCloseA);
+    this.b.removeListener('close', this.onCloseB);
     this.timed?.removeListener('timeout', this.onIdle);
     this.opts.signal?.removeEventListener('abort', this.onAbort);
     const tcp = plainTcp(this.a) ? { leg: this.a as Socket, isA: true } : plainTcp(this.b) ? { leg: this.b as Socket, isA: false } : null;

@@ -162,7 +162,7 @@ export class HbonePool implements HboneClient {
       session.release();
       throw err;
     }
-    opened.stream.once('close', session.release);
+    opened.stream.on('close', session.release);
     return { stream: opened.stream, peerIdentity: session.peerIdentity, responseHeaders: opened.responseHeaders };
   }
 

@@ -161,7 +161,7 @@ export class ServerConnection {
   private readonly onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
     this.clearFirstHeaders();
     this.streams++;
-    stream.once('close', () => this.onStreamClose(stream));
+    stream.on('close', this.onAnyStreamClose);
     const check = checkConnectHeaders(headers);
     if (!check.ok) {
       this.init.onFailure('BAD_REQUEST');
@@ -182,6 +182,17 @@ export class ServerConnection {
       req.reject(503, 'INTERNAL');
     }
   };
+
+  /**
+   * One listener per connection for every stream's 'close' (the emitter passes the stream
+   * as `this`), instead of a closure and a once() wrapper kept per open stream.
+   */
+  private readonly onAnyStreamClose: (this: ServerHttp2Stream) => void = (() => {
+    const conn = this;
+    return function (this: ServerHttp2Stream): void {
+      conn.onStreamClose(this);
+    };
+  })();
 
   /**
    * Rapid reset (CVE-2023-44487): nghttp2 answers a burst with
@@ -255,13 +266,17 @@ export class ServerConnection {
     };
   }
 
-  /** Stops counting a stream (answered or closed) and restores its own `push`. */
+  /** Stops counting a stream (answered or closed) and restores the prototype's `push`. */
   private release(stream: ServerHttp2Stream): void {
     const parked = this.unanswered.get(stream);
     if (parked === undefined) return;
     this.unanswered.delete(stream);
     this.preAcceptBytes -= parked;
-    delete (stream as unknown as { push?: Push }).push;
+    // Assigned back, never deleted: deleting a property drops the stream object into
+    // dictionary mode (a hash lookup for every property access on the data path, and
+    // ~1.6 KB more per open stream).
+    const readable = stream as unknown as { push: Push };
+    readable.push = Object.getPrototypeOf(stream).push as Push;
   }
 
   /** Answered streams whose parked bytes the splice is now draining no longer count. */
