@@ -53,6 +53,11 @@ export const REASONS = {
   XDS_AUTH: { flag: '-', status: 0, hint: 'the xDS control plane refused our token; check AUTH_TOKEN (audience istio-ca) and that POD_NAMESPACE matches it' },
   XDS_REJECTED: { flag: '-', status: 0, hint: 'an xDS resource was rejected (NACK); the others were applied and the last good version of it stays' },
   CONFIG_INVALID: { flag: '-', status: 0, hint: 'the config was rejected; the last good state stays in force' },
+  DNS_MALFORMED: { flag: '-', status: 0, hint: 'a DNS message that is not a standard query with one question (or is larger than 4096 bytes) was answered FORMERR/NOTIMP or dropped' },
+  DNS_UNKNOWN_CLIENT: { flag: '-', status: 0, hint: 'a DNS query arrived on a listener (or from a source address) of no known workload: answered SERVFAIL, since the answer depends on the client namespace' },
+  DNS_OVERLOAD: { flag: '-', status: 0, hint: 'too many DNS queries were waiting for the upstream nameservers; this one got SERVFAIL at once (a query flood, or slow upstreams)' },
+  DNS_UPSTREAM_TIMEOUT: { flag: '-', status: 0, hint: 'no upstream nameserver answered in DNS_FORWARD_TIMEOUT; check the nameservers of DNS_RESOLV_CONF / DNS_UPSTREAMS' },
+  DNS_UPSTREAM_UNREACHABLE: { flag: '-', status: 0, hint: 'the upstream nameservers refused or could not be reached (ICMP unreachable, TCP reset, none configured)' },
   INTERNAL: { flag: 'CONNECT', status: 503, hint: 'an unexpected internal error; please report it with the log line' },
 } as const;
 

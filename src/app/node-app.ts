@@ -39,6 +39,7 @@ import { explainHandler } from '../policy/explain-render';
 import { createSplicer } from '../transport/splice-outcome';
 import { createNodeTransport, type NodeTransport } from '../proxy/node-transport';
 import { createInpodMode, splitInpodAddrs, type InpodMode } from '../inpod/inpod-mode';
+import { DnsProxy, type PodNamespace } from '../dns/dns-proxy';
 
 export interface NodeAppOptions {
   readonly config: NodeConfig;
@@ -74,6 +75,8 @@ export class NodeApp {
   readonly inpod: InpodMode | null;
   /** istiod's delta xDS (XDS_ADDRESS), or null when off. */
   readonly xds: XdsSource | null;
+  /** DNS_CAPTURE: the DNS proxy on DNS_PROXY_ADDR; null when off. */
+  readonly dns: DnsProxy | null;
   private readonly transport: NodeTransport;
   private unsubscribe: (() => void) | null = null;
 
@@ -128,6 +131,23 @@ export class NodeApp {
         return w ? this.certs.fetchCertificate(workloadIdentity(w), 'realtime') : undefined;
       },
     });
+    this.dns = c.dnsCapture
+      ? new DnsProxy({
+          state: this.state,
+          logger: this.logger,
+          registry: this.registry,
+          nodeName: c.nodeName,
+          network,
+          settings: { clusterDomain: c.clusterDomain, ipv6Enabled: c.ipv6Enabled, preferredNamespace: c.preferedServiceNamespace },
+          addr: c.dnsProxyAddr,
+          inpod: c.inpodEnabled,
+          reusePort: c.inpodPortReuse,
+          upstreams: c.dnsUpstreams,
+          resolvConfPath: c.dnsResolvConf,
+          forwardTimeoutMs: c.dnsForwardTimeout,
+        })
+      : null;
+    const dns = this.dns;
     const addrs = { outbound: c.outboundAddr, inboundPlaintext: c.inboundPlaintextAddr, inbound: c.inboundAddr, socks5: c.socks5Addr };
     const split = c.inpodEnabled ? splitInpodAddrs(addrs) : null;
     let zdsPending: (() => void) | null = c.inpodEnabled ? readiness.register('workload_manager') : null;
@@ -144,6 +164,7 @@ export class NodeApp {
               zdsPending = ready ? null : (zdsPending ?? readiness.register('workload_manager'));
             },
             onPodsChanged: () => this.certs.syncLocalIdentities(this.localIdentities()),
+            ...(dns && c.dnsProxyAddr.host === null ? { podExtras: (uid: string, info: { name: string; namespace: string }, netns: PodNamespace) => dns.startPod(uid, info, netns) } : {}),
           },
           split.pod,
         )
@@ -190,6 +211,7 @@ export class NodeApp {
       listeners: () => this.proxy.listeners(),
       dump: () => this.proxy.dump(),
     });
+    if (this.dns) this.runtime.add(this.dns);
     if (this.inpod) this.runtime.add(this.inpod.component);
     this.runtime.admin.addDumpFields(() => stateDump(this.state));
     this.runtime.admin.addDumpSection('certificates', () => ztunnelCertificates(this.certs.dump()));

@@ -17,7 +17,8 @@ function help(): string {
 
 In-pod traffic capture (ztunnel's in-pod model): iptables nat rules INSIDE a pod's network
 namespace send its outgoing TCP to the proxy's outbound listener (:15001) and incoming TCP
-to the inbound plaintext listener (:15006). HBONE (:15008) is reached directly. Sockets
+to the inbound plaintext listener (:15006). HBONE (:15008) is reached directly. With
+--dns-capture the pod's DNS (UDP and TCP port 53) goes to the DNS proxy (:15053). Sockets
 carrying PACKET_MARK (the proxy's own) are never captured, so the proxy cannot loop.
 
   install   create or refresh chains ${CHAIN_PREROUTING} / ${CHAIN_OUTPUT} (idempotent) and jump to them
@@ -50,6 +51,7 @@ export function buildRedirectSpec(c: Omit<ConfigOf<typeof REDIRECT_KEYS>, 'netns
     excludeOutboundCidrs: c.excludeOutboundCidrs,
     probeSources: c.probeSources,
     origSrc: c.origSrc,
+    ...(c.dnsCapture ? { dnsCapture: true } : {}),
   };
   return { spec, issues };
 }

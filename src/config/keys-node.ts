@@ -1,6 +1,8 @@
 import { key, p, type Env, type ParseResult } from './key';
 import { COMMON_KEYS } from './keys-common';
 import { parseGrpcHeaders } from './headers';
+import { parseUpstreams } from '../dns/upstreams';
+import type { Upstream } from '../dns/forwarder';
 
 /** Collected `NAME=value` lines (a prefix key's raw form) → name → value. */
 function prefixLines(raw: string): [string, string][] {
@@ -21,6 +23,12 @@ const metaJson = (raw: string): ParseResult<Readonly<Record<string, unknown>>> =
     }
   }
   return { ok: true, value: out };
+};
+
+/** DNS_UPSTREAMS: comma-separated `ip`, `ip:port` or `[ipv6]:port`. */
+const upstreamList = (raw: string): ParseResult<readonly Upstream[]> => {
+  const r = parseUpstreams(raw.split(',').filter((x) => x.trim() !== ''));
+  return r.ok ? { ok: true, value: r.value } : { ok: false, expected: `nameservers as ip, ip:port or [ipv6]:port (bad entry ${JSON.stringify(r.bad)})` };
 };
 
 const caDefault = (e: Env): string => (e['KUBERNETES_SERVICE_HOST'] ? 'https://istiod.istio-system.svc:15012' : 'https://localhost:15012');
@@ -98,6 +106,12 @@ export const NODE_KEYS = {
   xdsOnDemand: key({ env: 'XDS_ON_DEMAND', doc: 'fetch Address resources only when a connection needs one (bounded wait), instead of all of them', default: 'false', parse: p.bool }),
   xdsOnDemandTimeout: key({ env: 'XDS_ON_DEMAND_TIMEOUT', doc: 'how long a connection waits for an on-demand Address answer', default: '5s', parse: p.duration(1) }),
   xdsHeaders: key({ env: 'XDS_HEADER_', prefix: true, secret: true, doc: 'extra gRPC metadata on the xDS stream: XDS_HEADER_X_TENANT=a sends x_tenant: a', default: '', parse: parseGrpcHeaders('XDS_HEADER_') }),
+  dnsCapture: key({ env: 'DNS_CAPTURE', doc: "DNS proxy: answer mesh names and forward the rest on DNS_PROXY_ADDR (ztunnel's proxy metadata DNS_CAPTURE; ISTIO_META_DNS_CAPTURE is read when unset); pair with `redirect install --dns-capture`", default: (e) => e['ISTIO_META_DNS_CAPTURE'] ?? 'false', parse: p.bool }),
+  dnsProxyAddr: key({ env: 'DNS_PROXY_ADDR', doc: 'DNS proxy listener, UDP and TCP (host-less = in each pod on 127.0.0.1 and ::1 with INPOD_ENABLED, else on every local workload IP)', default: ':15053', parse: p.listen }),
+  dnsResolvConf: key({ env: 'DNS_RESOLV_CONF', doc: 'where the nameservers the DNS proxy forwards to are read (its search list is not used)', default: '/etc/resolv.conf', parse: p.string }),
+  dnsUpstreams: key({ env: 'DNS_UPSTREAMS', doc: 'nameservers to forward to instead of those of DNS_RESOLV_CONF: ip, ip:port or [ipv6]:port, comma-separated', default: '', parse: upstreamList }),
+  dnsForwardTimeout: key({ env: 'DNS_FORWARD_TIMEOUT', doc: 'how long the DNS proxy waits for each upstream (per transport) before trying the next or answering SERVFAIL', default: '5s', parse: p.duration(1) }),
+  preferedServiceNamespace: key({ env: 'PREFERED_SERVICE_NAMESPACE', doc: "ztunnel's setting (spelled as ztunnel does): among Services sharing a hostname, the DNS proxy prefers the client's namespace, then a canonical one, then this namespace", default: '', parse: p.optString }),
   proxyMetadata: key({ env: 'ISTIO_META_', prefix: true, doc: 'node metadata sent to istiod with the prefix removed (ISTIO_META_CLUSTER_ID=c1 → CLUSTER_ID)', default: '', parse: metaStrings }),
   proxyMetadataJson: key({ env: 'ISTIO_METAJSON_', prefix: true, doc: 'node metadata sent to istiod as structured JSON values', default: '', parse: metaJson }),
 } as const;

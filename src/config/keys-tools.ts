@@ -14,6 +14,7 @@ export const REDIRECT_KEYS = {
   outboundPort: key({ env: 'REDIRECT_OUTBOUND_PORT', doc: 'outbound capture port', default: '15001', parse: p.int(1, 65535) }),
   inboundPlaintextPort: key({ env: 'REDIRECT_INBOUND_PORT', doc: 'inbound plaintext capture port', default: '15006', parse: p.int(1, 65535) }),
   origSrc: key({ env: 'ENABLE_ORIG_SRC', doc: "route replies to the proxy's original-source dials back to it (mangle connmark 0x111, ip rule fwmark 0x111/0xfff lookup 100, local default route via lo in table 100), as the node's ENABLE_ORIG_SRC detection expects; false leaves them out; remove always deletes them", default: 'true', parse: p.bool, bare: true }),
+  dnsCapture: key({ env: 'DNS_CAPTURE', doc: "also send the pod's DNS (UDP and TCP port 53) to the node proxy's DNS proxy on :15053, except the proxy's own marked queries (istio-cni's DNS capture); the node proxy needs DNS_CAPTURE=true too", default: 'false', parse: p.bool, bare: true }),
   hbonePort: key({ env: 'REDIRECT_HBONE_PORT', doc: 'inbound HBONE port (reached directly, never redirected)', default: '15008', parse: p.int(1, 65535) }),
 } as const;
 

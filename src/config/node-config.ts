@@ -17,6 +17,7 @@ export function nodeCrossChecks(c: Partial<NodeConfig>): ConfigIssue[] {
   for (const [k, a] of [['STATS_ADDR', c.statsAddr], ['READINESS_ADDR', c.readinessAddr]] as const) {
     if (a && a.host === null) issues.push({ key: k, value: formatListenAddr(a), expected: 'an address with a host (e.g. [::]:15020)' });
   }
+  if (c.dnsCapture && c.xdsOnDemand) issues.push({ key: 'DNS_CAPTURE', value: 'true', expected: 'DNS_CAPTURE=false while XDS_ON_DEMAND=true (the DNS proxy needs every Service in the state, as in ztunnel)' });
   return issues;
 }
 
@@ -38,5 +39,6 @@ function ipv4Only(c: NodeConfig): NodeConfig {
     inboundPlaintextAddr: v4(c.inboundPlaintextAddr),
     inboundAddr: v4(c.inboundAddr),
     socks5Addr: v4(c.socks5Addr),
+    dnsProxyAddr: v4(c.dnsProxyAddr),
   });
 }

@@ -13,7 +13,8 @@ import { loadNetnsAddon } from './netns-addon';
 import { PodListeners, type PodListenerSpec } from './pod-listeners';
 import { WorkloadManager } from './workload-manager';
 import { ZdsClient } from './zds-client';
-import { ZdsCodec } from './zds-codec';
+import { ZdsCodec, type ZdsWorkloadInfo } from './zds-codec';
+import type { PodNetns } from './pod-netns';
 
 export interface InpodModeDeps {
   readonly config: NodeConfig;
@@ -26,6 +27,11 @@ export interface InpodModeDeps {
   readonly setReady: (ready: boolean) => void;
   /** Called after every pod change (certificates follow the enrolled pods). */
   readonly onPodsChanged: () => void;
+  /**
+   * More per-pod listeners (the DNS proxy): started before the pod's proxy listeners, inside
+   * the same namespace; returns the pod's stop function. A throw leaves the pod pending.
+   */
+  readonly podExtras?: (uid: string, info: ZdsWorkloadInfo, netns: PodNetns) => Promise<() => void>;
 }
 
 /** The in-pod parts of a node proxy, built by its composition root when INPOD_ENABLED. */
@@ -62,10 +68,19 @@ export function createInpodMode(d: InpodModeDeps, podSpecs: readonly PodListener
   const listeners = new PodListeners({ logger, specs: podSpecs, reusePort: c.inpodPortReuse, host: c.ipv6Enabled ? '::' : '0.0.0.0', onSocket: d.accept });
   const manager = new WorkloadManager(
     async (uid, info, netns) => {
-      const pod = await listeners.start(uid, info, netns);
+      const stopExtras = d.podExtras ? await d.podExtras(uid, info, netns) : null;
+      let pod: Awaited<ReturnType<PodListeners['start']>>;
+      try {
+        pod = await listeners.start(uid, info, netns);
+      } catch (err) {
+        stopExtras?.();
+        throw err;
+      }
       d.onPodsChanged();
       return {
         stop: () => {
+          // Extras first: they may still make sockets in the namespace pod.stop() closes.
+          stopExtras?.();
           pod.stop();
           d.onPodsChanged();
         },

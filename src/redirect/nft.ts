@@ -6,7 +6,7 @@
  * and nothing else in the ruleset is touched. Rules are written exactly as `nft list table`
  * prints them, so `check` compares the listing line by line.
  */
-import { type RedirectSpec, type Family, ALWAYS_EXCLUDED_INBOUND_PORTS, LOOPBACK_CIDR, cidrsOf } from './rules';
+import { type RedirectSpec, type Family, ALWAYS_EXCLUDED_INBOUND_PORTS, DNS_PROXY_PORT, LOOPBACK_CIDR, cidrsOf } from './rules';
 import { nftOrigSrcChains } from './orig-src';
 
 export const NFT_TABLE = 'ztunnel';
@@ -39,8 +39,15 @@ export function nftPreroutingRules(spec: RedirectSpec, families: readonly Family
 
 /** The rule lines of the output chain. */
 export function nftOutputRules(spec: RedirectSpec, families: readonly Family[]): string[] {
-  const lines = ['meta l4proto != tcp return', `${nftMarkMatch(spec.packetMark)} return`];
+  const lines = spec.dnsCapture ? [] : ['meta l4proto != tcp return'];
+  lines.push(`${nftMarkMatch(spec.packetMark)} return`);
   if (spec.proxyUid !== null) lines.push(`meta skuid ${spec.proxyUid} return`);
+  if (spec.dnsCapture) {
+    // DNS (UDP too) is redirected before the TCP-only filter below.
+    lines.push(`oifname != "lo" udp dport 53 redirect to :${DNS_PROXY_PORT}`);
+    for (const f of families) lines.push(`${f === 4 ? 'ip daddr != 127.0.0.1' : 'ip6 daddr != ::1'} tcp dport 53 redirect to :${DNS_PROXY_PORT}`);
+    lines.push('meta l4proto != tcp return');
+  }
   for (const f of families) lines.push(`${addr('daddr', LOOPBACK_CIDR[f], f)} return`);
   for (const f of families) for (const c of cidrsOf(spec.excludeOutboundCidrs, f)) lines.push(`${addr('daddr', c, f)} return`);
   lines.push(`meta l4proto tcp redirect to :${spec.outboundPort}`);

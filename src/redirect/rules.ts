@@ -10,6 +10,7 @@
  *     sources (169.254.7.127 and fd16:9254:7127:1337:ffff:ffff:ffff:ffff unless
  *     REDIRECT_PROBE_SOURCES says otherwise), and the proxy's own
  *     ports 15020/15021/15090 plus REDIRECT_EXCLUDE_PORTS.
+ *   With DNS capture, ZTUNNEL-OUTPUT also sends the pod's DNS (UDP and TCP 53) to :15053.
  *
  * Everything sits in chains we own, entered by one jump from each built-in chain, so install
  * is idempotent (flush and refill our chains; add a jump only when `-C` says it is absent) and
@@ -44,6 +45,24 @@ export interface RedirectSpec {
   readonly probeSources: readonly string[];
   /** Also route replies to original-source dials back to the proxy (orig-src.ts). */
   readonly origSrc?: boolean;
+  /** DNS capture: the pod's UDP and TCP port 53 → the DNS proxy (its own marked upstream queries are not). */
+  readonly dnsCapture?: boolean;
+}
+
+/** Where captured DNS goes: the node proxy's DNS listener inside the pod (DNS_PROXY_ADDR's port). */
+export const DNS_PROXY_PORT = 15053;
+const LOOPBACK_HOST: Readonly<Record<Family, string>> = { 4: '127.0.0.1/32', 6: '::1/128' };
+
+/**
+ * istio-cni's DNS redirects: UDP 53 leaving by any interface but lo, and TCP 53 to anything
+ * but localhost, go to the DNS proxy. They sit after the mark (and uid) exclusions, so the
+ * proxy's own upstream queries, made in the pod with the mark, leave untouched.
+ */
+export function dnsRules(family: Family): string[][] {
+  return [
+    ['!', '-o', 'lo', '-p', 'udp', '-m', 'udp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', String(DNS_PROXY_PORT)],
+    ['!', '-d', LOOPBACK_HOST[family], '-p', 'tcp', '-m', 'tcp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', String(DNS_PROXY_PORT)],
+  ];
 }
 
 /** One iptables operation in one table. `args` are exactly the words after `-t <table>`. */
@@ -115,6 +134,7 @@ export function cidrsOf(list: readonly string[], family: Family): string[] {
 export function outputRules(spec: RedirectSpec, family: Family): string[][] {
   const rules: string[][] = [['-m', 'mark', '--mark', markMatch(spec.packetMark), '-j', 'RETURN']];
   if (spec.proxyUid !== null) rules.push(['-m', 'owner', '--uid-owner', String(spec.proxyUid), '-j', 'RETURN']);
+  if (spec.dnsCapture) rules.push(...dnsRules(family));
   rules.push(['-d', LOOPBACK[family], '-j', 'RETURN']);
   for (const cidr of cidrsOf(spec.excludeOutboundCidrs, family)) rules.push(['-d', cidr, '-j', 'RETURN']);
   rules.push(['-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(spec.outboundPort)]);
