@@ -8,6 +8,7 @@ import { MeshRunner } from '../mesh/mesh-runner';
 import { runSelfCheck } from '../mesh/self-check';
 import { runLiveEditCheck } from '../mesh/live-edit';
 import { summaryLine } from '../mesh/summary';
+import { runDnsChecks } from '../mesh/mesh-dns';
 
 const SUMMARY_EVERY_MS = 5000;
 
@@ -53,11 +54,13 @@ export const command: Command = {
       return 1;
     }
     printLayout(out, mesh, runner);
-    const results = await runSelfCheck(mesh.checks, mesh.nodes);
+    const checked = await runSelfCheck(mesh.checks, mesh.nodes);
+    const dnsResults = mesh.dns ? await runDnsChecks(mesh.dns) : [];
     const live = await runLiveEditCheck(mesh, (edit) => runner.editLocalConfig(edit));
-    if (live) results.push(live);
+    if (live) checked.push(live);
+    const results = [...checked.map((r) => ({ name: r.check.name, pass: r.pass, detail: r.detail })), ...dnsResults];
     out('\nself-check:');
-    for (const r of results) out(`  ${r.pass ? 'PASS' : 'FAIL'}  ${r.check.name}: ${r.detail}`);
+    for (const r of results) out(`  ${r.pass ? 'PASS' : 'FAIL'}  ${r.name}: ${r.detail}`);
     const failed = results.filter((r) => !r.pass).length;
     out(failed === 0 ? `all ${results.length} checks passed` : `${failed} of ${results.length} checks FAILED (logs in ${runner.stateDir}/logs)`);
     if (config.selfCheckOnly || interrupted) {
@@ -92,8 +95,24 @@ function printLayout(out: (l: string) => void, mesh: MeshConfig, runner: MeshRun
     const deny = mesh.checks.find((c) => c.expect === 'deny');
     if (deny) out(`  curl --interface ${deny.from} --socks5 ${first.ip}:${first.ports.socks5} http://${deny.to.host}:${deny.to.port}/   # denied by policy`);
     out(`  curl http://${first.ip}:${first.ports.admin}/debug/connections`);
+    printDnsTries(out, mesh);
     printWaypointTries(out, mesh);
   }
+}
+
+/** dig against a workload's DNS proxy (a mesh name, a forwarded one) and a curl that uses the name it resolves. */
+function printDnsTries(out: (l: string) => void, mesh: MeshConfig): void {
+  const dns = mesh.dns;
+  const first = mesh.nodes[0];
+  if (!dns || !first) return;
+  const from = dns.checks[0]?.from;
+  const svc = mesh.checks.find((c) => /\.svc\./.test(c.to.host) && c.split === null && c.status === null);
+  if (!from || !svc) return;
+  out(`  dig @${from} -p ${dns.port} ${svc.to.host}   # the DNS proxy of the workload at ${from}: answered from the mesh state`);
+  const external = Object.keys(dns.records)[0];
+  if (external) out(`  dig @${from} -p ${dns.port} ${external}   # not a mesh name: forwarded to the local upstream resolver`);
+  const h = svc.to.host;
+  out(`  curl --interface ${svc.from} --socks5 ${first.ip}:${first.ports.socks5} --resolve ${h}:${svc.to.port}:$(dig +short @${from} -p ${dns.port} ${h}) http://${h}:${svc.to.port}/`);
 }
 
 /** curl commands for the checks that go through a waypoint (HTTP path/headers/status) and its admin endpoints. */

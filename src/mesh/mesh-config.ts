@@ -3,6 +3,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { parseLocalConfig, formatLocalConfigError } from '../state/local-config';
 import { parseSocketAddr, splitHostPort, type SocketAddr } from '../util/socket-addr';
 import { parseL7Config } from '../waypoint/config/parse';
+import { parseMeshDns, type MeshDns } from './mesh-dns';
 
 /** One node proxy of the local mesh. */
 export interface MeshNode {
@@ -58,6 +59,8 @@ export interface MeshConfig {
   readonly waypoints: readonly MeshWaypoint[];
   /** ztunnel local config (workloads/services/policies) as YAML: LOCAL_XDS_PATH of every node. */
   readonly localConfigYaml: string;
+  /** The DNS proxy of every node and the local upstream resolver (null: no DNS proxy). */
+  readonly dns: MeshDns | null;
   /** Workloads as written (for printing what runs where). */
   readonly workloads: readonly { name: string; namespace: string; serviceAccount: string; ips: string[]; node: string }[];
 }
@@ -70,7 +73,7 @@ export class MeshConfigError extends Error {
   }
 }
 
-const TOP = new Set(['trustDomain', 'ca', 'nodes', 'waypoints', 'apps', 'selfCheck', 'workloads', 'services', 'policies']);
+const TOP = new Set(['trustDomain', 'ca', 'nodes', 'waypoints', 'apps', 'selfCheck', 'dns', 'workloads', 'services', 'policies']);
 
 /**
  * Parses the mesh file. Every problem is collected and reported with its path, and the
@@ -102,6 +105,7 @@ export function parseMeshConfig(text: string, source: string): MeshConfig {
     return { name: String(isObj(a) ? a['name'] : ''), listen: listen ?? { ip: '127.0.0.1', port: 0, family: 4 as const } };
   });
   const checks = list(doc['selfCheck'], 'selfCheck', problems).map((c, i) => parseCheck(c, `selfCheck[${i}]`, names, problems));
+  const dns = parseMeshDns(doc['dns'], problems);
 
   const local = { workloads: doc['workloads'] ?? [], services: doc['services'] ?? [], policies: doc['policies'] ?? [] };
   const localConfigYaml = stringifyYaml(local);
@@ -114,7 +118,7 @@ export function parseMeshConfig(text: string, source: string): MeshConfig {
   const waypoints = list(doc['waypoints'], 'waypoints', problems).map((w, i) => parseMeshWaypoint(w, `waypoints[${i}]`, source, problems));
   for (const w of waypoints) if (parsed.ok && !workloads.some((x) => x.ips.includes(w.ip))) problems.push(`waypoint ${w.name}: no workload has its ip ${w.ip} (add the waypoint pod to workloads)`);
   if (problems.length) throw new MeshConfigError(source, problems);
-  return { trustDomain, caListen: caListen as SocketAddr, nodes, waypoints, apps, checks, localConfigYaml, workloads };
+  return { trustDomain, caListen: caListen as SocketAddr, nodes, waypoints, apps, checks, dns, localConfigYaml, workloads };
 }
 
 function parseNode(n: unknown, path: string, problems: string[]): MeshNode {

@@ -7,6 +7,7 @@ import { startSampleApps, type RunningApps } from './sample-apps';
 import { logTail, startChild, stopChild, waitReady, type Child } from './processes';
 import { startDevControlPlane, type DevControlPlane } from '../controlplane/dev-control-plane';
 import { createLogger } from '../logging/logger';
+import { LocalResolver } from './local-resolver';
 
 export interface MeshRunnerOptions {
   readonly config: MeshConfig;
@@ -39,6 +40,7 @@ export class MeshRunner {
   private ca: DevControlPlane | null = null;
   private caLog: WriteStream | null = null;
   private caRootPath = '';
+  private resolver: LocalResolver | null = null;
 
   constructor(private readonly opts: MeshRunnerOptions) {
     this.ownsDir = opts.stateDir === '';
@@ -73,6 +75,10 @@ export class MeshRunner {
     this.apps = await startSampleApps(config.apps);
     out(`started ${this.apps.count} sample apps`);
     await this.startCa(tokensPath);
+    if (config.dns) {
+      this.resolver = await LocalResolver.start(config.dns.upstream, config.dns.records);
+      out(`local upstream resolver on ${config.dns.upstream.ip}:${config.dns.upstream.port} (udp+tcp, in this process): ${Object.keys(config.dns.records).join(', ')}`);
+    }
     await Promise.all([...config.nodes.map((n) => this.startNode(n)), ...config.waypoints.map((w) => this.startWaypoint(w))]);
   }
 
@@ -166,6 +172,8 @@ export class MeshRunner {
       READINESS_ADDR: `${n.ip}:${n.ports.readiness}`,
       CONNECTION_TERMINATION_DEADLINE: '2s',
       IPV6_ENABLED: 'false',
+      // The DNS proxy on every workload IP of the node, forwarding to the mesh's own resolver.
+      ...(config.dns ? { DNS_CAPTURE: 'true', DNS_PROXY_ADDR: `:${config.dns.port}`, DNS_UPSTREAMS: `${config.dns.upstream.ip}:${config.dns.upstream.port}` } : {}),
     });
     const r = await waitReady(n.ip, n.ports.readiness, 30_000, () => child.proc.exitCode === null);
     if (!r.ready) throw new Error(`node proxy ${n.name} is not ready (last answer: ${r.last}; exit ${child.proc.exitCode}); log ${child.logPath}:\n${logTail(child)}`);
@@ -193,6 +201,7 @@ export class MeshRunner {
     this.stopped = true;
     await Promise.all(this.children.map((c) => stopChild(c)));
     await this.ca?.close();
+    this.resolver?.close();
     this.caLog?.end();
     await this.apps?.close();
     if (this.ownsDir) rmSync(this.stateDir, { recursive: true, force: true });

@@ -40,7 +40,14 @@ test('`ztunnel-ts mesh examples/mesh.yaml --mesh-self-check-only` runs the whole
   t.regex(out, /PASS {2}reviews pod direct \(bypassing the waypoint\) denied/);
   t.regex(out, /waypoint default\/waypoint ready on 127\.0\.4\.10:15008/);
   t.regex(out, /PASS {2}live edit: a DENY policy added to the served file denies default\/client-a → 127\.0\.2\.10:8080, removing it allows again \(no restart\): denied \d+ms after the edit/);
-  t.regex(out, /all 10 checks passed/);
+  t.regex(out, /local upstream resolver on 127\.0\.5\.53:15353/);
+  t.regex(out, /PASS {2}dns: a Service hostname resolves to its VIP: server\.default\.svc\.cluster\.local A → NOERROR aa 127\.0\.10\.1/);
+  t.regex(out, /PASS {2}dns: a short name resolves in the client's namespace: server A → NOERROR aa 127\.0\.10\.1/);
+  t.regex(out, /PASS {2}dns: a wildcard host \(\*\.apps\.example\) resolves to its VIP: api\.apps\.example A → NOERROR aa 127\.0\.10\.5/);
+  t.regex(out, /PASS {2}dns: a name outside the mesh is forwarded to the upstream resolver: legacy\.example\.org A → NOERROR aa 127\.0\.3\.10/);
+  t.regex(out, /dig @127\.0\.1\.10 -p 15053 server\.default\.svc\.cluster\.local/);
+  t.regex(out, /curl --interface 127\.0\.1\.10 --socks5 127\.0\.1\.1:15080 --resolve server\.default\.svc\.cluster\.local:80:\$\(dig \+short @127\.0\.1\.10 -p 15053 server\.default\.svc\.cluster\.local\) http:\/\/server\.default\.svc\.cluster\.local:80\//);
+  t.regex(out, /all 15 checks passed/);
   t.regex(out, /curl --interface 127\.0\.1\.10 --socks5 127\.0\.1\.1:15080 http:\/\/127\.0\.2\.10:8080\//);
 });
 
