@@ -118,8 +118,18 @@ export class E2eMesh {
     this.timings['pods_enrolled_ms'] = Date.now() - t0;
   }
 
+  /** The served local config (a subclass adds what its tests need). */
+  protected localConfig(): string {
+    return localConfigYaml();
+  }
+
+  /** Extra env of the node agents (e.g. DNS_CAPTURE, so they install the DNS rules too). */
+  protected agentExtraEnv(): Record<string, string> {
+    return {};
+  }
+
   private writeFiles(): void {
-    fs.writeFileSync(path.join(this.dir, 'local.yaml'), localConfigYaml(), { mode: 0o644 });
+    fs.writeFileSync(path.join(this.dir, 'local.yaml'), this.localConfig(), { mode: 0o644 });
     fs.mkdirSync(path.join(this.dir, 'tokens'), { mode: 0o755 });
     const tokens = (['node1', 'node2'] as const).map((node) => ({ node, token: randomBytes(18).toString('base64url') }));
     fs.writeFileSync(path.join(this.dir, 'ca-tokens.yaml'), tokens.map((t) => `- { token: "${t.token}", namespace: istio-system, serviceAccount: ztunnel, node: "${t.node}" }`).join('\n') + '\n', { mode: 0o600 });
@@ -163,7 +173,7 @@ export class E2eMesh {
 
   /** The node agent of a node: serves ZDS, enrols the pods file's pods, installs their rules. */
   startAgent(node: NodeName): NsProcess {
-    const env = { PATH: process.env['PATH'], LOG_FORMAT: 'json', LOG_LEVEL: 'info', INPOD_UDS: this.socketPath(node), AGENT_PODS: this.podsFile(node), PACKET_MARK: '1337' };
+    const env = { PATH: process.env['PATH'], LOG_FORMAT: 'json', LOG_LEVEL: 'info', INPOD_UDS: this.socketPath(node), AGENT_PODS: this.podsFile(node), PACKET_MARK: '1337', ...this.agentExtraEnv() };
     const proc = this.topo.spawn(this.ns(node), `agent-${node}`, process.execPath, [MAIN_JS, 'agent'], { env });
     this.agents.set(node, proc);
     return proc;
