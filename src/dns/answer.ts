@@ -79,17 +79,25 @@ export function answerFromState(
  * nothing to answer with and its name belongs to the real DNS.
  */
 function findMatch(index: HostIndex, client: DnsClient, name: string, settings: AnswerSettings): Match | undefined {
-  const svcSuffix = `.svc.${settings.clusterDomain}`;
-  for (const alias of aliasesOf(name, client.namespace, settings.clusterDomain)) {
-    for (const host of wildcardsOf(alias.name)) {
-      const candidates = index.servicesFor(host).filter((s) => (s.vips.length > 0 || canonicalName(s.hostname).endsWith(svcSuffix)) && (s.visibility !== 'Namespace' || s.namespace === client.namespace));
-      const service = bestService(candidates, client.namespace, settings.preferredNamespace);
-      if (service) return { service, name: host, alias };
-    }
-    const workload = index.workloadsFor(alias.name).find((w) => w.workloadIps.length > 0);
-    if (workload) return { workload, name: alias.name, alias };
+  // Most queries name a host exactly (an FQDN): try it before building every alias.
+  const exact = matchAlias(index, client, { name, stripped: null }, settings);
+  if (exact) return exact;
+  for (const alias of aliasesOf(name, client.namespace, settings.clusterDomain).slice(1)) {
+    const m = matchAlias(index, client, alias, settings);
+    if (m) return m;
   }
   return undefined;
+}
+
+function matchAlias(index: HostIndex, client: DnsClient, alias: Alias, settings: AnswerSettings): Match | undefined {
+  const svcSuffix = `.svc.${settings.clusterDomain}`;
+  for (const host of wildcardsOf(alias.name)) {
+    const candidates = index.servicesFor(host).filter((s) => (s.vips.length > 0 || canonicalName(s.hostname).endsWith(svcSuffix)) && (s.visibility !== 'Namespace' || s.namespace === client.namespace));
+    const service = bestService(candidates, client.namespace, settings.preferredNamespace);
+    if (service) return { service, name: host, alias };
+  }
+  const workload = index.workloadsFor(alias.name).find((w) => w.workloadIps.length > 0);
+  return workload ? { workload, name: alias.name, alias } : undefined;
 }
 
 /**

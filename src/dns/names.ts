@@ -10,7 +10,10 @@ export function canonicalName(name: string): string {
 }
 
 function labelCount(name: string): number {
-  return name === '' ? 0 : name.split('.').length;
+  if (name === '') return 0;
+  let n = 1;
+  for (let i = name.indexOf('.'); i >= 0; i = name.indexOf('.', i + 1)) n++;
+  return n;
 }
 
 /** True when `name` has more labels than `domain` and ends with it (a bare domain is not "in" itself). */
