@@ -13,7 +13,7 @@ export function parseResolvConf(text: string): Upstream[] {
     const words = line.replace(/[#;].*$/, '').trim().split(/\s+/);
     if (words[0] !== 'nameserver' || words[1] === undefined) continue;
     const ip = words[1].toLowerCase();
-    if (isIP(ip) !== 0) out.push({ ip, port: 53 });
+    if (isIP(ip) !== 0 && !ip.includes('%')) out.push({ ip, port: 53 });
   }
   return out;
 }
