@@ -81,6 +81,8 @@ export class E2eMesh {
   ca: NsProcess | null = null;
   /** Timings of the setup phases, for the report. */
   readonly timings: Record<string, number> = {};
+  /** One e2e topology at a time on this machine (ava runs the e2e files in parallel processes). */
+  private readonly lock = new TopologyLock();
 
   constructor() {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ztts-e2e-'));
@@ -100,6 +102,7 @@ export class E2eMesh {
   }
 
   async start(): Promise<void> {
+    await this.lock.acquire();
     let t0 = Date.now();
     this.net = await buildNetwork(this.topo);
     this.timings['network_ms'] = Date.now() - t0;
@@ -329,11 +332,56 @@ export class E2eMesh {
   async destroy(): Promise<string[]> {
     const problems = await this.topo.destroy();
     fs.rmSync(this.dir, { recursive: true, force: true });
+    this.lock.release();
     return problems;
   }
 }
 
 export const EXT_IP = EXT.ip;
+
+/**
+ * A machine-wide mutex (a directory made atomically, holding the owner's PID) so the e2e files
+ * (e2e, orig-src, dns: each a two-node mesh with four pods) never build their topologies at
+ * the same time: two at once starve each other on a small machine until enrolment times out.
+ * A lock whose owner died is taken over.
+ */
+class TopologyLock {
+  private static readonly DIR = path.join(os.tmpdir(), 'ztts-e2e-topology.lock');
+  private held = false;
+
+  async acquire(timeoutMs = 600_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        fs.mkdirSync(TopologyLock.DIR);
+        fs.writeFileSync(path.join(TopologyLock.DIR, 'pid'), String(process.pid));
+        this.held = true;
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const owner = Number(fs.readFileSync(path.join(TopologyLock.DIR, 'pid'), { encoding: 'utf8', flag: 'a+' }) || 0);
+      if (owner > 0 && !pidAlive(owner)) fs.rmSync(TopologyLock.DIR, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`another e2e topology (pid ${owner}) held ${TopologyLock.DIR} for ${timeoutMs}ms`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    fs.rmSync(TopologyLock.DIR, { recursive: true, force: true });
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
