@@ -66,6 +66,7 @@ export class Upstreams {
     const cur = this.agents.get(key);
     if (cur) return cur.agent;
     const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
+    agent.keepSocketAlive = keepIdleSocket;
     // The async form of createConnection: the Agent waits for the callback.
     (agent as unknown as { createConnection: (o: unknown, cb: (err: Error | null, s?: Duplex) => void) => undefined }).createConnection = (_o, cb) => {
       this.connect(ep).then(
@@ -138,6 +139,39 @@ export class Upstreams {
   dump(): unknown {
     return { http1Endpoints: [...this.agents.keys()], http2Endpoints: [...this.sessions.keys()] };
   }
+}
+
+/**
+ * Replaces http.Agent's keepSocketAlive. Node's Agent refuses to pool a connection whose
+ * server announced `Keep-Alive: timeout=1` (it wants to drop a pooled socket a whole second
+ * before the server would), and its idle timer relies on socket.setTimeout, which a tunnel
+ * stream does not have. Against such an endpoint (Node's http server with
+ * keepAliveTimeout ≤ 1s is common) every request then opened its own HBONE stream and
+ * reset it after the response, thousands per second under load, which churns the pooled
+ * HBONE connection the streams share. Here the socket is always pooled and dropped by the
+ * waypoint after three quarters of the announced timeout (at most one second short of
+ * it) unless a request took it meanwhile; without a hint it stays until the endpoint closes
+ * it (its END_STREAM closes the socket at once, see allowHalfOpen above).
+ */
+function keepIdleSocket(socket: Duplex): boolean {
+  const s = socket as Duplex & IdleTracked;
+  // Each time the socket goes idle bumps the generation, so an older idle timer never fires on a newer idle period.
+  const gen = (s[IDLE_GEN] = (s[IDLE_GEN] ?? 0) + 1);
+  const hint = /^timeout=(\d+)/.exec(String(s._httpMessage?.res?.headers['keep-alive'] ?? ''))?.[1];
+  if (hint === undefined) return true;
+  const budgetMs = Math.max(Number(hint) * 1000 - 1000, Number(hint) * 750);
+  setTimeout(() => {
+    if (s[IDLE_GEN] === gen && !s._httpMessage && !s.destroyed) s.destroy();
+  }, budgetMs).unref();
+  return true;
+}
+
+const IDLE_GEN = Symbol('idleGeneration');
+
+/** What keepIdleSocket reads and marks on a pooled socket (node:http's own fields). */
+interface IdleTracked {
+  _httpMessage?: { res?: { headers: http.IncomingHttpHeaders } } | null;
+  [IDLE_GEN]?: number;
 }
 
 function endpointKey(ep: Endpoint): string {

@@ -10,7 +10,10 @@ const m = new WaypointMesh();
 test.before(async () => {
   m.track(await startHttpApp(m.V1, 8080, 'v1'));
   m.track(await startHttpApp(m.V2, 8080, 'v2'));
-  m.track(await startHttpApp(m.ip(22), 8080, 'pinned'));
+  const pinned = await startHttpApp(m.ip(22), 8080, 'pinned');
+  // Answers `Keep-Alive: timeout=1`, which node:http's Agent on its own would never pool.
+  pinned.keepAliveTimeout = 1000;
+  m.track(pinned);
   // WAYPOINT_FOR=all: Services and workloads that name this waypoint; `pinned` names it as its own waypoint.
   await m.start('', { WAYPOINT_FOR: 'all' }, { workloads: [{ name: 'pinned', ips: [m.ip(22)], node: 'node-b', authorizationPolicies: ['default/only-waypoint'], waypoint: m.WP }] });
 });
@@ -68,4 +71,24 @@ test.serial('WAYPOINT_FOR=all: traffic to a pod IP whose workload names this way
   t.is(r.body.peer, m.WP, 'the pod is reached from the waypoint, whose identity its policy allows');
   await waitUntil(() => m.requestLogs().some((l) => l['path'] === '/pinned'), 5000, () => 'log');
   t.like(m.requestLogs().find((l) => l['path'] === '/pinned'), { 'dst.workload': 'pinned', upstream_host: `${m.ip(22)}:8080`, response_code: 200 });
+});
+
+test.serial('an endpoint announcing Keep-Alive timeout=1 still gets one pooled upstream connection, dropped by the waypoint before the endpoint would', async (t) => {
+  const fwd = await m.forwarder({ host: m.ip(22), port: 8080 });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const opened = async (): Promise<number> => sumSamples(await m.b.metrics(), 'istio_tcp_connections_opened_total', { source_principal: 'spiffe://cluster.local/ns/default/sa/waypoint', destination_principal: 'spiffe://cluster.local/ns/default/sa/pinned' });
+  // Past any idle budget, so a connection pooled by an earlier test is gone.
+  await new Promise((r) => setTimeout(r, 1300));
+  const before = await opened();
+  for (let i = 0; i < 30; i++) {
+    const r = await get(fwd, `/ka?i=${i}`, {}, { agent });
+    t.is(r.status, 200, r.text);
+  }
+  t.is((await opened()) - before, 1, '30 requests, one upstream HBONE stream (not one per request)');
+  // Idle past the endpoint's timeout: the waypoint dropped the socket first (at 750ms), so the next requests open one new connection and none fails.
+  await new Promise((r) => setTimeout(r, 1300));
+  for (let i = 0; i < 5; i++) t.is((await get(fwd, `/after-idle?i=${i}`, {}, { agent })).status, 200);
+  t.is((await opened()) - before, 2);
+  t.false(m.requestLogs().some((l) => String(l['path']).startsWith('/after-idle') && l['response_code'] !== 200));
 });
