@@ -56,8 +56,8 @@ export class AccessLog {
     return f;
   }
 
-  opened(fields: Record<string, string>): void {
-    if (this.log.isLevelEnabled('debug')) this.log.debug(fields, 'connection opened');
+  opened(ctx: ConnectionContext): void {
+    if (this.log.isLevelEnabled('debug')) this.log.debug(AccessLog.fields(ctx), 'connection opened');
   }
 
   update(fields: Record<string, string>, bytes: AccessBytes, durationMs: number): void {

@@ -34,7 +34,6 @@ export type ByteCounters = Pick<Socket, 'bytesRead' | 'bytesWritten'>;
  * long-lived connections, so the metrics equal the bytes that really moved.
  */
 export class ConnectionResult implements TrackedConnection {
-  readonly fields: Record<string, string>;
   readonly startedAt: number;
   private readonly labels: TrafficLabels;
   private readonly counters: ConnectionCounters;
@@ -61,11 +60,18 @@ export class ConnectionResult implements TrackedConnection {
   ) {
     this.startedAt = telemetry.clock.now();
     this.lastUpdateAt = this.startedAt;
-    this.fields = AccessLog.fields(ctx);
     this.labels = buildTrafficLabels(ctx, '-');
     this.counters = telemetry.metrics.open(ctx, this.labels);
-    telemetry.access.opened(this.fields);
+    telemetry.access.opened(ctx);
     telemetry.tracker.add(this);
+  }
+
+  /**
+   * The access-log fields, built when a line is written and not kept: an idle connection
+   * holds only its (immutable) context, not ~1 KB of rendered addresses and identities.
+   */
+  get fields(): Record<string, string> {
+    return AccessLog.fields(this.ctx);
   }
 
   get isRecorded(): boolean {
