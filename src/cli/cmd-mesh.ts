@@ -55,7 +55,7 @@ export const command: Command = {
     }
     printLayout(out, mesh, runner);
     const checked = await runSelfCheck(mesh.checks, mesh.nodes);
-    const dnsResults = mesh.dns ? await runDnsChecks(mesh.dns) : [];
+    const dnsResults = mesh.dns ? await runDnsChecks(mesh.dns, mesh.nodes) : [];
     const live = await runLiveEditCheck(mesh, (edit) => runner.editLocalConfig(edit));
     if (live) checked.push(live);
     const results = [...checked.map((r) => ({ name: r.check.name, pass: r.pass, detail: r.detail })), ...dnsResults];

@@ -2,6 +2,8 @@ import * as dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import * as packet from 'dns-packet';
 import { parseSocketAddr, type SocketAddr } from '../util/socket-addr';
+import type { MeshNode } from './mesh-config';
+import { socksHttpGet } from './socks-http';
 
 /**
  * The mesh file's `dns` section: the node proxies run their DNS proxy (DNS_CAPTURE) on every
@@ -24,6 +26,8 @@ export interface MeshDnsCheck {
   readonly type: 'A' | 'AAAA';
   /** The addresses the answer must hold (any order). */
   readonly expect: readonly string[];
+  /** Then GET http://<name>:<port>/ at the resolved address through this node's SOCKS5 (what the printed curl does). */
+  readonly connect: { readonly via: string; readonly port: number } | null;
 }
 
 export function parseMeshDns(v: unknown, problems: string[]): MeshDns | null {
@@ -57,7 +61,14 @@ export function parseMeshDns(v: unknown, problems: string[]): MeshDns | null {
     if (type !== 'A' && type !== 'AAAA') problems.push(`${path}.type: must be A or AAAA`);
     const expect = (Array.isArray(o['expect']) ? o['expect'] : [o['expect']]).filter((x) => x !== undefined).map(String);
     if (expect.length === 0 || expect.some((ip) => isIP(ip) === 0)) problems.push(`${path}.expect: ${JSON.stringify(o['expect'])} must be an address or a list of addresses`);
-    checks.push({ name: String(o['name'] ?? `${query} ${type}`), from, query, type: type === 'AAAA' ? 'AAAA' : 'A', expect });
+    let connect: MeshDnsCheck['connect'] = null;
+    if (o['connect'] !== undefined) {
+      const cn = isObj(o['connect']) ? o['connect'] : {};
+      const port = Number(cn['port'] ?? 80);
+      if (typeof cn['via'] !== 'string' || !Number.isInteger(port) || port < 1 || port > 65535) problems.push(`${path}.connect: needs via: <node> and port`);
+      connect = { via: String(cn['via'] ?? ''), port };
+    }
+    checks.push({ name: String(o['name'] ?? `${query} ${type}`), from, query, type: type === 'AAAA' ? 'AAAA' : 'A', expect, connect });
   });
   return { upstream: upstream ?? { ip: '127.0.5.53', port: 15353, family: 4 }, port, records, checks };
 }
@@ -68,8 +79,11 @@ export interface DnsCheckResult {
   readonly detail: string;
 }
 
-/** Asks each check's workload DNS proxy over UDP (from the workload's IP) and compares the addresses. */
-export async function runDnsChecks(dns: MeshDns, timeoutMs = 3000): Promise<DnsCheckResult[]> {
+/**
+ * Asks each check's workload DNS proxy over UDP (from the workload's IP) and compares the
+ * addresses; a check with `connect` then reaches the first address through the mesh.
+ */
+export async function runDnsChecks(dns: MeshDns, nodes: readonly MeshNode[], timeoutMs = 3000): Promise<DnsCheckResult[]> {
   const out: DnsCheckResult[] = [];
   for (const c of dns.checks) {
     const t0 = Date.now();
@@ -83,7 +97,16 @@ export async function runDnsChecks(dns: MeshDns, timeoutMs = 3000): Promise<DnsC
     const cname = r.answers.find((a) => a.type === 'CNAME');
     const pass = r.rcode === 'NOERROR' && got.length === c.expect.length && c.expect.every((ip) => got.includes(ip));
     const shown = `${r.rcode}${r.aa ? ' aa' : ''} ${cname ? `CNAME ${cname.data} ` : ''}${got.join(', ') || '(no addresses)'}`;
-    out.push({ name: c.name, pass, detail: `${c.query} ${c.type} → ${shown} in ${ms}ms${pass ? '' : ` (expected ${c.expect.join(', ')})`}` });
+    const detail = `${c.query} ${c.type} → ${shown} in ${ms}ms${pass ? '' : ` (expected ${c.expect.join(', ')})`}`;
+    if (!pass || !c.connect || got[0] === undefined) {
+      out.push({ name: c.name, pass, detail });
+      continue;
+    }
+    const node = nodes.find((n) => n.name === c.connect?.via);
+    const http = node ? await socksHttpGet({ ip: node.ip, port: node.ports.socks5 }, c.from, got[0], c.connect.port, timeoutMs) : null;
+    const ok = http?.kind === 'response' && http.status === 200;
+    const then = !http ? `node ${c.connect.via} not found` : http.kind === 'response' ? `HTTP ${http.status}: ${http.body.trim().slice(0, 60)}` : http.kind === 'error' ? `error: ${http.message}` : `SOCKS reply ${http.code}`;
+    out.push({ name: c.name, pass: ok, detail: `${detail}; then GET http://${c.query}:${c.connect.port}/ via ${got[0]}: ${then}` });
   }
   return out;
 }

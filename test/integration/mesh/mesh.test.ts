@@ -47,7 +47,8 @@ test('`ztunnel-ts mesh examples/mesh.yaml --mesh-self-check-only` runs the whole
   t.regex(out, /PASS {2}dns: a name outside the mesh is forwarded to the upstream resolver: legacy\.example\.org A → NOERROR aa 127\.0\.3\.10/);
   t.regex(out, /dig @127\.0\.1\.10 -p 15053 server\.default\.svc\.cluster\.local/);
   t.regex(out, /curl --interface 127\.0\.1\.10 --socks5 127\.0\.1\.1:15080 --resolve server\.default\.svc\.cluster\.local:80:\$\(dig \+short @127\.0\.1\.10 -p 15053 server\.default\.svc\.cluster\.local\) http:\/\/server\.default\.svc\.cluster\.local:80\//);
-  t.regex(out, /all 15 checks passed/);
+  t.regex(out, /PASS {2}dns: curl by name \(resolved by the DNS proxy, then through the mesh\): server\.default\.svc\.cluster\.local A → NOERROR aa 127\.0\.10\.1 in \d+ms; then GET http:\/\/server\.default\.svc\.cluster\.local:80\/ via 127\.0\.10\.1: HTTP 200: hello from server-/);
+  t.regex(out, /all 16 checks passed/);
   t.regex(out, /curl --interface 127\.0\.1\.10 --socks5 127\.0\.1\.1:15080 http:\/\/127\.0\.2\.10:8080\//);
 });
 

@@ -8,7 +8,7 @@ test('the mesh dns section: defaults, records as one address or a list, checks',
   t.is(d?.port, 15053);
   t.like(d?.upstream, { ip: '127.0.5.53', port: 15353 });
   t.deepEqual(d?.records, { 'a.example': ['192.0.2.1'], 'b.example': ['192.0.2.2', '2001:db8::2'] });
-  t.deepEqual(d?.checks, [{ name: 'a.example A', from: '127.0.1.10', query: 'a.example', type: 'A', expect: ['192.0.2.1'] }]);
+  t.deepEqual(d?.checks, [{ name: 'a.example A', from: '127.0.1.10', query: 'a.example', type: 'A', expect: ['192.0.2.1'], connect: null }]);
   t.is(parseMeshDns(undefined, problems), null);
 });
 
