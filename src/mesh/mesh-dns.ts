@@ -2,7 +2,6 @@ import * as dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import * as packet from 'dns-packet';
 import { parseSocketAddr, type SocketAddr } from '../util/socket-addr';
-import type { MeshNode } from './mesh-config';
 import { socksHttpGet } from './socks-http';
 
 /**
@@ -83,7 +82,7 @@ export interface DnsCheckResult {
  * Asks each check's workload DNS proxy over UDP (from the workload's IP) and compares the
  * addresses; a check with `connect` then reaches the first address through the mesh.
  */
-export async function runDnsChecks(dns: MeshDns, nodes: readonly MeshNode[], timeoutMs = 3000): Promise<DnsCheckResult[]> {
+export async function runDnsChecks(dns: MeshDns, nodes: readonly { name: string; ip: string; ports: { socks5: number } }[], timeoutMs = 3000): Promise<DnsCheckResult[]> {
   const out: DnsCheckResult[] = [];
   for (const c of dns.checks) {
     const t0 = Date.now();
