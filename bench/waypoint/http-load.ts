@@ -21,6 +21,11 @@ interface LoadArgs {
 async function main(): Promise<void> {
   const a = JSON.parse(process.argv[2] ?? '{}') as LoadArgs;
   const agent = new http.Agent({ keepAlive: true, maxSockets: a.conns, maxFreeSockets: a.conns });
+  // Every path keeps its connections: the mesh's sample app announces `Keep-Alive: timeout=1`,
+  // which node:http's Agent on its own answers by opening a new connection per request
+  // (HAProxy relays that header, the waypoint answers with its own), so the paths would not
+  // be measured alike. Connections are never idle here long enough for the app to close them.
+  agent.keepSocketAlive = (): boolean => true;
   // The path's own connection set-up (SOCKS5 CONNECT for the mesh), then plain HTTP/1.1.
   (agent as unknown as { createConnection: (o: unknown, cb: (e: Error | null, s?: Socket) => void) => undefined }).createConnection = (_o, cb) => {
     openConn(a.entry, '', 10_000).then(
