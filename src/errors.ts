@@ -52,6 +52,8 @@ export const REASONS = {
   XDS_TLS: { flag: '-', status: 0, hint: 'TLS to the xDS control plane failed; check XDS_ROOT_CA (and ALT_XDS_HOSTNAME) match its serving certificate' },
   XDS_AUTH: { flag: '-', status: 0, hint: 'the xDS control plane refused our token; check AUTH_TOKEN (audience istio-ca) and that POD_NAMESPACE matches it' },
   XDS_REJECTED: { flag: '-', status: 0, hint: 'an xDS resource was rejected (NACK); the others were applied and the last good version of it stays' },
+  JWT_INVALID: { flag: '-', status: 401, hint: 'the request carried a JWT that a RequestAuthentication jwtRule refused (expired, wrong issuer or audience, bad signature, unknown key); see jwt.failure in the access log and /debug/explain' },
+  JWKS_FETCH: { flag: '-', status: 0, hint: 'fetching a jwtRule\'s JWKS (jwksUri or OpenID discovery) failed; the last good keys stay, without any its tokens are refused; check the URI, DNS and TLS' },
   CONFIG_INVALID: { flag: '-', status: 0, hint: 'the config was rejected; the last good state stays in force' },
   DNS_MALFORMED: { flag: '-', status: 0, hint: 'a DNS message that is not a standard query with one question (or is larger than 4096 bytes) was answered FORMERR/NOTIMP or dropped' },
   DNS_UNKNOWN_CLIENT: { flag: '-', status: 0, hint: 'a DNS query arrived on a listener (or from a source address) of no known workload: answered SERVFAIL, since the answer depends on the client namespace' },

@@ -9,6 +9,8 @@ import { decideRequest, type L7Target } from './l7/decide';
 import { policiesFor } from './l7/authz';
 import { splitPathQuery } from './l7/request';
 import { attachedRoutes, type WaypointName } from './l7/route-select';
+import { explainAuthn } from './authn/explain';
+import type { RequestAuth } from './authn/request-authn';
 
 export interface ExplainEnv {
   readonly state: StateView;
@@ -16,6 +18,8 @@ export interface ExplainEnv {
   readonly waypoint: WaypointName;
   readonly network: string;
   readonly clusterDomain: string;
+  /** Request authentication, to explain which jwtRule applies to the request's token. */
+  readonly authn?: RequestAuth;
 }
 
 /** The Services whose waypoint (or one of their weighted waypoints) is this waypoint's pod. */
@@ -32,6 +36,7 @@ export function l7Dump(state: StateView, config: L7Config, wp: WaypointName, net
     waypoint: wp,
     routes: config.routes.map((r) => ({ kind: r.kind, name: `${r.meta.namespace}/${r.meta.name}`, source: r.meta.source, parents: r.parents, hostnames: r.hostnames, rules: r.rules.length })),
     policies: config.policies.map((p) => ({ name: `${p.meta.namespace}/${p.meta.name}`, source: p.meta.source, action: p.action, targets: p.targets, rules: p.rules.length })),
+    requestAuthentications: config.requestAuthns.map((a) => ({ name: `${a.meta.namespace}/${a.meta.name}`, source: a.meta.source, targets: a.targets, jwtRules: a.rules.map((r) => ({ id: r.id, issuer: r.issuer, audiences: r.audiences, keys: r.keys.kind === 'inline' ? 'inline jwks' : `${r.keys.kind} ${r.keys.uri}` })) })),
     bindings: bound.map((s) => ({
       service: `${s.namespace}/${s.hostname}`,
       ports: Object.keys(s.ports).map((port) => ({
@@ -48,7 +53,7 @@ export function l7Dump(state: StateView, config: L7Config, wp: WaypointName, net
  * [&src=<spiffe id>][&srcIp=<ip>]: which policy, route and backend decide that request.
  */
 export function explainRequestHandler(env: () => ExplainEnv, send: typeof sendJson): Handler {
-  return (_req, res, url) => {
+  return async (_req, res, url) => {
     const q = url.searchParams;
     const dst = parseSocketAddr(q.get('dst') ?? '');
     if (!dst) return send(res, 400, { error: 'query parameter dst=<ip:port> (the Service VIP or workload address the client dialled) is required; path, method, host, header=name:value, src=<spiffe id>, srcIp optional' });
@@ -68,6 +73,9 @@ export function explainRequestHandler(env: () => ExplainEnv, send: typeof sendJs
     const { path, query } = splitPathQuery(q.get('path') ?? '/');
     const host = (q.get('host') ?? (svc ? svc.hostname : `${dst.ip}:${dst.port}`)).toLowerCase();
     const srcIp = q.get('srcIp') ?? '0.0.0.0';
+    const request = { method: (q.get('method') ?? 'GET').toUpperCase(), path, query, host, headers };
+    const authn = await explainAuthn(e.authn, e.config, svc ?? null, request);
+    if (authn.outcome) return send(res, 200, { target: svc ? `service ${svc.namespace}/${svc.hostname}:${dst.port}` : `workload ${wl?.uid}`, authentication: authn.report, outcome: 'unauthenticated', response: authn.outcome });
     const d = decideRequest({
       state: e.state,
       config: e.config,
@@ -75,7 +83,7 @@ export function explainRequestHandler(env: () => ExplainEnv, send: typeof sendJs
       network: e.network,
       clusterDomain: e.clusterDomain,
       target,
-      request: { method: (q.get('method') ?? 'GET').toUpperCase(), path, query, host, headers },
+      request: authn.identity ? { ...request, auth: authn.identity } : request,
       peer: { sourceIp: srcIp, remoteIp: srcIp, principal: id ? id.principal() : '', namespace: id ? id.namespace : '', destinationIp: dst.ip, destinationPort: dst.port },
       srcWorkload: null,
       random: Math.random,
@@ -83,6 +91,7 @@ export function explainRequestHandler(env: () => ExplainEnv, send: typeof sendJs
     });
     const out: Record<string, unknown> = {
       target: svc ? `service ${svc.namespace}/${svc.hostname}:${dst.port}` : `workload ${wl?.uid}`,
+      ...(authn.report ? { authentication: authn.report } : {}),
       authorization: { allowed: d.authz.allowed, policy: d.authz.policy, why: d.authz.why, audited: d.authz.audited },
       route: d.route ? { kind: d.route.route.kind, name: `${d.route.route.meta.namespace}/${d.route.route.meta.name}`, rule: d.route.rule.index, source: d.route.route.meta.source } : null,
       outcome: d.kind,

@@ -20,6 +20,10 @@ import { forwardBody, hasNoBody, trailerFields, type DownReq, type DownRes } fro
 import { RequestRecorder } from './request-record';
 import type { StreamSocket } from './stream-socket';
 import type { Upstreams } from './upstream';
+import { applyAuthnHeaders, authnFailureBody, type ApplicableAuthn, type RequestAuth } from './authn/request-authn';
+import type { AuthnResult } from './authn/types';
+import { httpSpanStart } from '../telemetry/tracing/http-span';
+import type { RequestTracer } from '../telemetry/tracing/request-tracer';
 import { handleUpgrade } from './upgrade';
 import type { RequestMirror } from './mirror';
 
@@ -34,6 +38,10 @@ export interface HttpProxyDeps {
   readonly metrics: RequestMetrics;
   readonly logger: Logger;
   readonly random: () => number;
+  /** Request authentication (RequestAuthentication / JWT); absent = none. */
+  readonly authn?: RequestAuth;
+  /** The request tracer once tracing started; absent or null = tracing off. */
+  readonly tracer?: () => RequestTracer | null;
 }
 
 type Run = ReturnType<RequestRecorder['begin']>;
@@ -132,7 +140,26 @@ export class HttpProxy {
     // Counting made the body flow; hold it until it is piped upstream (the HTTP/2 session may still be opening).
     req.pause();
     res.once('close', () => rec.finish(res.writableFinished ? null : 'DC'));
+    const tracer = this.d.tracer?.();
+    if (tracer) rec.span = tracer.start(httpSpanStart({ method: request.method, host: request.host, target: req.url ?? '/', protocol: rec.httpVersion, headers: request.headers, peerIp: info.peerAddr.ip, peerIdentity: info.peerIdentity.toString(), destination: spanDestination(info), requestId: xrid, tunnelTraceparent: info.tunnelTraceparent }));
+    const applies = this.d.authn?.applicable(this.d.config(), info.target.kind === 'service' ? info.target.service : null) ?? null;
+    const authn = applies && applies.rules.length > 0 && this.d.authn ? this.d.authn.check(applies, request) : null;
+    if (authn instanceof Promise) {
+      authn.then(
+        (a) => this.authenticated(req, res, info, request, peer, rec, xrid, grpc, applies, a),
+        (err: unknown) => localReply(res, rec, 500, 'internal error', '-', grpc, `jwt_authn_internal_error: ${errorMessage(err)}`),
+      );
+      return;
+    }
+    this.authenticated(req, res, info, request, peer, rec, xrid, grpc, applies, authn);
+  }
 
+  /** The rest of a request once its token (if any) is verified: 401, or the L7 decision and forwarding. */
+  private authenticated(req: DownReq, res: DownRes, info: ConnInfo, request: L7Request, peer: L7Peer, rec: ReturnType<RequestRecorder['begin']>, xrid: string, grpc: boolean, applies: ApplicableAuthn | null, authn: AuthnResult | null): void {
+    if (rec.finished) return;
+    rec.authn = authn;
+    if (authn?.kind === 'fail') return localReply(res, rec, 401, authnFailureBody(authn), '-', grpc, `jwt_authn_access_denied{${authn.failure}}`, { 'www-authenticate': `Bearer realm="http://${request.host}${request.path}", error="invalid_token"` });
+    if (authn?.kind === 'ok') request = { ...request, auth: authn.identity };
     const dec = this.decide(request, peer, info);
     rec.decision = dec;
     if (dec.kind === 'deny') return localReply(res, rec, 403, 'RBAC: access denied', '-', grpc, `rbac_access_denied_matched_policy[${dec.authz.policy ?? 'none'}]`);
@@ -145,6 +172,8 @@ export class HttpProxy {
     const ep = dec.endpoint as Endpoint;
     rec.endpoint = ep;
     const headers = forwardHeaders(req.headers, xrid);
+    if (applies && authn) applyAuthnHeaders(headers, applies, authn);
+    if (rec.span) Object.assign(headers, rec.span.upstream);
     for (const m of dec.requestHeaders) applyHeaderModifier(headers, m);
     if (dec.mirror && this.d.random() * 100 < dec.mirror.percent) this.d.mirror.send(req, dec, headers, info, grpc, this.upstreamIsH2(req, dec.mirror.backend, grpc));
     const timer = dec.timeoutMs !== null ? setTimeout(() => this.timeout(res, rec, grpc), dec.timeoutMs) : null;
@@ -344,4 +373,9 @@ function localReply(res: DownRes, rec: Run, status: number, body: string, flags:
   rec.resCounter.bytes += b?.length ?? 0;
   if (b) res.end(b);
   else res.end();
+}
+
+/** The span's destination: the Service host and port as addressed, or the workload address. */
+function spanDestination(info: ConnInfo): string {
+  return info.target.kind === 'service' ? `${info.target.service.hostname}:${info.dst.port}` : formatSocketAddr(info.dst);
 }

@@ -69,6 +69,7 @@ export class WaypointInbound {
       dst: req.authority,
       target: resolved,
       srcWorkload: sourceWorkload(d.state, d.network, req.peerAddr.ip, req.peerIdentity),
+      ...(typeof req.headers['traceparent'] === 'string' ? { tunnelTraceparent: req.headers['traceparent'] } : {}),
     };
     let stream;
     try {

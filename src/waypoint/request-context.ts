@@ -16,6 +16,8 @@ export interface ConnInfo {
   readonly target: L7Target;
   /** The client workload, only when its identity matches the certificate. */
   readonly srcWorkload: Workload | null;
+  /** The CONNECT's `traceparent` (the client node proxy's, per tunnel): linked from request spans. */
+  readonly tunnelTraceparent?: string;
 }
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Reason } from '../errors';
 import type { SpiffeId } from '../identity/spiffe';
 import type { RequestMetrics } from '../telemetry/request-metrics';
 import { formatSocketAddr } from '../util/socket-addr';
@@ -6,6 +7,9 @@ import { GrpcFrameCounter } from './grpc-frames';
 import type { Endpoint, L7Decision } from './l7/decide';
 import type { L7Request } from './l7/request';
 import type { ConnInfo } from './request-context';
+import type { AuthnResult } from './authn/types';
+import { endHttpSpan } from '../telemetry/tracing/http-span';
+import type { RequestSpan } from '../telemetry/tracing/request-tracer';
 
 /**
  * One request's telemetry, filled in as it proceeds and recorded exactly once when the
@@ -32,6 +36,10 @@ export class RequestRun {
   finished = false;
   abortUpstream: (() => void) | null = null;
   onDone: (() => void) | null = null;
+  /** Request authentication's outcome (null: no RequestAuthentication applies). */
+  authn: AuthnResult | null = null;
+  /** The request's trace span, when tracing is on. */
+  span: RequestSpan | null = null;
 
   constructor(
     private readonly recorder: RequestRecorder,
@@ -116,8 +124,17 @@ export class RequestRecorder {
       ...(d?.authz.policy ? { policy: d.authz.policy } : {}),
       ...(d && d.authz.audited.length > 0 ? { audit: d.authz.audited } : {}),
       ...(r.error ? { error: r.error } : {}),
+      ...authnLogFields(r.authn),
     };
+    if (r.span) endHttpSpan(r.span, { status: r.status, grpcStatus: r.grpc ? r.grpcStatus : null, flags: r.flags, details: r.details, upstreamHost: r.endpoint ? formatSocketAddr({ ip: r.endpoint.ip, port: r.endpoint.targetPort }) : null, upstreamCluster: dstService ? `outbound|${r.info.dst.port}||${dstService.hostname}` : null, requestBytes: r.reqCounter.bytes, responseBytes: r.resCounter.bytes, requestPrincipal: r.authn?.kind === 'ok' ? r.authn.identity.principal : null });
     if (r.flags === '-' && r.status < 500) this.access.info(rec, 'request complete');
     else this.access.warn(rec, 'request complete');
   }
+}
+
+/** Access-log fields of request authentication: the jwtRule that decided, the request principal or why the token was refused. */
+function authnLogFields(a: AuthnResult | null): Record<string, unknown> {
+  if (!a || a.kind === 'none') return {};
+  if (a.kind === 'ok') return { 'jwt.rule': a.rule, 'request.principal': a.identity.principal };
+  return { 'jwt.rule': a.rule, reason: 'JWT_INVALID' satisfies Reason, 'jwt.failure': a.failure, error: a.message };
 }

@@ -36,6 +36,8 @@ import { HttpProxy } from './http-proxy';
 import { RequestMirror } from './mirror';
 import { WaypointInbound } from './inbound';
 import { Upstreams } from './upstream';
+import { RequestAuth } from './authn/request-authn';
+import { RequestTracer } from '../telemetry/tracing/request-tracer';
 
 export interface WaypointAppOptions {
   readonly config: WaypointConfig;
@@ -75,6 +77,8 @@ export class WaypointApp {
   readonly upstreams: Upstreams;
   /** istiod's (or the dev control plane's) delta xDS, or null without XDS_ADDRESS. */
   readonly xds: XdsSource | null;
+  readonly authn: RequestAuth;
+  private tracer: RequestTracer | null = null;
   private readonly transport: HboneTransport;
   private readonly inbound: WaypointInbound;
   private readonly listener: Server;
@@ -113,7 +117,9 @@ export class WaypointApp {
     this.certs = createIdentityManager({ config: c, logger: this.logger.child({ scope: 'identity' }), registry: this.registry, clock, mode: 'waypoint' });
     this.telemetry = new Telemetry({ registry: this.registry, logger: this.logger, clock, accessLogUpdateIntervalMs: 0 });
     this.requestMetrics = new RequestMetrics(this.registry);
-    this.l7 = new L7ConfigSource({ path: c.waypointConfigPath, logger: this.logger.child({ scope: 'l7_config' }), registry: this.registry, onApply: () => undefined });
+    const waypoint = { name: c.waypointName, namespace: c.podNamespace };
+    this.authn = new RequestAuth({ logger: this.logger.child({ scope: 'authn' }), clock, registry: this.registry, refreshIntervalMs: c.jwksRefreshInterval, waypoint });
+    this.l7 = new L7ConfigSource({ path: c.waypointConfigPath, logger: this.logger.child({ scope: 'l7_config' }), registry: this.registry, onApply: (cfg) => this.authn.onConfig(cfg) });
 
     const instanceIp = c.instanceIp ? canonicalIp(c.instanceIp) : c.inboundAddr.host && c.inboundAddr.host !== '::' && c.inboundAddr.host !== '0.0.0.0' ? c.inboundAddr.host : null;
     this.transport = createHboneTransport({
@@ -135,7 +141,6 @@ export class WaypointApp {
       connectTimeoutMs: c.connectTimeout,
       prepareDial: this.transport.prepareDial,
     });
-    const waypoint = { name: c.waypointName, namespace: c.podNamespace };
     const mirror = new RequestMirror({
       state: this.state,
       network: c.network,
@@ -147,7 +152,7 @@ export class WaypointApp {
       maxBufferedBytes: MIRROR_MAX_BUFFERED_BYTES,
       deadlineMs: MIRROR_DEADLINE_MS,
     });
-    this.http = new HttpProxy({ state: this.state, config: () => this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain, upstreams: this.upstreams, mirror, metrics: this.requestMetrics, logger: this.logger, random });
+    this.http = new HttpProxy({ state: this.state, config: () => this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain, upstreams: this.upstreams, mirror, metrics: this.requestMetrics, logger: this.logger, random, authn: this.authn, tracer: () => this.tracer });
     this.inbound = new WaypointInbound({
       state: this.state,
       network: c.network,
@@ -168,6 +173,8 @@ export class WaypointApp {
     this.runtime.add(localConfig);
     if (this.xds) this.runtime.add(this.xds);
     this.runtime.add(this.l7);
+    this.runtime.add({ name: 'jwks', start: () => Promise.resolve(), close: () => Promise.resolve(this.authn.close()), destroy: () => this.authn.close(), dump: () => this.authn.jwks.dump() });
+    if (c.tracesEndpoint) this.runtime.add(this.tracing(c.tracesEndpoint));
     this.runtime.add({ name: 'certificates', start: () => this.certs.start(), close: () => this.certs.close(), destroy: () => this.certs.destroy(), dump: () => this.certs.dump() });
     this.runtime.add(this.dataPath(listenersReady));
     void this.certs.waitForIdentities([this.identity]).then(certsReady);
@@ -182,8 +189,39 @@ export class WaypointApp {
     this.runtime.admin.addHandler(
       '/debug/explain',
       'which route, backend and policy decide an HTTP request: ?dst=<ip:port>&path=/x[&method=GET][&host=h][&header=name:value][&src=<spiffe id>]',
-      explainRequestHandler(() => ({ state: this.state, config: this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain }), (res, code, body) => sendJson(res, code, body)),
+      explainRequestHandler(() => ({ state: this.state, config: this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain, authn: this.authn }), (res, code, body) => sendJson(res, code, body)),
     );
+  }
+
+  /**
+   * Request tracing (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): the SDK is loaded and the exporter
+   * built at start, before the listener binds; close exports what is still batched.
+   */
+  private tracing(endpoint: string): Component {
+    const c = this.opts.config;
+    return {
+      name: 'tracing',
+      start: async () => {
+        this.tracer = await RequestTracer.create({
+          endpoint,
+          serviceName: `${c.waypointName}.${c.podNamespace}`,
+          resource: { 'k8s.namespace.name': c.podNamespace, 'service.namespace': c.podNamespace, ...(c.instanceIp ? { 'k8s.pod.ip': c.instanceIp } : {}) },
+          samplingPercent: c.tracingSampling,
+          logger: this.logger.child({ scope: 'tracing' }),
+          exportDelayMs: c.traceExportDelay,
+        });
+      },
+      close: async () => {
+        const t = this.tracer;
+        this.tracer = null;
+        await t?.shutdown().catch((err: unknown) => this.logger.warn({ err: String(err) }, 'tracing: final export failed'));
+      },
+      destroy: () => {
+        const t = this.tracer;
+        this.tracer = null;
+        void t?.shutdown().catch(() => undefined);
+      },
+    };
   }
 
   /** The HBONE listener and everything behind it, as one runtime component. */

@@ -3,7 +3,8 @@ import { YamlReader, type LocalConfigError } from '../../state/config/yaml-reade
 import { parseMeta } from './meta';
 import { parsePolicySpec } from './policy-schema';
 import { parseRouteSpec } from './route-schema';
-import type { L7Config, L7Policy, Route, ServicePorts } from './types';
+import type { L7Config, L7Policy, RequestAuthn, Route, ServicePorts } from './types';
+import { parseRequestAuthnSpec } from '../authn/schema';
 import { parseServicePorts } from './service-ports';
 
 /** One error with the file it is in. */
@@ -18,6 +19,7 @@ const KINDS: Record<string, readonly string[]> = {
   HTTPRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'],
   GRPCRoute: ['gateway.networking.k8s.io/v1'],
   AuthorizationPolicy: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+  RequestAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
   Service: ['v1'],
 };
 
@@ -33,6 +35,7 @@ export function parseL7Config(files: readonly { readonly text: string; readonly 
   const routes: Route[] = [];
   const policies: L7Policy[] = [];
   const services: ServicePorts[] = [];
+  const requestAuthns: RequestAuthn[] = [];
   const ignored = new Set<string>();
   const seen = new Map<string, string>();
   for (const f of files) {
@@ -65,13 +68,14 @@ export function parseL7Config(files: readonly { readonly text: string; readonly 
         seen.set(key, obj.value.meta.source);
         if (obj.value.kind === 'AuthorizationPolicy') policies.push(obj.value.policy);
         else if (obj.value.kind === 'Service') services.push(obj.value.service);
+        else if (obj.value.kind === 'RequestAuthentication') requestAuthns.push(obj.value.authn);
         else routes.push(obj.value.route);
       }
     });
     for (const e of r.errors) errors.push({ ...e, source: f.source });
   }
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, value: { routes, policies, services, ignoredKinds: [...ignored].sort() } };
+  return { ok: true, value: { routes, policies, services, requestAuthns, ignoredKinds: [...ignored].sort() } };
 }
 
 /** A document is one object, or a `kind: List` whose items are objects. */
@@ -91,6 +95,7 @@ type ReadResult =
       value:
         | { kind: 'AuthorizationPolicy'; meta: L7Policy['meta']; policy: L7Policy }
         | { kind: 'Service'; meta: ServicePorts['meta']; service: ServicePorts }
+        | { kind: 'RequestAuthentication'; meta: RequestAuthn['meta']; authn: RequestAuthn }
         | { kind: 'HTTPRoute' | 'GRPCRoute'; meta: Route['meta']; route: Route };
     };
 
@@ -123,6 +128,10 @@ function readObject(r: YamlReader, node: Parameters<YamlReader['object']>[0], pa
   if (kind === 'Service') {
     const service = parseServicePorts(r, o.get('spec'), specPath, meta);
     return service ? { kind: 'object', value: { kind, meta, service } } : undefined;
+  }
+  if (kind === 'RequestAuthentication') {
+    const authn = parseRequestAuthnSpec(r, o.get('spec'), specPath, meta);
+    return authn ? { kind: 'object', value: { kind, meta, authn } } : undefined;
   }
   if (kind === 'AuthorizationPolicy') {
     const policy = parsePolicySpec(r, o.get('spec'), specPath, meta);

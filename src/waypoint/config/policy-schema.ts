@@ -1,6 +1,7 @@
 import { parseCidr, canonicalIp } from '../../util/ip';
 import type { YamlReader, YNode } from '../../state/config/yaml-reader';
 import { parseRef } from './meta';
+import { AUTH_WHEN_KEYS, authConditionKey } from '../authn/claims';
 import type { Cidr, Condition, ConditionKey, IstioMatch, L7Policy, ObjectMeta, OperationMatch, PolicyRule, SourceMatch } from './types';
 
 const SPEC_FIELDS = ['targetRefs', 'targetRef', 'action', 'rules'];
@@ -8,10 +9,10 @@ const SPEC_UNSUPPORTED: Record<string, string> = {
   selector: 'policies with a selector are enforced by the node proxy, not the waypoint; attach this policy with targetRefs (kind Gateway = the waypoint, or kind Service)',
   provider: 'action CUSTOM (external authorization providers) is not supported by this waypoint; supported actions: ALLOW, DENY, AUDIT',
 };
-const SOURCE_FIELDS = ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'];
-const SOURCE_UNSUPPORTED = new Set(['requestPrincipals', 'notRequestPrincipals', 'serviceAccounts', 'notServiceAccounts']);
+const SOURCE_FIELDS = ['principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'];
+const SOURCE_UNSUPPORTED = new Set(['serviceAccounts', 'notServiceAccounts']);
 const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'];
-const WHEN_KEYS = 'request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port';
+const WHEN_KEYS = `request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port, ${AUTH_WHEN_KEYS}`;
 
 /** The spec of an L7 AuthorizationPolicy (security.istio.io/v1) attached with targetRefs. */
 export function parsePolicySpec(r: YamlReader, node: YNode, path: string, meta: ObjectMeta): L7Policy | undefined {
@@ -52,7 +53,7 @@ function parseRule(r: YamlReader, n: YNode, p: string): PolicyRule | undefined {
 
 function parseSource(r: YamlReader, n: YNode, p: string): SourceMatch | undefined {
   const o = r.object(n, p, SOURCE_FIELDS, (k) =>
-    SOURCE_UNSUPPORTED.has(k) ? `${k} is not supported by this waypoint (no RequestAuthentication); supported source fields: ${SOURCE_FIELDS.join(', ')}` : null,
+    SOURCE_UNSUPPORTED.has(k) ? `${k} is not supported by this waypoint; supported source fields: ${SOURCE_FIELDS.join(', ')}` : null,
   );
   if (!o) return undefined;
   const m = (k: string): IstioMatch[] => matches(r, o.get(k), o.at(k));
@@ -60,6 +61,8 @@ function parseSource(r: YamlReader, n: YNode, p: string): SourceMatch | undefine
   const s: SourceMatch = {
     principals: m('principals'),
     notPrincipals: m('notPrincipals'),
+    requestPrincipals: m('requestPrincipals'),
+    notRequestPrincipals: m('notRequestPrincipals'),
     namespaces: m('namespaces'),
     notNamespaces: m('notNamespaces'),
     ipBlocks: c('ipBlocks'),
@@ -125,7 +128,7 @@ function conditionKey(k: string): ConditionKey | null {
   if (h) return { kind: 'request.headers', name: (h[1] as string).toLowerCase() };
   if (k === 'source.ip' || k === 'remote.ip' || k === 'destination.ip') return { kind: k };
   if (k === 'source.namespace' || k === 'source.principal' || k === 'destination.port') return { kind: k };
-  return null;
+  return authConditionKey(k);
 }
 
 /** Istio's string forms: `*` presence, `abc*` prefix, `*abc` suffix, else exact. */

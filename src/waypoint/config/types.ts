@@ -1,4 +1,5 @@
 import type { Cidr, StringMatch } from '../../state/types';
+import type { JwtRule } from '../authn/types';
 
 export type { Cidr };
 
@@ -109,6 +110,9 @@ export type IstioMatch = StringMatch;
 export interface SourceMatch {
   readonly principals: readonly IstioMatch[];
   readonly notPrincipals: readonly IstioMatch[];
+  /** `<iss>/<sub>` of the request's verified JWT (RequestAuthentication). */
+  readonly requestPrincipals: readonly IstioMatch[];
+  readonly notRequestPrincipals: readonly IstioMatch[];
   readonly namespaces: readonly IstioMatch[];
   readonly notNamespaces: readonly IstioMatch[];
   readonly ipBlocks: readonly Cidr[];
@@ -130,6 +134,9 @@ export interface OperationMatch {
 
 export type ConditionKey =
   | { readonly kind: 'request.headers'; readonly name: string }
+  | { readonly kind: 'request.auth.principal' | 'request.auth.audiences' | 'request.auth.presenter' }
+  /** `request.auth.claims[a][b]`: the path into nested claims. */
+  | { readonly kind: 'request.auth.claims'; readonly path: readonly string[] }
   | { readonly kind: 'source.ip' | 'remote.ip' | 'destination.ip' }
   | { readonly kind: 'source.namespace' | 'source.principal' | 'destination.port' };
 
@@ -161,6 +168,13 @@ export interface L7Policy {
 /** A declared Service port protocol: opaque TCP, HTTP/1.1 (`http`) or HTTP/2 (`http2`, `grpc`, h2c). */
 export type PortProtocol = 'tcp' | 'http' | 'http2';
 
+/** A RequestAuthentication (security.istio.io/v1) attached with targetRefs; its jwtRules are authn/'s model. */
+export interface RequestAuthn {
+  readonly meta: ObjectMeta;
+  readonly targets: readonly ObjectRef[];
+  readonly rules: readonly JwtRule[];
+}
+
 /**
  * A core/v1 Service as the waypoint reads it: only each port's protocol (appProtocol, or
  * Istio's port-name prefix). Workloads, VIPs and endpoints come from the state sources.
@@ -176,8 +190,9 @@ export interface L7Config {
   readonly routes: readonly Route[];
   readonly policies: readonly L7Policy[];
   readonly services: readonly ServicePorts[];
+  readonly requestAuthns: readonly RequestAuthn[];
   /** Kinds seen and skipped (one log line each). */
   readonly ignoredKinds: readonly string[];
 }
 
-export const EMPTY_L7: L7Config = { routes: [], policies: [], services: [], ignoredKinds: [] };
+export const EMPTY_L7: L7Config = { routes: [], policies: [], services: [], requestAuthns: [], ignoredKinds: [] };

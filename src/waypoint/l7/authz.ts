@@ -6,6 +6,7 @@ import { istioMatch } from '../config/policy-schema';
 import type { L7Peer, L7Request } from './request';
 import { refersToService, refersToWaypoint, type WaypointName } from './route-select';
 import { splitHost } from './filters';
+import { authValues } from '../authn/claims';
 
 /** The outcome of L7 authorization for one request. */
 export interface L7AuthzDecision {
@@ -50,12 +51,15 @@ export function authorizeRequest(policies: readonly L7Policy[], req: L7Request, 
 }
 
 export function ruleMatches(r: PolicyRule, req: L7Request, peer: L7Peer): boolean {
-  return (r.from.length === 0 || r.from.some((s) => sourceMatches(s, peer))) && (r.to.length === 0 || r.to.some((o) => operationMatches(o, req, peer))) && r.when.every((c) => conditionMatches(c, req, peer));
+  return (r.from.length === 0 || r.from.some((s) => sourceMatches(s, peer, req))) && (r.to.length === 0 || r.to.some((o) => operationMatches(o, req, peer))) && r.when.every((c) => conditionMatches(c, req, peer));
 }
 
 /** Every field that is set must hold; `not` fields hold when no entry matches. */
-export function sourceMatches(s: SourceMatch, peer: L7Peer): boolean {
+export function sourceMatches(s: SourceMatch, peer: L7Peer, req: L7Request): boolean {
+  const rp = req.auth?.principal ?? '';
   return (
+    anyOrUnset(s.requestPrincipals, (m) => strMatches(m, rp)) &&
+    noneMatch(s.notRequestPrincipals, (m) => strMatches(m, rp)) &&
     anyOrUnset(s.principals, (m) => strMatches(m, peer.principal)) &&
     noneMatch(s.notPrincipals, (m) => strMatches(m, peer.principal)) &&
     anyOrUnset(s.namespaces, (m) => strMatches(m, peer.namespace)) &&
@@ -105,6 +109,13 @@ function conditionTester(c: Condition, req: L7Request, peer: L7Peer): (v: string
       return (v) => strMatches(istioMatch(v), peer.namespace);
     case 'source.principal':
       return (v) => strMatches(istioMatch(v), peer.principal);
+    default: {
+      const got = authValues(k, req.auth ?? null);
+      return (v) => {
+        const m = istioMatch(v);
+        return got.some((s) => strMatches(m, s));
+      };
+    }
   }
 }
 

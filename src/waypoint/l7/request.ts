@@ -1,3 +1,5 @@
+import type { RequestIdentity } from '../authn/types';
+
 /**
  * What routing and L7 authorization look at for one HTTP request, built once per request
  * from the parsed request and the verified HBONE connection (never from headers for
@@ -12,6 +14,8 @@ export interface L7Request {
   /** Host (HTTP/1.1 Host or HTTP/2 :authority), lower-case, possibly with a port. */
   readonly host: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** The verified JWT identity (RequestAuthentication), or null/absent without one. */
+  readonly auth?: RequestIdentity | null;
 }
 
 /** The connection facts authorization may use. */
