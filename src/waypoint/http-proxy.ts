@@ -155,7 +155,7 @@ export class HttpProxy {
   }
 
   /** The rest of a request once its token (if any) is verified: 401, or the L7 decision and forwarding. */
-  private authenticated(req: DownReq, res: DownRes, info: ConnInfo, request: L7Request, peer: L7Peer, rec: ReturnType<RequestRecorder['begin']>, xrid: string, grpc: boolean, applies: ApplicableAuthn | null, authn: AuthnResult | null): void {
+  private authenticated(req: DownReq, res: DownRes, info: ConnInfo, request: L7Request, peer: L7Peer, rec: Run, xrid: string, grpc: boolean, applies: ApplicableAuthn | null, authn: AuthnResult | null): void {
     if (rec.finished) return;
     rec.authn = authn;
     if (authn?.kind === 'fail') return localReply(res, rec, 401, authnFailureBody(authn), '-', grpc, `jwt_authn_access_denied{${authn.failure}}`, { 'www-authenticate': `Bearer realm="http://${request.host}${request.path}", error="invalid_token"` });

@@ -148,8 +148,8 @@ ${spec}`;
   const cases: [string, string][] = [
     ['  selector: { matchLabels: { app: x } }\n', 'policies with a selector are enforced by the node proxy'],
     ['  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: w }]\n  action: CUSTOM\n', 'action CUSTOM'],
-    ['  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: w }]\n  rules: [{ from: [{ source: { requestPrincipals: ["*"] } }] }]\n', 'requestPrincipals is not supported'],
-    ['  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: w }]\n  rules: [{ when: [{ key: "request.auth.claims[iss]", values: [x] }] }]\n', 'is not a supported condition key; supported: request.headers[<name>]'],
+    ['  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: w }]\n  rules: [{ from: [{ source: { serviceAccounts: ["*"] } }] }]\n', 'serviceAccounts is not supported'],
+    ['  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: w }]\n  rules: [{ when: [{ key: "request.auth.type", values: [x] }] }]\n', 'is not a supported condition key; supported: request.headers[<name>]'],
     ['  targetRefs: [{ kind: Pod, group: "", name: w }]\n', 'kind "Pod" in group "" is not supported'],
     ['  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: w }]\n  rules: [{ from: [{ source: { ipBlocks: ["10.0.0.0/33"] } }] }]\n', 'invalid prefix length'],
     ['  action: DENY\n', 'targetRefs is required'],
