@@ -34,6 +34,13 @@ spec:
   jwtRules:
 `;
 
+const POLICY_HEAD = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: p }
+spec:
+  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: waypoint }]
+`;
+
 test('RequestAuthentication: jwtRules parsed with Istio defaults (Authorization Bearer + access_token, 5s timeout, discovery)', (t) => {
   const r = parse(`${RA_HEAD}  - issuer: https://accounts.example.com
   - issuer: issuer-b
@@ -92,12 +99,7 @@ spec:
 });
 
 test('AuthorizationPolicy: requestPrincipals and request.auth.* keys parse; unknown auth keys name the supported ones', (t) => {
-  const r = parse(`apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: p }
-spec:
-  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: waypoint }]
-  rules:
+  const r = parse(`${POLICY_HEAD}  rules:
   - from: [{ source: { requestPrincipals: ["iss/*"], notRequestPrincipals: ["iss/bad"] } }]
     when:
     - { key: "request.auth.claims[a][b][c]", values: ["x"] }
@@ -107,23 +109,13 @@ spec:
   const rule = r.value.policies[0]!.rules[0]!;
   t.deepEqual(rule.from[0]!.requestPrincipals, [{ kind: 'Prefix', value: 'iss/' }]);
   t.deepEqual(rule.when[0]!.key, { kind: 'request.auth.claims', path: ['a', 'b', 'c'] });
-  const errs = errors(`apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: p }
-spec:
-  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: waypoint }]
-  rules: [{ when: [{ key: "request.auth.claims[]", values: ["x"] }] }]
+  const errs = errors(`${POLICY_HEAD}  rules: [{ when: [{ key: "request.auth.claims[]", values: ["x"] }] }]
 `);
   t.true(errs.some((e) => e.includes('request.auth.claims[<name>] (nested: request.auth.claims[<a>][<b>])')), errs.join('\n'));
 });
 
 test('authorization truth table over request identities (pure)', (t) => {
-  const r = parse(`apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: p }
-spec:
-  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: waypoint }]
-  rules:
+  const r = parse(`${POLICY_HEAD}  rules:
   - from: [{ source: { requestPrincipals: ["*"] } }]
     when: [{ key: "request.auth.claims[scope]", values: ["read*"] }]
 `);
