@@ -16,6 +16,8 @@ interface LoadArgs {
   readonly warmupSeconds: number;
   readonly host: string;
   readonly path: string;
+  /** Extra request headers (e.g. a bearer token). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 async function main(): Promise<void> {
@@ -47,7 +49,7 @@ async function main(): Promise<void> {
   const one = (): Promise<void> =>
     new Promise((resolve) => {
       const t0 = process.hrtime.bigint();
-      const req = http.request({ agent, host: a.entry.first.host, port: a.entry.first.port, path: a.path, headers: { host: a.host } }, (res) => {
+      const req = http.request({ agent, host: a.entry.first.host, port: a.entry.first.port, path: a.path, headers: { ...a.headers, host: a.host } }, (res) => {
         res.resume();
         res.on('end', () => {
           if (res.statusCode !== 200) fail(`HTTP ${res.statusCode}`);

@@ -12,6 +12,7 @@ import { freePort, waitForTcp } from '../lib/net-util';
 import { ProcessSet } from '../lib/proc';
 import { fmtNum, summarize } from '../lib/stats';
 import { benchAddr } from '../paths/addr';
+import { requestIdentityRows, type RequestIdentityRows } from './request-identity';
 
 /**
  * HTTP through the waypoint vs HAProxy in HTTP mode, both over two-hop mTLS on loopback:
@@ -42,14 +43,39 @@ interface LoadResult {
   readonly errorKinds: Readonly<Record<string, number>>;
 }
 
-function load(entry: Entry, conns: number, seconds: number): Promise<LoadResult> {
-  const args = JSON.stringify({ entry, conns, seconds, warmupSeconds: 1, host: 'reviews.bench.svc.cluster.local', path: '/bench' });
+function load(entry: Entry, conns: number, seconds: number, host = 'reviews.bench.svc.cluster.local', headers: Readonly<Record<string, string>> = {}): Promise<LoadResult> {
+  const args = JSON.stringify({ entry, conns, seconds, warmupSeconds: 1, host, path: '/bench', headers });
   return new Promise((resolve, reject) =>
     execFile(process.execPath, [path.join(__dirname, 'http-load.js'), args], { timeout: (seconds + 30) * 1000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout) as LoadResult))),
   );
 }
 
-async function startMesh(dir: string): Promise<{ runner: MeshRunner; entry: Entry; direct: Entry }> {
+/** The bench's L7 config for a Service: a route to the app and a DENY policy that never matches the load. */
+function l7For(service: string): Record<string, unknown>[] {
+  return [
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: service, namespace: 'bench' },
+      spec: { parentRefs: [{ group: '', kind: 'Service', name: service }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/bench' } }], backendRefs: [{ name: 'reviews', port: 80 }] }] },
+    },
+    {
+      apiVersion: 'security.istio.io/v1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: `deny-admin-${service}`, namespace: 'bench' },
+      spec: { targetRefs: [{ group: '', kind: 'Service', name: service }], action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] },
+    },
+  ];
+}
+
+interface FeatureEntry {
+  readonly row: string;
+  readonly entry: Entry;
+  readonly host: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+async function startMesh(dir: string, identity: RequestIdentityRows): Promise<{ runner: MeshRunner; entry: Entry; direct: Entry; features: FeatureEntry[] }> {
   const nodeA = ip(1);
   const nodeB = ip(2);
   const ports = async (host: string): Promise<Record<string, number>> => ({ socks5: await freePort(host), admin: await freePort(host), stats: await freePort(host), readiness: await freePort(host) });
@@ -71,6 +97,11 @@ async function startMesh(dir: string): Promise<{ runner: MeshRunner; entry: Entr
     ...extra,
   });
   const wpPorts = await ports(ip(30));
+  const featureWaypoints: Record<string, unknown>[] = [];
+  for (const f of identity.waypoints) {
+    const p = await ports(ip(f.ipHost));
+    featureWaypoints.push({ name: f.name, namespace: 'bench', serviceAccount: f.name, ip: ip(f.ipHost), ports: { admin: p['admin'], stats: p['stats'], readiness: p['readiness'] }, config: f.config, env: f.env });
+  }
   const doc = {
     trustDomain: 'cluster.local',
     ca: { listen: `${ip(5)}:${await freePort(ip(5))}` },
@@ -85,25 +116,16 @@ async function startMesh(dir: string): Promise<{ runner: MeshRunner; entry: Entr
         serviceAccount: 'waypoint',
         ip: ip(30),
         ports: { admin: wpPorts['admin'], stats: wpPorts['stats'], readiness: wpPorts['readiness'] },
-        config: [
-          {
-            apiVersion: 'gateway.networking.k8s.io/v1',
-            kind: 'HTTPRoute',
-            metadata: { name: 'reviews', namespace: 'bench' },
-            spec: { parentRefs: [{ group: '', kind: 'Service', name: 'reviews' }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/bench' } }], backendRefs: [{ name: 'reviews', port: 80 }] }] },
-          },
-          {
-            apiVersion: 'security.istio.io/v1',
-            kind: 'AuthorizationPolicy',
-            metadata: { name: 'deny-admin', namespace: 'bench' },
-            spec: { targetRefs: [{ group: '', kind: 'Service', name: 'reviews' }], action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] },
-          },
-        ],
+        config: l7For('reviews'),
       },
+      ...featureWaypoints,
     ],
     apps: [{ name: 'reviews', listen: `${ip(20)}:8080` }],
-    workloads: [wl('client', ip(10), 'node-a'), wl('waypoint', ip(30), ''), wl('reviews', ip(20), 'node-b', { services: { 'bench/reviews.bench.svc.cluster.local': { 80: 8080 } } })],
-    services: [{ name: 'reviews', namespace: 'bench', hostname: 'reviews.bench.svc.cluster.local', vips: [`/${ip(100)}`], ports: { 80: 8080 }, waypoint: { destination: `/${ip(30)}`, hboneMtlsPort: 15008 } }],
+    workloads: [wl('client', ip(10), 'node-a'), wl('waypoint', ip(30), ''), ...identity.waypoints.map((f) => wl(f.name, ip(f.ipHost), '')), wl('reviews', ip(20), 'node-b', { services: { 'bench/reviews.bench.svc.cluster.local': { 80: 8080 } } })],
+    services: [
+      { name: 'reviews', namespace: 'bench', hostname: 'reviews.bench.svc.cluster.local', vips: [`/${ip(100)}`], ports: { 80: 8080 }, waypoint: { destination: `/${ip(30)}`, hboneMtlsPort: 15008 } },
+      ...identity.waypoints.map((f) => ({ name: f.service, namespace: 'bench', hostname: `${f.service}.bench.svc.cluster.local`, vips: [`/${ip(f.vipHost)}`], ports: { 80: 8080 }, waypoint: { destination: `/${ip(f.ipHost)}`, hboneMtlsPort: 15008 } })),
+    ],
   };
   const cfg = parseMeshConfig(stringify(doc), 'waypoint bench');
   const runner = new MeshRunner({ config: cfg, mainJs: path.resolve(__dirname, '..', '..', 'src', 'cli', 'main.js'), stateDir: path.join(dir, 'mesh'), logLevel: process.argv.includes('--log-warn') ? 'warn' : 'error', path: process.env['PATH'] ?? '/usr/bin:/bin', out: (l) => process.stderr.write(`  ${l}\n`) });
@@ -111,7 +133,8 @@ async function startMesh(dir: string): Promise<{ runner: MeshRunner; entry: Entr
   const a = cfg.nodes[0]!;
   const socks = { host: a.ip, port: a.ports.socks5 };
   // The same client to the pod IP: node A → node B only (no waypoint), to show what the L7 hop adds.
-  return { runner, entry: { first: socks, socks5Target: { host: ip(100), port: 80 }, localAddress: ip(10) }, direct: { first: socks, socks5Target: { host: ip(20), port: 8080 }, localAddress: ip(10) } };
+  const features = identity.waypoints.map((f) => ({ row: f.row, entry: { first: socks, socks5Target: { host: ip(f.vipHost), port: 80 }, localAddress: ip(10) }, host: `${f.service}.bench.svc.cluster.local`, headers: f.headers }));
+  return { runner, entry: { first: socks, socks5Target: { host: ip(100), port: 80 }, localAddress: ip(10) }, direct: { first: socks, socks5Target: { host: ip(20), port: 8080 }, localAddress: ip(10) }, features };
 }
 
 async function startHaproxy(dir: string, procs: ProcessSet): Promise<Entry> {
@@ -143,9 +166,11 @@ async function main(): Promise<void> {
   mkdirSync(path.join(dir, 'mesh'));
   const procs = new ProcessSet();
   let runner: MeshRunner | null = null;
+  let identity: RequestIdentityRows | null = null;
   try {
     process.stderr.write('starting the mesh (CA, node A, node B, waypoint, app)…\n');
-    const mesh = await startMesh(dir);
+    identity = await requestIdentityRows(ip(5), l7For);
+    const mesh = await startMesh(dir, identity);
     runner = mesh.runner;
     let haproxy: Entry | null = null;
     try {
@@ -154,12 +179,14 @@ async function main(): Promise<void> {
     } catch (err) {
       process.stderr.write(`haproxy path absent: ${(err as Error).message.split('\n')[0]}\n`);
     }
-    const paths: [string, Entry][] = [['waypoint', mesh.entry], ['mesh-l4', mesh.direct], ...(haproxy ? [['haproxy-http', haproxy] as [string, Entry]] : [])];
+    const paths: [string, Entry][] = [['waypoint', mesh.entry], ['mesh-l4', mesh.direct], ...(haproxy ? [['haproxy-http', haproxy] as [string, Entry]] : []), ...mesh.features.map((f) => [f.row, f.entry] as [string, Entry])];
+    const feature = new Map(mesh.features.map((f) => [f.row, f]));
     const results: Record<string, LoadResult[]> = {};
     for (let t = 0; t < trials; t++) {
       for (const [name, entry] of paths) {
         process.stderr.write(`trial ${t + 1}/${trials} ${name}: ${conns} keep-alive connections, ${seconds}s…\n`);
-        (results[name] ??= []).push(await load(entry, conns, seconds));
+        const f = feature.get(name);
+        (results[name] ??= []).push(await load(entry, conns, seconds, f?.host, f?.headers));
       }
     }
     const rows = paths.map(([name]) => {
@@ -173,18 +200,22 @@ async function main(): Promise<void> {
       if (Object.keys(kinds).length > 0) process.stderr.write(`${name} errors: ${JSON.stringify(kinds)}\n`);
     }
     const base = rows.find((r) => r.name === 'haproxy-http');
+    const plain = rows.find((r) => r.name === 'waypoint');
     process.stdout.write(`\nHTTP/1.1 GET, ${conns} keep-alive connections, ${seconds}s × ${trials} trials (medians)\n`);
-    process.stdout.write(`${'path'.padEnd(14)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p90 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'errors'.padStart(8)}${'req/s vs haproxy'.padStart(19)}\n`);
+    process.stdout.write(`${'path'.padEnd(14)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p90 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'errors'.padStart(8)}${'req/s vs haproxy'.padStart(19)}${'vs waypoint'.padStart(13)}\n`);
     for (const r of rows) {
       const ratio = base ? `${(r.rps / base.rps).toFixed(2)}×` : 'n/a';
-      process.stdout.write(`${r.name.padEnd(14)}${fmtNum(r.rps).padStart(10)}${fmtNum(r.p50).padStart(10)}${fmtNum(r.p90).padStart(10)}${fmtNum(r.p99).padStart(10)}${String(r.errors).padStart(8)}${ratio.padStart(19)}\n`);
+      const vsPlain = plain ? `${(r.rps / plain.rps).toFixed(2)}×` : 'n/a';
+      process.stdout.write(`${r.name.padEnd(14)}${fmtNum(r.rps).padStart(10)}${fmtNum(r.p50).padStart(10)}${fmtNum(r.p90).padStart(10)}${fmtNum(r.p99).padStart(10)}${String(r.errors).padStart(8)}${ratio.padStart(19)}${vsPlain.padStart(13)}\n`);
     }
     const out = path.resolve(__dirname, '..', '..', '..', 'bench', 'results', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    writeFileSync(out, JSON.stringify({ seconds, conns, trials, results, rows, node: process.version }, null, 2));
+    if (identity) process.stdout.write(`wp-tracing: ${identity.spansReceived()} spans received by the OTLP sink\n`);
+    writeFileSync(out, JSON.stringify({ seconds, conns, trials, results, rows, spansExported: identity?.spansReceived() ?? null, node: process.version }, null, 2));
     process.stdout.write(`\nresults: ${out}\n`);
   } finally {
     await procs.stopAll();
     await runner?.stop();
+    identity?.close();
     if (process.argv.includes('--keep-temp')) process.stderr.write(`kept ${dir}\n`);
     else rmSync(dir, { recursive: true, force: true });
   }

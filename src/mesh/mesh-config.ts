@@ -29,6 +29,8 @@ export interface MeshWaypoint {
   readonly ports: { readonly admin: number; readonly stats: number; readonly readiness: number };
   /** HTTPRoute / GRPCRoute / AuthorizationPolicy objects as multi-document YAML (WAYPOINT_CONFIG_PATH). */
   readonly configYaml: string;
+  /** Extra waypoint settings (e.g. OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), as its environment. */
+  readonly env: Readonly<Record<string, string>>;
 }
 
 export interface MeshCheck {
@@ -183,7 +185,12 @@ function parseMeshWaypoint(w: unknown, path: string, source: string, problems: s
   const configYaml = objects.map((x) => stringifyYaml(x)).join('---\n');
   const l7 = parseL7Config([{ text: configYaml, source: `${source} (${path}.config)` }]);
   if (!l7.ok) for (const e of l7.errors) problems.push(`${path}.config: ${e.path ? `${e.path}: ` : ''}${e.message}`);
-  return { name: str('name', 'waypoint'), namespace: str('namespace', 'default'), serviceAccount: str('serviceAccount', str('name', 'waypoint')), ip, ports: { admin: port('admin'), stats: port('stats'), readiness: port('readiness') }, configYaml };
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(isObj(o['env']) ? o['env'] : {})) {
+    if (/^[A-Z][A-Z0-9_]*$/.test(k) && typeof v === 'string') env[k] = v;
+    else problems.push(`${path}.env.${k}: expected an upper-case setting name with a string value`);
+  }
+  return { name: str('name', 'waypoint'), namespace: str('namespace', 'default'), serviceAccount: str('serviceAccount', str('name', 'waypoint')), ip, ports: { admin: port('admin'), stats: port('stats'), readiness: port('readiness') }, configYaml, env };
 }
 
 function list(v: unknown, path: string, problems: string[]): unknown[] {

@@ -108,6 +108,7 @@ export class MeshRunner {
       STATS_ADDR: `${w.ip}:${w.ports.stats}`,
       READINESS_ADDR: `${w.ip}:${w.ports.readiness}`,
       CONNECTION_TERMINATION_DEADLINE: '2s',
+      ...w.env,
     });
     const r = await waitReady(w.ip, w.ports.readiness, 30_000, () => child.proc.exitCode === null);
     if (!r.ready) throw new Error(`waypoint ${w.name} is not ready (last answer: ${r.last}; exit ${child.proc.exitCode}); log ${child.logPath}:\n${logTail(child)}`);
