@@ -142,8 +142,7 @@ export class HttpProxy {
     res.once('close', () => rec.finish(res.writableFinished ? null : 'DC'));
     const tracer = this.d.tracer?.();
     if (tracer) rec.span = tracer.start(httpSpanStart({ method: request.method, host: request.host, target: req.url ?? '/', protocol: rec.httpVersion, headers: request.headers, peerIp: info.peerAddr.ip, peerIdentity: info.peerIdentity.toString(), destination: spanDestination(info), requestId: xrid, tunnelTraceparent: info.tunnelTraceparent }));
-    const applies = this.d.authn?.applicable(this.d.config(), info.target.kind === 'service' ? info.target.service : null) ?? null;
-    const authn = applies && applies.rules.length > 0 && this.d.authn ? this.d.authn.check(applies, request) : null;
+    const { applies, result: authn } = this.authenticate(request, info);
     if (authn instanceof Promise) {
       authn.then(
         (a) => this.authenticated(req, res, info, request, peer, rec, xrid, grpc, applies, a),
@@ -152,6 +151,13 @@ export class HttpProxy {
       return;
     }
     this.authenticated(req, res, info, request, peer, rec, xrid, grpc, applies, authn);
+  }
+
+  /** Request authentication of a request: the jwtRules that apply and the token's verification (null: no rule applies). */
+  authenticate(request: L7Request, info: ConnInfo): { applies: ApplicableAuthn | null; result: AuthnResult | Promise<AuthnResult> | null } {
+    const applies = this.d.authn?.applicable(this.d.config(), info.target.kind === 'service' ? info.target.service : null) ?? null;
+    if (!applies || applies.rules.length === 0 || !this.d.authn) return { applies: null, result: null };
+    return { applies, result: this.d.authn.check(applies, request) };
   }
 
   /** The rest of a request once its token (if any) is verified: 401, or the L7 decision and forwarding. */

@@ -9,11 +9,14 @@ import { requestId } from './request-context';
 import type { RequestRecorder } from './request-record';
 import type { StreamSocket } from './stream-socket';
 import type { Upstreams } from './upstream';
+import { applyAuthnHeaders, authnFailureBody, type ApplicableAuthn } from './authn/request-authn';
+import type { AuthnResult } from './authn/types';
 
 /** What an upgrade needs from the HTTP proxy (the same decision and telemetry as any request). */
 export interface UpgradeHost {
   view(req: http.IncomingMessage, info: ConnInfo): { request: L7Request; peer: L7Peer };
   decide(request: L7Request, peer: L7Peer, info: ConnInfo): L7Decision;
+  authenticate(request: L7Request, info: ConnInfo): { applies: ApplicableAuthn | null; result: AuthnResult | Promise<AuthnResult> | null };
   readonly recorder: RequestRecorder;
   readonly upstreams: Upstreams;
 }
@@ -26,9 +29,29 @@ export interface UpgradeHost {
  */
 export function handleUpgrade(proxy: UpgradeHost, req: http.IncomingMessage, socket: StreamSocket, head: Buffer, info: ConnInfo): void {
   const { request, peer } = proxy.view(req, info);
+  // A token is verified as for any request: a refused one is a 401, a verified one is the request principal.
+  const { applies, result } = proxy.authenticate(request, info);
+  if (result instanceof Promise) {
+    result.then(
+      (r) => upgrade(proxy, req, socket, head, info, request, peer, applies, r),
+      () => socket.destroy(),
+    );
+  } else upgrade(proxy, req, socket, head, info, request, peer, applies, result);
+}
+
+function upgrade(proxy: UpgradeHost, req: http.IncomingMessage, socket: StreamSocket, head: Buffer, info: ConnInfo, request: L7Request, peer: L7Peer, applies: ApplicableAuthn | null, authn: AuthnResult | null): void {
   const rec = proxy.recorder.begin(info, request, false, `HTTP/${req.httpVersion}`);
   rec.requestId = requestId(request.headers['x-request-id']);
-  const dec = proxy.decide(request, peer, info);
+  rec.authn = authn;
+  if (authn?.kind === 'fail') {
+    const body = authnFailureBody(authn);
+    rec.status = 401;
+    rec.details = `jwt_authn_access_denied{${authn.failure}}`;
+    socket.once('close', () => rec.finish(null));
+    socket.end(`HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm="http://${request.host}${request.path}", error="invalid_token"\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    return;
+  }
+  const dec = proxy.decide(authn?.kind === 'ok' ? { ...request, auth: authn.identity } : request, peer, info);
   rec.decision = dec;
   const startRead = socket.bytesRead;
   const startWritten = socket.bytesWritten;
@@ -50,6 +73,7 @@ export function handleUpgrade(proxy: UpgradeHost, req: http.IncomingMessage, soc
   const ep = dec.endpoint;
   rec.endpoint = ep;
   const headers = forwardHeaders(req.headers, rec.requestId);
+  if (applies && authn) applyAuthnHeaders(headers, applies, authn);
   for (const m of dec.requestHeaders) applyHeaderModifier(headers, m);
   headers['host'] = dec.host;
   headers['connection'] = 'Upgrade';

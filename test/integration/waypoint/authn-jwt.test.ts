@@ -1,5 +1,6 @@
 import test from 'ava';
 import * as http from 'node:http';
+import { connect } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, type JWK, type JWTPayload } from 'jose';
 import { WaypointMesh, get, startHttpApp } from './harness';
 import { waitUntil } from '../../helpers/node-harness';
@@ -231,4 +232,32 @@ test.serial('/debug/explain names the jwtRule, the result and the principal auth
   t.regex(none.authentication.result, /^no token/);
   const dump = JSON.parse((await get({ ip: admin.ip, port: admin.port, family: 4 }, '/config_dump')).text);
   t.is(dump.l7.requestAuthentications[0].name, 'default/jwt');
+});
+
+/** Sends an HTTP/1.1 upgrade request through the mesh and returns the status line's code. */
+function upgradeStatus(path: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = connect(fwd.port, fwd.ip, () => {
+      const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      s.write(`GET ${path} HTTP/1.1\r\nhost: server.default.svc.cluster.local\r\nconnection: Upgrade\r\nupgrade: websocket\r\n${extra}\r\n`);
+    });
+    let buf = '';
+    s.setEncoding('utf8');
+    s.on('data', (c: string) => {
+      buf += c;
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(buf);
+      if (m) {
+        s.destroy();
+        resolve(Number(m[1]));
+      }
+    });
+    s.on('error', reject);
+  });
+}
+
+test.serial('upgrades (WebSocket) are authenticated like any request: refused token 401, principal required 403, verified 101', async (t) => {
+  const tok = await token(keys['rs']!, { iss: 'https://issuer.example', sub: 'alice', aud: 'server.default' });
+  t.is(await upgradeStatus('/user/ws', bearer('x.y.z')), 401);
+  t.is(await upgradeStatus('/user/ws', {}), 403, 'require-jwt: no principal');
+  t.is(await upgradeStatus('/user/ws', bearer(tok)), 101);
 });
