@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { REASONS, type Reason } from '../errors';
 import { AccessLog, type AccessBytes } from './access-log';
-import { buildTrafficLabels, type ConnectionCounters, type TrafficLabels } from './tcp-metrics';
+import { buildTrafficLabels, type TrafficLabels } from './tcp-metrics';
 import type { ConnectionContext } from './connection-context';
 import type { TrackedConnection } from './connection-tracker';
 import type { Telemetry } from './telemetry';
@@ -28,15 +28,14 @@ export type ByteCounters = Pick<Socket, 'bytesRead' | 'bytesWritten'>;
 
 /**
  * One proxied connection's telemetry, opened once the context is known and recorded
- * exactly once (ztunnel's ConnectionResult). Label-bound counter children
- * are resolved at open, so nothing looks labels up per chunk. Bytes come from the plain
+ * exactly once (ztunnel's ConnectionResult). Nothing looks labels up per chunk: byte
+ * counters move only at close and from the shared flusher. Bytes come from the plain
  * TCP leg's socket counters: at close, and from the tracker's single shared flusher for
  * long-lived connections, so the metrics equal the bytes that really moved.
  */
 export class ConnectionResult implements TrackedConnection {
   readonly startedAt: number;
   private readonly labels: TrafficLabels;
-  private readonly counters: ConnectionCounters;
   private socket: ByteCounters | null = null;
   private role: ByteSourceRole = 'client';
   /** Socket bytes that were protocol, not app data (the SOCKS5 handshake). */
@@ -61,7 +60,7 @@ export class ConnectionResult implements TrackedConnection {
     this.startedAt = telemetry.clock.now();
     this.lastUpdateAt = this.startedAt;
     this.labels = buildTrafficLabels(ctx, '-');
-    this.counters = telemetry.metrics.open(ctx, this.labels);
+    telemetry.metrics.open(ctx, this.labels);
     telemetry.access.opened(ctx);
     telemetry.tracker.add(this);
   }
@@ -112,14 +111,12 @@ export class ConnectionResult implements TrackedConnection {
   flush(): void {
     if (this.recorded) return;
     const b = this.bytes();
-    if (b.c2s > this.flushedC2s) {
-      this.counters.received.inc(b.c2s - this.flushedC2s);
-      this.flushedC2s = b.c2s;
-    }
-    if (b.s2c > this.flushedS2c) {
-      this.counters.sent.inc(b.s2c - this.flushedS2c);
-      this.flushedS2c = b.s2c;
-    }
+    const c2s = Math.max(0, b.c2s - this.flushedC2s);
+    const s2c = Math.max(0, b.s2c - this.flushedS2c);
+    if (c2s === 0 && s2c === 0) return;
+    this.telemetry.metrics.addBytes(this.labels, c2s, s2c);
+    this.flushedC2s += c2s;
+    this.flushedS2c += s2c;
   }
 
   /** Access-log bytes from the local app's point of view. */

@@ -87,12 +87,6 @@ export function buildTrafficLabels(ctx: ConnectionContext, flag: ResponseFlag): 
   };
 }
 
-/** The label-bound children one connection uses, resolved once when it opens. */
-export interface ConnectionCounters {
-  readonly received: { inc(n: number): void };
-  readonly sent: { inc(n: number): void };
-}
-
 /**
  * The node proxy's connection metrics on the registry passed in (never the global one).
  * Beyond ztunnel: series that name a workload which left the state are removed
@@ -123,12 +117,22 @@ export class TcpMetrics {
     for (const r of ['source', 'destination']) this.socketsOpen.labels(r).set(0);
   }
 
-  /** Counts the open and returns the byte-counter children the connection keeps. */
-  open(ctx: ConnectionContext, labels: TrafficLabels): ConnectionCounters {
+  /** Counts the open. */
+  open(ctx: ConnectionContext, labels: TrafficLabels): void {
     this.track(ctx, labels);
     this.opened.labels(labels).inc();
     this.socketsOpen.labels(labels.reporter).inc();
-    return { received: this.received.labels(labels), sent: this.sent.labels(labels) };
+  }
+
+  /**
+   * Adds a connection's byte deltas (at close and from the shared flusher, never per chunk).
+   * Straight on the counters rather than through label-bound children kept per connection:
+   * prom-client's child is an object and a bound function per counter, held by every idle
+   * connection, and looks the series up by its labels on every inc() anyway.
+   */
+  addBytes(labels: TrafficLabels, received: number, sent: number): void {
+    if (received > 0) this.received.inc(labels, received);
+    if (sent > 0) this.sent.inc(labels, sent);
   }
 
   /** Counts the close (with its flag) once; failure flags also count as failed. */
