@@ -128,7 +128,6 @@ async function main(): Promise<void> {
     logger,
     writer: updater.source('xds'),
     state: updater.view,
-    network: '',
   });
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
@@ -151,7 +150,7 @@ async function main(): Promise<void> {
     const changed: Workload = { ...w, canonicalRevision: `v${i + 2}` };
     const value = codec.address.encode(workloadAddress(changed)).finish();
     const addresses = new Map(base.get(ADDRESS_TYPE)!);
-    addresses.set(w.uid, { name: w.uid, version: `d${i}`, value, aliases: [] });
+    addresses.set(w.uid, { name: w.uid, version: `d${i}`, value, aliases: [], related: [] });
     const applied = new Promise<void>((resolve) => {
       const off = v.onChange(() => {
         off();

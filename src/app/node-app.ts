@@ -14,6 +14,7 @@ import { LocalConfigSource } from '../state/local-source';
 import { createXdsSource } from '../xds/create';
 import type { XdsSource } from '../xds/xds-source';
 import { stateDump } from '../state/dump';
+import { DemandLookup } from '../state/demand';
 import { createStateMetrics } from '../metrics/state-metrics';
 import { registerPoolMetrics } from '../metrics/pool-metrics';
 import type { StateChange, StateView } from '../state/view';
@@ -116,6 +117,9 @@ export class NodeApp {
     this.telemetry = new Telemetry({ registry: this.registry, logger: this.logger, clock: this.clock, accessLogUpdateIntervalMs: c.accessLogUpdateInterval });
 
     const network = c.network;
+    // XDS_ON_DEMAND: the data path's lookups ask the control plane on a miss.
+    const xds = this.xds;
+    const demand = xds && c.xdsOnDemand ? new DemandLookup(this.state, (name) => xds.demand(name)) : null;
     const illegalPorts = (): ReadonlySet<number> => this.proxy.listenerManager.illegalPorts();
     const splice = createSplicer(c.idleTimeout);
     this.transport = createNodeTransport({
@@ -183,7 +187,7 @@ export class NodeApp {
         settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, localWorkloadWaitMs: c.localWorkloadWait, socksHandshakeTimeoutMs: c.headersTimeout, clusterDomain: c.clusterDomain },
         certs: this.certs,
         route: createOutboundRouter(this.state, network, illegalPorts),
-        ...(this.xds && c.xdsOnDemand ? { demandDestination: this.xds.demandAddress.bind(this.xds) } : {}),
+        ...(demand ? { demand } : {}),
         splice,
         prepareDial: this.transport.prepareDial,
       },
@@ -192,6 +196,7 @@ export class NodeApp {
         resolveTarget: createInboundResolver(this.state, network, illegalPorts),
         authorize: (ctx) => authorizeWithState(this.state, ctx),
         reportDryRun: createDryRunReporter(this.registry, this.logger),
+        ...(demand ? { demand } : {}),
         splice,
         prepareDial: this.transport.prepareDial,
       },

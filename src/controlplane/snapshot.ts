@@ -8,8 +8,13 @@ export interface ServedResource {
   readonly name: string;
   readonly version: string;
   readonly value: Uint8Array;
-  /** On-demand names that find it: `network/ip` of each workload IP or service VIP. */
+  /**
+   * On-demand names that find it: `network/ip` of each workload IP or service VIP, and a
+   * workload's `namespace/hostname` when it has one (a service of that name wins).
+   */
   readonly aliases: readonly string[];
+  /** Resources sent along when this one is asked for on demand: a service's endpoint workloads (by uid). */
+  readonly related: readonly string[];
 }
 
 /** Every resource of every type, by name: what the control plane serves at one moment. */
@@ -28,21 +33,28 @@ export interface SnapshotDelta {
  */
 export function buildSnapshot(codec: XdsCodec, c: { workloads: readonly Workload[]; services: readonly Service[]; policies: readonly Authorization[] }): Snapshot {
   const addresses = new Map<string, ServedResource>();
+  const endpoints = new Map<string, string[]>();
   for (const w of c.workloads) {
     const value = codec.address.encode(workloadAddress(w)).finish();
     const aliases = w.networkMode === 'HostNetwork' ? [] : w.workloadIps.map((ip) => `${w.network}/${ip}`);
-    addresses.set(w.uid, { name: w.uid, version: versionOf(value), value, aliases });
+    if (w.hostname) aliases.push(`${w.namespace}/${w.hostname}`);
+    addresses.set(w.uid, { name: w.uid, version: versionOf(value), value, aliases, related: [] });
+    for (const key of Object.keys(w.services)) {
+      const list = endpoints.get(key);
+      if (list) list.push(w.uid);
+      else endpoints.set(key, [w.uid]);
+    }
   }
   for (const s of c.services) {
     const value = codec.address.encode(serviceAddress(s)).finish();
     const key = serviceKey(s);
-    addresses.set(key, { name: key, version: versionOf(value), value, aliases: s.vips.map((v) => `${v.network}/${v.ip}`) });
+    addresses.set(key, { name: key, version: versionOf(value), value, aliases: s.vips.map((v) => `${v.network}/${v.ip}`), related: endpoints.get(key) ?? [] });
   }
   const policies = new Map<string, ServedResource>();
   for (const p of c.policies) {
     const value = codec.authorization.encode(encodeAuthorization(p)).finish();
     const key = policyKey(p);
-    policies.set(key, { name: key, version: versionOf(value), value, aliases: [] });
+    policies.set(key, { name: key, version: versionOf(value), value, aliases: [], related: [] });
   }
   return new Map<XdsTypeUrl, ReadonlyMap<string, ServedResource>>([
     [ADDRESS_TYPE, addresses],

@@ -187,14 +187,23 @@ export class XdsServer {
     return true;
   }
 
-  /** What `sub` should hold now: name → resource (on-demand names resolve through aliases). */
+  /**
+   * What `sub` should hold now: name → resource. On-demand names resolve through aliases,
+   * and a service asked for brings its endpoint workloads (by uid): a client that asked for
+   * a VIP can then pick an endpoint without asking for each one.
+   */
   private desired(t: XdsTypeUrl, sub: Subscription): ReadonlyMap<string, ServedResource> {
     const all = this.snapshot.get(t) ?? new Map<string, ServedResource>();
     if (sub.wildcard) return all;
     const out = new Map<string, ServedResource>();
     for (const n of sub.names) {
       const r = all.get(n) ?? this.aliases.get(n);
-      if (r && all.get(r.name) === r) out.set(n, r);
+      if (!r || all.get(r.name) !== r) continue;
+      out.set(n, r);
+      for (const uid of r.related) {
+        const e = all.get(uid);
+        if (e) out.set(uid, e);
+      }
     }
     return out;
   }

@@ -47,6 +47,7 @@ export class InboundHboneHandler {
     const { deps } = this;
     let target: InboundTarget;
     try {
+      if (deps.demand) await deps.demand.fetchWorkloadByAddr({ network: deps.settings.network, ip: req.localAddr.ip });
       target = deps.resolveTarget(req.authority, req.localAddr);
     } catch (err) {
       const reason = classifyError(err);
@@ -59,6 +60,8 @@ export class InboundHboneHandler {
       req.reject(status, reason);
       return;
     }
+    // ztunnel's inbound looks the peer's workload up (on demand) for telemetry.
+    if (deps.demand) await deps.demand.fetchWorkloadByAddr({ network: deps.settings.network, ip: req.peerAddr.ip });
     const result = new ConnectionResult(deps.telemetry, {
       direction: 'inbound',
       src: req.peerAddr,

@@ -55,6 +55,7 @@ export class InboundPlaintextConnection {
   private async proxy(target: InboundTarget): Promise<void> {
     const { socket, deps } = this;
     const src = this.src as SocketAddr;
+    if (deps.demand) await deps.demand.fetchWorkloadByAddr({ network: deps.settings.network, ip: src.ip });
     const result = new ConnectionResult(deps.telemetry, {
       direction: 'inbound',
       src,

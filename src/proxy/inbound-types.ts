@@ -1,6 +1,7 @@
 import type { DialPreparer, PodSocketSource } from '../transport/dial';
 import type { Logger } from 'pino';
 import type { AuthzContext, AuthzDecision } from '../policy/types';
+import type { DemandLookup } from '../state/demand';
 import type { Service, Workload } from '../state/types';
 import type { StateView } from '../state/view';
 import type { SocketAddr } from '../util/socket-addr';
@@ -43,6 +44,8 @@ export interface InboundDeps {
   readonly capture: Capture;
   readonly resolveTarget: InboundResolver;
   readonly authorize: Authorizer;
+  /** XDS_ON_DEMAND: the local target and the peer's workload are asked for when the state does not know them (bounded wait). */
+  readonly demand?: DemandLookup;
   /** Makes dry-run policy matches visible (log + metric) at admission. */
   readonly reportDryRun?: DryRunReport;
   /** Whether an address is one of our own listeners: dialling it would loop back into the proxy. */

@@ -5,6 +5,7 @@ import type { Splicer } from '../transport/splice-outcome';
 import type { Logger } from 'pino';
 import type { CertificateSource } from '../identity/types';
 import type { Capture } from '../native/capture';
+import type { DemandLookup } from '../state/demand';
 import type { Workload } from '../state/types';
 import type { StateView } from '../state/view';
 import type { SocketAddr } from '../util/socket-addr';
@@ -47,8 +48,11 @@ export interface OutboundDeps {
   /** Whether a dial target is one of our own listeners (a loop). */
   readonly isOwnAddress: (a: SocketAddr) => boolean;
   readonly route: OutboundRouter;
-  /** XDS_ON_DEMAND: asks the control plane about a destination the state does not know (bounded wait). */
-  readonly demandDestination?: (dst: SocketAddr) => Promise<void>;
+  /**
+   * XDS_ON_DEMAND: lookups that ask the control plane for what the state does not know (the
+   * client's own workload, the destination, its waypoint, a SOCKS5 hostname), each a bounded wait.
+   */
+  readonly demand?: DemandLookup;
   readonly splice: Splicer;
   /** Prepares dialled sockets (NODELAY, keepalive, SO_MARK before the SYN). */
   readonly prepareDial?: DialPreparer;

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyError, REASONS, classifyError, errorMessage, type Reason } from '../errors';
 import { SpiffeId } from '../identity/spiffe';
-import type { Service, Workload } from '../state/types';
+import type { Workload } from '../state/types';
 import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
 import { resolveDestination } from '../native/orig-dst';
 import { workloadIdentity } from '../identity/spiffe';
@@ -12,10 +12,11 @@ import { ConnectionResult } from '../telemetry/connection-result';
 import { dialTcp, abortLeg } from '../transport/dial';
 import { isLoopback } from '../util/ip';
 import type { AcceptInfo } from './listener-manager';
-import { waitForLocalWorkload } from './local-source';
+import { findLocalWorkload, waitForLocalWorkload } from './local-source';
+import { resolveSocksHost } from './socks-host';
 
 import type { OutboundDeps, OutboundPlan } from './outbound-types';
-import { SocksError, buildSocksReply, describeSocksTarget, readSocksHandshake, socksReplyFor, type SocksTarget } from './socks5';
+import { SocksError, buildSocksReply, readSocksHandshake, socksReplyFor, type SocksTarget } from './socks5';
 
 /** Context phase result: everything needed to open the ConnectionResult. */
 interface Resolved {
@@ -64,28 +65,25 @@ export class OutboundConnection {
     const { socket, deps } = this;
     if (socket.remoteAddress === undefined || socket.remotePort === undefined) throw new ProxyError('RESET', 'client closed before the connection was handled');
     const src = (this.src = makeSocketAddr(socket.remoteAddress, socket.remotePort));
-    let dst: SocketAddr;
+    let target: SocksTarget;
     if (this.socks) {
       const hs = await readSocksHandshake(socket, deps.settings.socksHandshakeTimeoutMs);
       this.socksConsumed = hs.consumed;
-      dst = this.dst = this.resolveSocksTarget(hs.target);
+      target = hs.target;
     } else {
-      dst = this.dst = resolveDestination(deps.capture, socket).addr;
+      target = { kind: 'ip', addr: resolveDestination(deps.capture, socket).addr };
     }
-    if (isLoopback(dst.ip) && deps.illegalPorts().has(dst.port)) {
-      throw new ProxyError('SELF_CALL', `destination ${formatSocketAddr(dst)} is one of the proxy's own ports`);
+    if (target.kind === 'ip') this.checkSelfCall((this.dst = target.addr));
+    const srcWorkload = await this.sourceWorkload(src);
+    // A SOCKS5 hostname is resolved once the client is known: a name that is not a
+    // Kubernetes FQDN is looked for on demand in the client's namespace.
+    const dst = target.kind === 'ip' ? target.addr : await this.resolveSocksHost(target, srcWorkload.namespace);
+    if (target.kind !== 'ip') this.checkSelfCall((this.dst = dst));
+    if (deps.demand) {
+      const addr = { network: deps.settings.network, ip: dst.ip };
+      await deps.demand.fetchAddress(addr, srcWorkload.namespace);
+      await deps.demand.fetchRouteDependencies(addr, srcWorkload.namespace);
     }
-    const s = deps.settings;
-    // In-pod: the connection was made inside this pod's namespace, so the pod is the source
-    // (found in the state by its uid, as ztunnel does); the source address is the fallback.
-    const podWorkload = this.info.pod !== undefined ? deps.state.findWorkloadByUid(this.info.pod) : undefined;
-    const srcWorkload = podWorkload?.node === s.nodeName ? podWorkload : await waitForLocalWorkload(deps.state, s.network, s.nodeName, src.ip, s.localWorkloadWaitMs, this.closed);
-    if (!srcWorkload && socket.destroyed) throw new ProxyError('RESET', `client ${formatSocketAddr(src)} went away while its workload was looked up`);
-    if (!srcWorkload) {
-      const listenerOwner = this.info.workloadUid ? ` (the connection arrived on the listener of workload ${this.info.workloadUid} at ${formatSocketAddr(this.info.bound)}; it is not used as a substitute)` : '';
-      throw new ProxyError('UNKNOWN_SOURCE', `source ${src.ip} is not a workload on node ${JSON.stringify(s.nodeName)} after waiting ${s.localWorkloadWaitMs}ms${listenerOwner}`);
-    }
-    if (deps.demandDestination) await deps.demandDestination(dst);
     const plan = deps.route(srcWorkload, dst, src.ip);
     // Same-node HBONE to our own 15008 is normal (ztunnel does it too); a plain TCP dial
     // to one of our listeners would loop.
@@ -93,31 +91,36 @@ export class OutboundConnection {
     return { src, dst, srcWorkload, plan };
   }
 
-  /** A SOCKS domain resolves from the mesh state (service hostnames), never from DNS. */
-  private resolveSocksTarget(t: SocksTarget): SocketAddr {
-    if (t.kind === 'ip') return t.addr;
-    const svc = this.findServiceByHost(t.host);
-    const network = this.deps.settings.network;
-    const vip = svc?.vips.find((v) => v.network === network && v.prefixLen === (v.ip.includes(':') ? 128 : 32)) ?? svc?.vips[0];
-    if (!svc || !vip) throw new ProxyError('SOCKS_UNKNOWN_HOST', `SOCKS5 host ${describeSocksTarget(t)} is not a known service${svc ? ' with a VIP' : ''}`);
-    return makeSocketAddr(vip.ip, t.port);
+  private checkSelfCall(dst: SocketAddr): void {
+    if (isLoopback(dst.ip) && this.deps.illegalPorts().has(dst.port)) {
+      throw new ProxyError('SELF_CALL', `destination ${formatSocketAddr(dst)} is one of the proxy's own ports`);
+    }
   }
 
   /**
-   * Kubernetes FQDNs (`name.ns.svc.…`) name their namespace, so the index answers directly;
-   * other hostnames (ServiceEntry-style) fall back to a scan of the services. Short names
-   * are completed with the cluster domain, as a pod's DNS search list would: `name.ns` and
-   * `name.ns.svc` → `name.ns.svc.<CLUSTER_DOMAIN>`.
+   * The client's workload. In-pod: the connection was made inside this pod's namespace, so
+   * the pod is the source (by its uid, as ztunnel does; fetched on demand when unknown); the
+   * source address is the fallback. By address it must be a workload on this node, waited
+   * for a bounded time (a new pod can send before the state knows it); with on-demand the
+   * control plane is asked for it meanwhile.
    */
-  private findServiceByHost(name: string): Service | undefined {
-    const short = name.split('.');
-    const host = short.length === 2 ? `${name}.svc.${this.deps.settings.clusterDomain}` : short.length === 3 && short[2] === 'svc' ? `${name}.${this.deps.settings.clusterDomain}` : name;
-    const labels = host.split('.');
-    if (labels.length >= 3 && labels[2] === 'svc') {
-      const hit = this.deps.state.findServiceByHostname(labels[1] as string, host);
-      if (hit) return hit;
-    }
-    return this.deps.state.allServices().find((s) => s.hostname === host);
+  private async sourceWorkload(src: SocketAddr): Promise<Workload> {
+    const { deps, socket } = this;
+    const s = deps.settings;
+    const pod = this.info.pod;
+    const podWorkload = pod === undefined ? undefined : deps.demand ? await deps.demand.fetchWorkloadByUid(pod) : deps.state.findWorkloadByUid(pod);
+    if (podWorkload?.node === s.nodeName) return podWorkload;
+    if (deps.demand && !findLocalWorkload(deps.state, s.network, s.nodeName, src.ip)) void deps.demand.fetchWorkloadByAddr({ network: s.network, ip: src.ip });
+    const w = await waitForLocalWorkload(deps.state, s.network, s.nodeName, src.ip, s.localWorkloadWaitMs, this.closed);
+    if (w) return w;
+    if (socket.destroyed) throw new ProxyError('RESET', `client ${formatSocketAddr(src)} went away while its workload was looked up`);
+    const listenerOwner = this.info.workloadUid ? ` (the connection arrived on the listener of workload ${this.info.workloadUid} at ${formatSocketAddr(this.info.bound)}; it is not used as a substitute)` : '';
+    throw new ProxyError('UNKNOWN_SOURCE', `source ${src.ip} is not a workload on node ${JSON.stringify(s.nodeName)} after waiting ${s.localWorkloadWaitMs}ms${listenerOwner}`);
+  }
+
+  private resolveSocksHost(t: { readonly host: string; readonly port: number }, clientNamespace: string): Promise<SocketAddr> {
+    const s = this.deps.settings;
+    return resolveSocksHost(t.host, t.port, { state: this.deps.state, network: s.network, clusterDomain: s.clusterDomain, clientNamespace, ...(this.deps.demand ? { demand: this.deps.demand } : {}) });
   }
 
   private earlyFailure(err: unknown): void {

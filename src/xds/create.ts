@@ -39,7 +39,6 @@ export function createXdsSource(o: CreateXdsSourceOptions): XdsSource | null {
     logger: o.logger,
     writer: o.updater.source('xds'),
     state: o.updater.view,
-    network: c.network,
     ...(o.clock ? { clock: o.clock } : {}),
   });
 }

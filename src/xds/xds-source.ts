@@ -1,7 +1,6 @@
 import type { SourceWriter, StateSource } from '../state/source';
 import { policyKey, serviceKey, type Authorization, type Service, type Workload } from '../state/types';
 import type { StateView } from '../state/view';
-import type { SocketAddr } from '../util/socket-addr';
 import { AdsClient, yieldTurn, type AdsClientOptions } from './ads-client';
 import { ADDRESS_TYPE, AUTHORIZATION_TYPE, type XdsTypeUrl } from './proto';
 import type { DecodedResource, RejectedResource } from './resources';
@@ -9,7 +8,6 @@ import type { DecodedResource, RejectedResource } from './resources';
 export interface XdsSourceOptions extends Omit<AdsClientOptions, 'handler' | 'types'> {
   readonly writer: SourceWriter;
   readonly state: StateView;
-  readonly network: string;
   /** How long an on-demand lookup waits for the control plane's answer. */
   readonly onDemandTimeoutMs?: number;
 }
@@ -58,14 +56,12 @@ export class XdsSource implements StateSource {
   }
 
   /**
-   * XDS_ON_DEMAND: asks the control plane for the address `dst` when the state knows no
-   * workload or service there, waiting a bounded time; the caller then routes with
-   * whatever the state holds (unknown addresses become passthrough as usual).
+   * XDS_ON_DEMAND: asks the control plane for one Address by its on-demand name
+   * (`network/ip`, `namespace/hostname` or a uid), waiting at most XDS_ON_DEMAND_TIMEOUT;
+   * the data path's DemandLookup calls it on a state miss, then looks again.
    */
-  async demandAddress(dst: SocketAddr): Promise<void> {
-    const addr = { network: this.o.network, ip: dst.ip };
-    if (this.o.state.findWorkloadByAddr(addr) || this.o.state.findServiceByVip(addr)) return;
-    await this.client.demand(`${this.o.network}/${dst.ip}`, this.o.onDemandTimeoutMs ?? 5000);
+  demand(name: string): Promise<boolean> {
+    return this.client.demand(name, this.o.onDemandTimeoutMs ?? 5000);
   }
 
   private async apply(typeUrl: XdsTypeUrl, resources: readonly DecodedResource[], removed: readonly string[]): Promise<RejectedResource[]> {

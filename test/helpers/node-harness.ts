@@ -27,7 +27,8 @@ export interface LocalWorkload {
 
 export interface LocalConfigDoc {
   workloads: LocalWorkload[];
-  services?: { name: string; hostname: string; vip: string; ports: Record<number, number>; namespace?: string; waypoint?: string }[];
+  /** `waypoint`: an IP, or a waypoint Service by namespace and hostname. */
+  services?: { name: string; hostname: string; vip: string; ports: Record<number, number>; namespace?: string; waypoint?: string | { namespace: string; hostname: string } }[];
   policies?: Record<string, unknown>[];
 }
 
@@ -59,7 +60,7 @@ export function renderLocalConfig(doc: LocalConfigDoc): string {
       hostname: s.hostname,
       vips: [`/${s.vip}`],
       ports: s.ports,
-      ...(s.waypoint ? { waypoint: { destination: `/${s.waypoint}`, hboneMtlsPort: 15008 } } : {}),
+      ...(s.waypoint ? { waypoint: { destination: typeof s.waypoint === 'string' ? `/${s.waypoint}` : s.waypoint, hboneMtlsPort: 15008 } } : {}),
     })),
     policies: doc.policies ?? [],
   });

@@ -218,7 +218,7 @@ test.serial('readiness needs an ACK: a node whose first Address response is NACK
   const snap = buildSnapshot(codec, parsed.value);
   const addresses = new Map(snap.get(ADDRESS_TYPE)!);
   const uid = 'Kubernetes//Pod/default/broken';
-  addresses.set(uid, { name: uid, version: 'v-bad', value: codec.address.encode({ workload: { uid, name: 'broken', namespace: 'default', addresses: [Buffer.from([10, 1])] } }).finish(), aliases: [] });
+  addresses.set(uid, { name: uid, version: 'v-bad', value: codec.address.encode({ workload: { uid, name: 'broken', namespace: 'default', addresses: [Buffer.from([10, 1])] } }).finish(), aliases: [], related: [] });
   cp.xds.update(new Map([...snap, [ADDRESS_TYPE, addresses]]));
 
   const n = await mesh.startNode('node-g', {}, { waitReady: false });

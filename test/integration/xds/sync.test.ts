@@ -160,7 +160,7 @@ test.serial('NACK: a malformed resource is rejected by name with the reason, the
   const snap = buildSnapshot(codec, parsed.value);
   const addresses = new Map(snap.get(ADDRESS_TYPE)!);
   const bad = codec.address.encode({ workload: { uid: 'Kubernetes//Pod/default/broken', name: 'broken', namespace: 'default', addresses: [Buffer.from([10, 1, 2])] } }).finish();
-  addresses.set('Kubernetes//Pod/default/broken', { name: 'Kubernetes//Pod/default/broken', version: 'v-bad', value: bad, aliases: [] });
+  addresses.set('Kubernetes//Pod/default/broken', { name: 'Kubernetes//Pod/default/broken', version: 'v-bad', value: bad, aliases: [], related: [] });
   mesh.cp!.xds.update(new Map([...snap, [ADDRESS_TYPE, addresses]]));
   await until(a, () => a.xdsDump().types[ADDRESS_TYPE]!.lastNack !== null, 'NACK');
   const nack = a.xdsDump().types[ADDRESS_TYPE]!.lastNack!;
