@@ -140,7 +140,9 @@ export class AdsClient {
   /**
    * On-demand lookup (XDS_ON_DEMAND): subscribes to `name` (`network/ip`, `ns/hostname` or a
    * uid) and resolves true once the server answered for it (pushed or removed), false
-   * after `timeoutMs` or when the stream is down. The state is updated before it resolves.
+   * after `timeoutMs` or when the stream ends while waiting. Asked while disconnected, the
+   * name goes out with the next stream's initial_resource_versions (answered then, if
+   * within the wait). The state is updated before it resolves.
    */
   demand(name: string, timeoutMs: number): Promise<boolean> {
     const st = this.status.get(ADDRESS_TYPE);

@@ -96,14 +96,57 @@ test.after.always(async () => {
   await echo?.close();
 });
 
+/**
+ * New connections through node-a, back to back on `lanes` parallel lanes, until stop() (or
+ * a bound on the count): every one must connect over HBONE and echo its payload.
+ */
+function continuousTraffic(lanes: number, maxPerLane: number): { completed: () => number; stop: () => Promise<{ ok: number; failed: string[] }> } {
+  let running = true;
+  let ok = 0;
+  const failed: string[] = [];
+  const lane = async (n: number): Promise<void> => {
+    for (let i = 0; running && i < maxPerLane; i++) {
+      const payload = `lane${n}-${i}`;
+      try {
+        const s = await socksConnect(a.listener('socks5'), { host: SERVER, port: 8080 }, CLIENT);
+        try {
+          const got = (await exchange(s, Buffer.from(payload))).toString();
+          if (got === payload) ok++;
+          else failed.push(`${payload}: echoed ${JSON.stringify(got)}`);
+        } finally {
+          s.destroy();
+        }
+      } catch (err) {
+        failed.push(`${payload}: ${(err as Error).message}`);
+      }
+    }
+  };
+  const all = Promise.all(Array.from({ length: lanes }, (_, n) => lane(n)));
+  return {
+    completed: () => ok,
+    stop: async () => {
+      running = false;
+      await all;
+      return { ok, failed };
+    },
+  };
+}
+
 test.serial('control plane restart: live and new connections keep working, the client reconnects with initial_resource_versions, removals made meanwhile apply', async (t) => {
   const live = await socksConnect(a.listener('socks5'), { host: SERVER, port: 8080 }, CLIENT);
   t.teardown(() => live.destroy());
   t.is(await echoOnce(live, 'before'), 'before');
   const firstConnection = a.xdsDump().connectionId;
+  const failedBefore = sumSamples(await a.metrics(), 'istio_tcp_connections_failed_total', {});
+  // Traffic flows without pause from before the stop until after the reconnect (bounded: 3 lanes × 2,000).
+  const traffic = continuousTraffic(3, 2000);
+  await new Promise((r) => setTimeout(r, 100));
 
   await mesh.stopControlPlane();
   await waitUntil(() => a.xdsDump().state !== 'connected', 5000, () => 'stream down');
+  // Down for a while: connections keep completing on the state the proxy holds.
+  const atStop = traffic.completed();
+  await waitUntil(() => traffic.completed() >= atStop + 10, 10_000, () => 'traffic while the control plane is down');
   // The state stays in force: the live connection and a new one both work without the control plane.
   t.is(await echoOnce(live, 'during'), 'during');
   const fresh = await socksConnect(a.listener('socks5'), { host: SERVER, port: 8080 }, CLIENT);
@@ -120,7 +163,13 @@ test.serial('control plane restart: live and new connections keep working, the c
   const initial = cp.xds.stats.initialVersions.filter((v) => v.typeUrl === ADDRESS_TYPE);
   t.true(initial.length >= 2 && initial.every((v) => v.count === 3), JSON.stringify(initial));
   t.is(await echoOnce(live, 'after'), 'after');
+  await new Promise((r) => setTimeout(r, 100));
+  const { ok, failed } = await traffic.stop();
+  t.deepEqual(failed, [], 'no connection failed while the control plane restarted');
+  t.true(ok >= 10, `${ok} connections completed during the restart`);
+  t.log(`${ok} connections during the control plane restart, 0 failed`);
   const m = await a.metrics();
+  t.is(sumSamples(m, 'istio_tcp_connections_failed_total', {}), failedBefore, 'the proxy counted no failed connection either');
   t.true(sumSamples(m, 'istio_xds_connection_terminations_total', { reason: 'Reconnect' }) + sumSamples(m, 'istio_xds_connection_terminations_total', { reason: 'ConnectionError' }) >= 1);
 });
 
