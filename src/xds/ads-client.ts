@@ -184,6 +184,8 @@ export class AdsClient {
       attempts: this.attempts.map((a) => ({ ...a, startedAt: new Date(a.startedAt).toISOString(), endedAt: a.endedAt === null ? null : new Date(a.endedAt).toISOString(), startedAtMs: a.startedAt, endedAtMs: a.endedAt })),
       onDemand: this.o.onDemand,
       pendingOnDemand: [...this.pending.keys()],
+      /** On-demand mode: every Address name asked for that the server holds for us (what the data path needed). */
+      ...(this.o.onDemand ? { onDemandNames: [...(this.status.get(ADDRESS_TYPE)?.known.keys() ?? [])] } : {}),
       node: this.o.node.id,
       types,
     };
