@@ -34,20 +34,10 @@ class OnDemandMesh extends E2eMesh {
   }
 }
 
-if (skip !== null) {
-  test.skip(`e2e xDS on-demand: skipped: ${skip}`, () => undefined);
-} else {
+if (skip === null) {
   const mesh = new OnDemandMesh();
-
-  test.before(async () => {
-    await removeStaleNamespaces();
-    await mesh.start();
-  });
-
-  test.after.always(async (t) => {
-    const problems = await mesh.destroy();
-    if (problems.length) t.log('cleanup problems:', problems);
-  });
+  test.before(() => removeStaleNamespaces().then(() => mesh.start()));
+  test.after.always(async (t) => void (await mesh.destroy()).forEach((p) => t.log(`cleanup problem: ${p}`)));
 
   async function xdsDump(): Promise<{ state: string; onDemandNames: string[] }> {
     const r = await mesh.topo.exec(mesh.ns('node1'), 'curl', ['-sS', '-m', '3', 'http://127.0.0.1:15000/config_dump']);
@@ -68,4 +58,6 @@ if (skip !== null) {
     const line = access.at(-1);
     t.like(line, { 'src.workload': 'a1', 'dst.workload': 'b1' }, JSON.stringify(access.slice(-3)));
   });
+} else {
+  test.skip(`e2e xDS on-demand: skipped: ${skip}`, () => undefined);
 }
