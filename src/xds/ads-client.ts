@@ -1,4 +1,4 @@
-import { Client, Metadata, status, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import { Client, Metadata, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { GrpcHeaders } from '../config/headers';
 import { CaChannelCredentials, targetHost } from '../identity/ca-credentials';
@@ -6,6 +6,7 @@ import type { Reason } from '../errors';
 import { systemClock, type Clock, type TimerHandle } from '../util/clock';
 import { nextXdsRetry, XDS_INITIAL_BACKOFF_MS, XDS_MAX_BACKOFF_MS, type XdsBackoffLimits } from './backoff';
 import { grpcTarget, readRootPem, readToken } from './credentials';
+import { classifyTermination, type Termination } from './termination';
 import type { TerminationReason, XdsMetrics } from './metrics';
 import { ADDRESS_TYPE, DELTA_ADS_PATH, type PbDeltaRequest, type PbDeltaResponse, type PbNode, type PbResource, type XdsCodec, type XdsTypeUrl } from './proto';
 import { decodeResource, isRejected, type DecodedResource, type RejectedResource } from './resources';
@@ -72,16 +73,7 @@ interface Attempt {
 /** Attempts kept for /config_dump. */
 const ATTEMPT_HISTORY = 32;
 
-/** A failed or ended stream, classified for the log, the metric and /config_dump. */
-interface Termination {
-  readonly metric: TerminationReason;
-  readonly reason: Reason | null;
-  readonly message: string;
-}
-
 const MAX_MESSAGE_BYTES = 200 * 1024 * 1024;
-const TLS_TEXT = /certificate|self[- ]signed|altnames|unable to verify|SSL|TLS|handshake/i;
-const DNS_TEXT = /ENOTFOUND|EAI_AGAIN|getaddrinfo|name resolution|DNS resolution failed/i;
 
 /**
  * Delta ADS client: one bidirectional DeltaAggregatedResources stream carrying every type.
@@ -249,7 +241,7 @@ export class AdsClient {
     call.on('error', () => undefined);
     call.on('status', (s: StatusObject) => {
       if (this.call !== call) return;
-      this.terminated(id, this.classify(s, received > 0));
+      this.terminated(id, classifyTermination(this.o.address, s, received > 0));
     });
     for (const t of this.o.types) {
       const st = this.status.get(t) as TypeStatus;
@@ -330,29 +322,6 @@ export class AdsClient {
 
   private send(req: PbDeltaRequest): void {
     if (this.call && this.state !== 'closed') this.call.write(req);
-  }
-
-  private classify(s: StatusObject, hadResponse: boolean): Termination {
-    const where = `xDS stream to ${this.o.address}`;
-    const details = s.details || status[s.code] || String(s.code);
-    if (s.code === status.OK) return { metric: 'Complete', reason: null, message: `${where} completed by the server` };
-    if (s.code === status.UNAUTHENTICATED || s.code === status.PERMISSION_DENIED) {
-      return { metric: 'Error', reason: 'XDS_AUTH', message: `${where} refused (${status[s.code]}: ${details}); likely cause: AUTH_TOKEN is missing, expired or not for audience istio-ca, or POD_NAMESPACE does not match the token` };
-    }
-    if (s.code === status.UNAVAILABLE && !hadResponse) {
-      if (TLS_TEXT.test(details)) return { metric: 'ConnectionError', reason: 'XDS_TLS', message: `${where}: TLS failed (${details}); likely cause: XDS_ROOT_CA does not verify the server certificate, or its name does not match (set ALT_XDS_HOSTNAME)` };
-      if (DNS_TEXT.test(details)) {
-        const host = targetHost(grpcTarget(this.o.address));
-        return { metric: 'ConnectionError', reason: 'XDS_UNREACHABLE', message: `${where}: DNS cannot resolve the host ${JSON.stringify(host)} (${details}); likely cause: a wrong host name in XDS_ADDRESS, or DNS is not reachable from this node` };
-      }
-      return { metric: 'ConnectionError', reason: 'XDS_UNREACHABLE', message: `${where}: cannot connect (${details}); likely cause: the control plane is not running or not reachable at XDS_ADDRESS` };
-    }
-    // A stream that worked and then ended (server restart, GOAWAY, max connection age) is
-    // a normal reconnect, not an error.
-    if (hadResponse || s.code === status.CANCELLED || s.code === status.DEADLINE_EXCEEDED || s.code === status.UNKNOWN) {
-      return { metric: 'Reconnect', reason: null, message: `${where} ended (${status[s.code]}: ${details}); reconnecting` };
-    }
-    return { metric: 'Error', reason: 'XDS_UNREACHABLE', message: `${where} failed (${status[s.code]}: ${details})` };
   }
 
   private terminated(id: number, t: Termination): void {
