@@ -9,7 +9,7 @@ import { loadXdsCodec } from './proto';
 import { XdsSource } from './xds-source';
 
 /** The settings the xDS source reads: the node's keys; the waypoint has them too, without on-demand. */
-export type XdsSourceConfig = Pick<NodeConfig, 'xdsAddress' | 'xdsRootCa' | 'altXdsHostname' | 'authToken' | 'clusterId' | 'xdsHeaders' | 'instanceIp' | 'podName' | 'podNamespace' | 'nodeName' | 'proxyMetadata' | 'proxyMetadataJson' | 'network'> &
+export type XdsSourceConfig = Pick<NodeConfig, 'xdsAddress' | 'xdsRootCa' | 'altXdsHostname' | 'authToken' | 'clusterId' | 'xdsHeaders' | 'instanceIp' | 'podName' | 'podNamespace' | 'nodeName' | 'proxyMetadata' | 'proxyMetadataJson'> &
   Partial<Pick<NodeConfig, 'xdsOnDemand' | 'xdsOnDemandTimeout'>>;
 
 export interface CreateXdsSourceOptions {
