@@ -249,6 +249,54 @@ if (missing.length > 0) {
     t.true(m.samples.some((s) => s.name === 'ztunnel_ts_dns_failures_total' && s.labels['reason'] === 'DNS_OVERLOAD' && s.value >= N - 100));
   });
 
+  test('TCP: pipelined queries on one connection are all answered; connections past the cap are refused; the server keeps serving', async (t) => {
+    const p = proxy({ addr: { host: B(23), port: 0 } });
+    await p.dns.start();
+    t.teardown(() => p.dns.destroy());
+    const port = p.dns.listeners()[0]?.address.port as number;
+    const s = net.connect({ port, host: B(23), localAddress: CLIENT });
+    await once(s, 'connect');
+    const N = 40;
+    s.write(Buffer.concat(Array.from({ length: N }, (_, i) => packet.streamEncode({ id: 1000 + i, type: 'query', questions: [{ type: 'A', name: i % 2 ? 'server' : 'external.test' }] }))));
+    const ids = new Set<number>();
+    let buf = Buffer.alloc(0);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${ids.size} of ${N} answers`)), 5000);
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 2 && buf.length >= buf.readUInt16BE(0) + 2) {
+          const len = buf.readUInt16BE(0);
+          const m = packet.decode(buf.subarray(2, len + 2));
+          ids.add(m.id ?? -1);
+          buf = buf.subarray(len + 2);
+        }
+        if (ids.size === N) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    t.is(ids.size, N, 'every pipelined query answered once (more than the 16 in flight: reading paused and resumed)');
+    s.destroy();
+
+    const conns = await Promise.all(
+      Array.from({ length: 80 }, async () => {
+        const c = net.connect({ port, host: B(23), localAddress: CLIENT });
+        c.on('error', () => undefined);
+        c.resume();
+        await once(c, 'connect');
+        return c;
+      }),
+    );
+    const closedCount = (): number => conns.filter((c) => c.destroyed || c.readableEnded).length;
+    for (let i = 0; i < 50 && closedCount() < 80 - 64; i++) await new Promise((r) => setTimeout(r, 50));
+    const closedByServer = closedCount();
+    t.true(closedByServer >= 80 - 64, `${closedByServer} of 80 connections refused past the cap of 64`);
+    for (const c of conns) c.destroy();
+    const after = await dig(B(23), port, ['-b', CLIENT, '+tcp', 'server', 'A']);
+    t.deepEqual(after.answers.map((a) => a.data), ['10.0.0.1']);
+  });
+
   test('metrics carry ztunnel labels, and every query has one debug line with its decision', async (t) => {
     await dig(CLIENT, PORT, ['server.ns1.svc.cluster.local', 'A']);
     await dig(CLIENT, PORT, ['external.test', 'A']);
