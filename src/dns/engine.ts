@@ -40,7 +40,11 @@ export class DnsEngine {
     return this.inFlight;
   }
 
-  async handle(raw: Buffer, protocol: 'udp' | 'tcp', src: string, client: DnsClient | undefined, forwarder: Forwarder): Promise<DnsReply | null> {
+  /**
+   * The reply to one query. Mesh answers and errors are synchronous (no promise per query on
+   * the common path); only a forwarded query returns a promise.
+   */
+  handle(raw: Buffer, protocol: 'udp' | 'tcp', src: string, client: DnsClient | undefined, forwarder: Forwarder): DnsReply | null | Promise<DnsReply> {
     const parsed = parseQuery(raw);
     if (!parsed.ok) {
       this.o.metrics.failure('DNS_MALFORMED');
@@ -59,6 +63,10 @@ export class DnsEngine {
       return { bytes: meshAnswer(q, local.records), query: q };
     }
     if (this.inFlight >= this.o.maxInFlight) return this.fail(q, protocol, src, client, 'DNS_OVERLOAD', `${this.inFlight} forwarded queries already wait for an upstream`);
+    return this.forward(q, raw, protocol, src, client, forwarder);
+  }
+
+  private async forward(q: Query, raw: Buffer, protocol: 'udp' | 'tcp', src: string, client: DnsClient, forwarder: Forwarder): Promise<DnsReply> {
     this.inFlight++;
     this.o.metrics.upstreamRequest(q.type, protocol, client);
     const t0 = performance.now();

@@ -42,10 +42,14 @@ export class DnsServer {
   }
 
   private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    void this.o.engine.handle(msg, 'udp', `${rinfo.address}:${rinfo.port}`, this.o.client(rinfo.address), this.o.forwarder).then((reply) => {
-      if (!reply || this.closed) return;
-      this.o.udp.send(reply.query ? fitForUdp(reply.query, reply.bytes) : reply.bytes, rinfo.port, rinfo.address, ignore);
-    });
+    const reply = this.o.engine.handle(msg, 'udp', `${rinfo.address}:${rinfo.port}`, this.o.client(rinfo.address), this.o.forwarder);
+    if (reply instanceof Promise) void reply.then((r) => this.sendUdp(r, rinfo));
+    else this.sendUdp(reply, rinfo);
+  }
+
+  private sendUdp(reply: DnsReply | null, rinfo: dgram.RemoteInfo): void {
+    if (!reply || this.closed) return;
+    this.o.udp.send(reply.query ? fitForUdp(reply.query, reply.bytes) : reply.bytes, rinfo.port, rinfo.address, ignore);
   }
 
   private onConnection(s: net.Socket): void {
@@ -88,7 +92,9 @@ export class DnsServer {
         buf = buf.subarray(len + 2);
         pending++;
         if (pending >= TCP_PIPELINE) s.pause();
-        void this.o.engine.handle(msg, 'tcp', src, client, this.o.forwarder).then(done);
+        const reply = this.o.engine.handle(msg, 'tcp', src, client, this.o.forwarder);
+        if (reply instanceof Promise) void reply.then(done);
+        else done(reply);
       }
     });
     s.on('end', () => {
