@@ -183,7 +183,8 @@ async function main(): Promise<void> {
     const feature = new Map(mesh.features.map((f) => [f.row, f]));
     const results: Record<string, LoadResult[]> = {};
     for (let t = 0; t < trials; t++) {
-      for (const [name, entry] of paths) {
+      // The order rotates each trial, so no path always runs right after another's aftermath (e.g. span exports).
+      for (const [name, entry] of [...paths.slice(t % paths.length), ...paths.slice(0, t % paths.length)]) {
         process.stderr.write(`trial ${t + 1}/${trials} ${name}: ${conns} keep-alive connections, ${seconds}s…\n`);
         const f = feature.get(name);
         (results[name] ??= []).push(await load(entry, conns, seconds, f?.host, f?.headers));
@@ -202,11 +203,13 @@ async function main(): Promise<void> {
     const base = rows.find((r) => r.name === 'haproxy-http');
     const plain = rows.find((r) => r.name === 'waypoint');
     process.stdout.write(`\nHTTP/1.1 GET, ${conns} keep-alive connections, ${seconds}s × ${trials} trials (medians)\n`);
-    process.stdout.write(`${'path'.padEnd(14)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p90 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'errors'.padStart(8)}${'req/s vs haproxy'.padStart(19)}${'vs waypoint'.padStart(13)}\n`);
+    process.stdout.write(`${'path'.padEnd(14)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p90 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'errors'.padStart(8)}${'req/s vs haproxy'.padStart(19)}${'vs waypoint (paired)'.padStart(22)}\n`);
     for (const r of rows) {
       const ratio = base ? `${(r.rps / base.rps).toFixed(2)}×` : 'n/a';
-      const vsPlain = plain ? `${(r.rps / plain.rps).toFixed(2)}×` : 'n/a';
-      process.stdout.write(`${r.name.padEnd(14)}${fmtNum(r.rps).padStart(10)}${fmtNum(r.p50).padStart(10)}${fmtNum(r.p90).padStart(10)}${fmtNum(r.p99).padStart(10)}${String(r.errors).padStart(8)}${ratio.padStart(19)}${vsPlain.padStart(13)}\n`);
+      // Paired: each trial's ratio to the plain waypoint's run in the same trial, then the median, so load drift between trials cancels.
+      const paired = plain ? summarize(results[r.name]!.map((x, i) => x.rps / (results['waypoint']![i]?.rps ?? NaN)))!.median : NaN;
+      const vsPlain = plain ? `${paired.toFixed(2)}×` : 'n/a';
+      process.stdout.write(`${r.name.padEnd(14)}${fmtNum(r.rps).padStart(10)}${fmtNum(r.p50).padStart(10)}${fmtNum(r.p90).padStart(10)}${fmtNum(r.p99).padStart(10)}${String(r.errors).padStart(8)}${ratio.padStart(19)}${vsPlain.padStart(22)}\n`);
     }
     const out = path.resolve(__dirname, '..', '..', '..', 'bench', 'results', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     if (identity) process.stdout.write(`wp-tracing: ${identity.spansReceived()} spans received by the OTLP sink\n`);
