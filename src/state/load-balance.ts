@@ -31,6 +31,19 @@ export interface LbOptions {
  * then pick at random weighted by capacity.
  */
 export function loadBalance(view: StateView, svc: Service, servicePort: number, opts: LbOptions): LbResult {
+  const c = candidateEndpoints(view, svc, servicePort, opts);
+  if (!c.ok) return c;
+  const chosen = weightedPick(c.endpoints, (e) => e.workload.capacity, opts.random);
+  if (!chosen) return { ok: false, why: `service ${serviceKey(svc)}: every candidate endpoint has capacity 0` };
+  return { ok: true, endpoint: chosen, candidates: c.endpoints.length };
+}
+
+/**
+ * The endpoints load_balance chooses among: healthy (unless AllowAll), with a usable IP and
+ * target port, and of the best locality rank for Failover/Strict. The waypoint's
+ * DestinationRule load balancers pick from the same list.
+ */
+export function candidateEndpoints(view: StateView, svc: Service, servicePort: number, opts: Omit<LbOptions, 'random'>): { readonly ok: true; readonly endpoints: readonly Endpoint[] } | { readonly ok: false; readonly why: string } {
   const declared = Object.prototype.hasOwnProperty.call(svc.ports, servicePort);
   if (!declared && !opts.waypointMode) return { ok: false, why: `service ${serviceKey(svc)} has no port ${servicePort}` };
   const key = serviceKey(svc);
@@ -80,9 +93,7 @@ export function loadBalance(view: StateView, svc: Service, servicePort: number, 
     if (ranked.length === 0) return { ok: false, why: `service ${key}: Strict locality (${prefs.join(', ')}) leaves no endpoint for this source` };
   }
 
-  const chosen = weightedPick(ranked, (e) => e.workload.capacity, opts.random);
-  if (!chosen) return { ok: false, why: `service ${key}: every candidate endpoint has capacity 0` };
-  return { ok: true, endpoint: chosen, candidates: ranked.length };
+  return { ok: true, endpoints: ranked };
 }
 
 /** How many leading routing preferences the endpoint shares with the source. */

@@ -11,6 +11,7 @@ import { splitPathQuery } from './l7/request';
 import { attachedRoutes, type WaypointName } from './l7/route-select';
 import { explainAuthn } from './authn/explain';
 import type { RequestAuth } from './authn/request-authn';
+import { explainTraffic } from './traffic/explain';
 
 export interface ExplainEnv {
   readonly state: StateView;
@@ -105,6 +106,7 @@ export function explainRequestHandler(env: () => ExplainEnv, send: typeof sendJs
       out['details'] = d.details;
       if (d.route && d.route.rule.backends.length > 1) out['weights'] = d.route.rule.backends.map((b) => ({ backend: `${b.namespace}/${b.name}:${b.port}`, weight: b.weight }));
     }
+    out['traffic'] = explainTraffic({ config: e.config, state: e.state, clusterDomain: e.clusterDomain, target, decision: d, request: { method: (q.get('method') ?? 'GET').toUpperCase(), path, query, host, headers }, peer: { sourceIp: srcIp, remoteIp: srcIp, principal: id ? id.principal() : '', namespace: id ? id.namespace : '', destinationIp: dst.ip, destinationPort: dst.port }, random: Math.random });
     return send(res, 200, out);
   };
 }

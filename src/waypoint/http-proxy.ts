@@ -26,6 +26,9 @@ import { httpSpanStart } from '../telemetry/tracing/http-span';
 import type { RequestTracer } from '../telemetry/tracing/request-tracer';
 import { handleUpgrade } from './upgrade';
 import type { RequestMirror } from './mirror';
+import { beginTraffic } from './traffic/begin';
+import type { TrafficManager } from './traffic/manager';
+import type { TrafficRun } from './traffic/run';
 
 export interface HttpProxyDeps {
   readonly state: StateView;
@@ -42,6 +45,8 @@ export interface HttpProxyDeps {
   readonly authn?: RequestAuth;
   /** The request tracer once tracing started; absent or null = tracing off. */
   readonly tracer?: () => RequestTracer | null;
+  /** VirtualService / DestinationRule / LocalRateLimit handling; absent = none. */
+  readonly traffic?: TrafficManager;
 }
 
 type Run = ReturnType<RequestRecorder['begin']>;
@@ -182,6 +187,9 @@ export class HttpProxy {
     if (rec.span) Object.assign(headers, rec.span.upstream);
     for (const m of dec.requestHeaders) applyHeaderModifier(headers, m);
     if (dec.mirror && this.d.random() * 100 < dec.mirror.percent) this.d.mirror.send(req, dec, headers, info, grpc, this.upstreamIsH2(req, dec.mirror.backend, grpc));
+    const traffic = this.d.traffic ? beginTraffic(this.d.traffic, { config: this.d.config(), state: this.d.state, clusterDomain: this.d.clusterDomain, target: info.target, decision: dec, request, peer, random: this.d.random }, { body: req, http1: req.httpVersion !== '2.0', request, peer, srcWorkload: info.srcWorkload, family: info.dst.ip.includes(':') ? 6 : 4 }) : null;
+    if (traffic?.kind === 'local') return localReply(res, rec, traffic.answer.status, traffic.answer.body, traffic.answer.flags, grpc, traffic.answer.details);
+    if (traffic?.kind === 'run') return this.runTraffic(traffic.run, req, res, rec, dec, headers, grpc);
     const timer = dec.timeoutMs !== null ? setTimeout(() => this.timeout(res, rec, grpc), dec.timeoutMs) : null;
     rec.onDone = () => {
       if (timer) clearTimeout(timer);
@@ -202,14 +210,46 @@ export class HttpProxy {
     return declared === 'http2' || (declared === null && req.httpVersion === '2.0');
   }
 
-  private forwardH1(req: DownReq, res: DownRes, rec: Run, ep: Endpoint, dec: Forward, headers: HeaderBag, grpc: boolean, retried = false): void {
+  /** Traffic management drives the tries (retries, timeouts, faults, limits); the proxy sends each and relays the answer. */
+  private runTraffic(t: TrafficRun, req: DownReq, res: DownRes, rec: Run, dec: Forward, headers: HeaderBag, grpc: boolean): void {
+    rec.traffic = t;
+    rec.onDone = () => {
+      rec.flags = t.finish(rec.flags);
+    };
+    const h2 = this.upstreamIsH2(req, { namespace: t.plan.backend.namespace, name: t.plan.backend.name, port: t.plan.port }, grpc);
+    t.start({
+      send: (ep, no) => {
+        rec.endpoint = ep;
+        rec.abortUpstream = null;
+        if (h2) this.forwardH2(req, res, rec, ep, dec, headers, grpc, no);
+        else this.forwardH1(req, res, rec, ep, dec, headers, grpc, false, no);
+      },
+      reply: (a) => {
+        if (a.error) rec.error = a.error;
+        localReply(res, rec, a.status, a.body, a.flags, grpc || a.grpcStatus !== undefined, a.details, a.headers, a.grpcStatus);
+      },
+      timeout: () => this.timeout(res, rec, grpc),
+      abort: () => rec.abortUpstream?.(),
+    });
+  }
+
+  private forwardH1(req: DownReq, res: DownRes, rec: Run, ep: Endpoint, dec: Forward, headers: HeaderBag, grpc: boolean, retried = false, tryNo = 0): void {
     headers['host'] = dec.host;
     // An HTTP/2 request body may end in trailers, which HTTP/1.1 carries only in chunked framing.
     if (req.httpVersion === '2.0' && !hasNoBody(req)) delete headers['content-length'];
-    const up = http.request({ agent: this.d.upstreams.agent(ep), method: req.method, path: dec.path, headers, setHost: false });
+    const t = rec.traffic;
+    const up = http.request({ agent: this.d.upstreams.agent(ep, t?.plan.policy.connectionPool), method: req.method, path: dec.path, headers, setHost: false });
 
     rec.abortUpstream = () => up.destroy();
+    if (t) up.once('socket', () => t.connected(tryNo));
     up.on('response', (ur) => {
+      if (t?.stale(tryNo)) return void ur.destroy();
+      if (t?.onResponse(tryNo, ur.statusCode ?? 502, ur.headers['grpc-status'])) {
+        // Retrying: a fully sent request's connection stays reusable; a half-sent one is dropped.
+        if (up.writableFinished) ur.resume();
+        else up.destroy();
+        return;
+      }
       rec.upstreamIdentity = (ur.socket as unknown as StreamSocket).peerIdentity ?? null;
       const h = responseHeaders(ur.headers);
       for (const m of dec.responseHeaders) applyHeaderModifier(h, m);
@@ -222,27 +262,32 @@ export class HttpProxy {
       this.pipeResponse(ur, res, rec, grpc, () => (ur.rawTrailers.length > 0 ? ur.trailers : null));
     });
     up.on('error', (err) => {
+      if (t?.stale(tryNo)) return;
       // A pooled keep-alive connection the endpoint closed while idle fails on reuse before any
       // response; a request without a body is then sent once more (a new connection is made).
       if (!retried && up.reusedSocket && !rec.responded && rec.reqCounter.bytes === 0 && rec.flags === '-' && !res.destroyed) {
         rec.abortUpstream = null;
         req.unpipe(up);
-        this.forwardH1(req, res, rec, ep, dec, headers, grpc, true);
+        this.forwardH1(req, res, rec, ep, dec, headers, grpc, true, tryNo);
         return;
       }
-      this.upstreamError(res, rec, err, grpc);
+      this.upstreamError(res, rec, err, grpc, tryNo);
     });
-    forwardBody(req, up, (t) => {
+    const end = (trailers: Record<string, string> | null): void => {
       if (up.destroyed) return;
-      if (t) up.addTrailers(t);
+      if (trailers) up.addTrailers(trailers);
       up.end();
-    });
+    };
+    if (t?.body) t.body.attach(up, end);
+    else forwardBody(req, up, end);
   }
 
-  private forwardH2(req: DownReq, res: DownRes, rec: Run, ep: Endpoint, dec: Forward, headers: HeaderBag, grpc: boolean): void {
-    this.d.upstreams.session(ep).then(
+  private forwardH2(req: DownReq, res: DownRes, rec: Run, ep: Endpoint, dec: Forward, headers: HeaderBag, grpc: boolean, tryNo = 0): void {
+    const t = rec.traffic;
+    this.d.upstreams.session(ep, t?.plan.policy.connectionPool).then(
       (session) => {
-        if (res.destroyed || res.headersSent) return;
+        if (res.destroyed || res.headersSent || t?.stale(tryNo)) return;
+        t?.connected(tryNo);
         const out: http2.OutgoingHttpHeaders = { ...headers, ':method': req.method, ':path': dec.path, ':authority': dec.host, ':scheme': 'http' };
         if (grpc || req.headers['te'] === 'trailers') out['te'] = 'trailers';
         // With a body the stream stays open after the last DATA for the request's trailers ('wantTrailers').
@@ -251,14 +296,16 @@ export class HttpProxy {
         try {
           up = session.request(out, { endStream: bodyless, waitForTrailers: !bodyless });
         } catch (err) {
-          return this.upstreamError(res, rec, err as Error, grpc);
+          return this.upstreamError(res, rec, err as Error, grpc, tryNo);
         }
         rec.upstreamIdentity = (session as unknown as { peerIdentity: SpiffeId | null }).peerIdentity;
         rec.abortUpstream = () => up.close(http2.constants.NGHTTP2_CANCEL);
         let trailers: http2.IncomingHttpHeaders | null = null;
         up.on('trailers', (t) => (trailers = t));
         up.on('response', (uh) => {
+          if (t?.stale(tryNo)) return void up.close(http2.constants.NGHTTP2_CANCEL);
           const status = Number(uh[':status'] ?? 502);
+          if (t?.onResponse(tryNo, status, uh['grpc-status'])) return void up.close(http2.constants.NGHTTP2_CANCEL);
           const h = responseHeaders(uh);
           for (const m of dec.responseHeaders) applyHeaderModifier(h, m);
           if (res.headersSent || res.destroyed) {
@@ -275,9 +322,11 @@ export class HttpProxy {
           rec.status = status;
           this.pipeResponse(up, res, rec, grpc, () => trailers);
         });
-        up.on('error', (err) => this.upstreamError(res, rec, err, grpc));
+        up.on('error', (err) => {
+          if (!t?.stale(tryNo)) this.upstreamError(res, rec, err, grpc, tryNo);
+        });
         up.on('close', () => {
-          if (!rec.responded && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.upstreamError(res, rec, new Error(`upstream reset the stream (code ${up.rstCode})`), grpc);
+          if (!rec.responded && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !t?.stale(tryNo)) this.upstreamError(res, rec, new Error(`upstream reset the stream (code ${up.rstCode})`), grpc, tryNo, up.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM);
         });
         if (bodyless) {
           req.resume();
@@ -285,13 +334,17 @@ export class HttpProxy {
         }
         let reqTrailers: Record<string, string> | null = null;
         up.once('wantTrailers', () => up.sendTrailers(reqTrailers ?? {}));
-        forwardBody(req, up, (t) => {
+        const end = (trailers: Record<string, string> | null): void => {
           if (up.destroyed) return;
-          reqTrailers = t;
+          reqTrailers = trailers;
           up.end();
-        });
+        };
+        if (t?.body) t.body.attach(up, end);
+        else forwardBody(req, up, end);
       },
-      (err: Error) => this.upstreamError(res, rec, err, grpc),
+      (err: Error) => {
+        if (!t?.stale(tryNo)) this.upstreamError(res, rec, err, grpc, tryNo);
+      },
     );
   }
 
@@ -314,16 +367,19 @@ export class HttpProxy {
     (body as Readable).pipe(res as unknown as NodeJS.WritableStream, { end: false });
   }
 
-  private upstreamError(res: DownRes, rec: Run, err: Error, grpc: boolean): void {
+  private upstreamError(res: DownRes, rec: Run, err: Error, grpc: boolean, tryNo = 0, refusedStream = false): void {
     // A timeout or local reply already decided the outcome (and aborted the upstream).
     if (rec.finished || rec.flags !== '-') return;
-    const reason = classifyError(err);
-    rec.error = `${reason}: ${errorMessage(err)}`;
+    const error = `${classifyError(err)}: ${errorMessage(err)}`;
     if (res.headersSent || rec.responded) {
+      rec.error = error;
       rec.flags = 'UC';
       res.destroy();
       return;
     }
+    // Before any response: traffic management retries or answers (its reply carries the error).
+    if (rec.traffic?.onError(tryNo, refusedStream, error)) return;
+    rec.error = error;
     localReply(res, rec, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${errorMessage(err)}`, 'UF', grpc, 'upstream_reset_before_response_started');
   }
 
@@ -359,14 +415,14 @@ function responseHeaders(h: http.IncomingHttpHeaders | http2.IncomingHttpHeaders
  * A response the waypoint makes itself. gRPC requests get Envoy's gRPC form: HTTP 200 with
  * grpc-status (mapped from the HTTP status) and grpc-message, no body.
  */
-function localReply(res: DownRes, rec: Run, status: number, body: string, flags: string, grpc: boolean, details: string, extra: HeaderBag = {}): void {
+function localReply(res: DownRes, rec: Run, status: number, body: string, flags: string, grpc: boolean, details: string, extra: HeaderBag = {}, grpcCode?: number): void {
   rec.flags = flags;
   rec.details = details;
   rec.responded = true;
   rec.abortUpstream?.();
   if (res.headersSent || res.destroyed) return;
   if (grpc) {
-    const gs = grpcStatusForHttp(status);
+    const gs = grpcCode ?? grpcStatusForHttp(status);
     rec.status = 200;
     rec.grpcStatus = String(gs);
     res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': String(gs), 'grpc-message': encodeURIComponent(body || details) });

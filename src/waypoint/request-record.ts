@@ -10,6 +10,7 @@ import type { ConnInfo } from './request-context';
 import type { AuthnResult } from './authn/types';
 import { endHttpSpan } from '../telemetry/tracing/http-span';
 import type { RequestSpan } from '../telemetry/tracing/request-tracer';
+import type { TrafficRun } from './traffic/run';
 
 /**
  * One request's telemetry, filled in as it proceeds and recorded exactly once when the
@@ -35,6 +36,8 @@ export class RequestRun {
   responded = false;
   finished = false;
   abortUpstream: (() => void) | null = null;
+  /** Traffic management's run for this request (retries, faults, limits), if any applies. */
+  traffic: TrafficRun | null = null;
   onDone: (() => void) | null = null;
   /** Request authentication's outcome (null: no RequestAuthentication applies). */
   authn: AuthnResult | null = null;

@@ -20,6 +20,12 @@ export interface UpstreamOptions {
   readonly prepareDial: DialPreparer;
 }
 
+/** A DestinationRule's connection-pool settings for upstream HTTP connections (null = no limit). */
+export interface PoolLimits {
+  readonly idleTimeoutMs: number | null;
+  readonly maxRequestsPerConnection: number | null;
+}
+
 /** A raw connection to one endpoint and who answered it (verified SPIFFE id; null for plain TCP). */
 export interface UpstreamConn {
   readonly socket: StreamSocket;
@@ -36,7 +42,7 @@ export interface UpstreamConn {
  */
 export class Upstreams {
   private readonly agents = new Map<string, { uid: string; agent: http.Agent }>();
-  private readonly sessions = new Map<string, { uid: string; session: Promise<http2.ClientHttp2Session> }>();
+  private readonly sessions = new Map<string, { uid: string; session: Promise<http2.ClientHttp2Session>; streams: number }>();
 
   constructor(private readonly o: UpstreamOptions) {}
 
@@ -60,13 +66,28 @@ export class Upstreams {
     return { socket, peerIdentity: st.peerIdentity };
   }
 
-  /** The keep-alive HTTP/1.1 agent of an endpoint. */
-  agent(ep: Endpoint): http.Agent {
-    const key = endpointKey(ep);
+  /**
+   * The keep-alive HTTP/1.1 agent of an endpoint. With pool limits (a DestinationRule's
+   * connectionPool.http) the endpoint gets a separate agent whose idle connections close
+   * after idleTimeout and whose connections close after maxRequestsPerConnection requests.
+   */
+  agent(ep: Endpoint, limits: PoolLimits | null = null): http.Agent {
+    const idle = limits?.idleTimeoutMs ?? null;
+    const perConn = limits?.maxRequestsPerConnection ?? null;
+    const key = idle === null && perConn === null ? endpointKey(ep) : `${endpointKey(ep)}|idle=${idle}|max=${perConn}`;
     const cur = this.agents.get(key);
     if (cur) return cur.agent;
     const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
-    agent.keepSocketAlive = keepIdleSocket;
+    if (perConn === null && idle === null) agent.keepSocketAlive = keepIdleSocket;
+    else {
+      const served = new WeakMap<object, number>();
+      // Called when a request on the socket is done: false closes it instead of pooling it.
+      agent.keepSocketAlive = (socket) => {
+        const n = (served.get(socket) ?? 0) + 1;
+        served.set(socket, n);
+        return (perConn === null || n < perConn) && keepIdleSocket(socket, idle);
+      };
+    }
     // The async form of createConnection: the Agent waits for the callback.
     (agent as unknown as { createConnection: (o: unknown, cb: (err: Error | null, s?: Duplex) => void) => undefined }).createConnection = (_o, cb) => {
       this.connect(ep).then(
@@ -84,14 +105,24 @@ export class Upstreams {
     return agent;
   }
 
-  /** The endpoint's HTTP/2 session (prior knowledge over the tunnel), opened on first use. */
-  session(ep: Endpoint): Promise<http2.ClientHttp2Session> {
-    const key = endpointKey(ep);
+  /**
+   * The endpoint's HTTP/2 session (prior knowledge over the tunnel), opened on first use.
+   * With pool limits the session closes when idle for idleTimeout, and after
+   * maxRequestsPerConnection streams it takes no more (the next request opens a new one).
+   */
+  session(ep: Endpoint, limits: PoolLimits | null = null): Promise<http2.ClientHttp2Session> {
+    const idle = limits?.idleTimeoutMs ?? null;
+    const perConn = limits?.maxRequestsPerConnection ?? null;
+    const key = idle === null && perConn === null ? endpointKey(ep) : `${endpointKey(ep)}|idle=${idle}|max=${perConn}`;
     const cur = this.sessions.get(key);
-    if (cur) return cur.session;
+    if (cur) {
+      if (perConn !== null && ++cur.streams >= perConn) retire(this.sessions, key, cur.session);
+      return cur.session;
+    }
     const p = this.connect(ep).then((c) => {
       const s = http2.connect(`http://${formatSocketAddr({ ip: ep.ip, port: ep.targetPort })}`, { createConnection: () => c.socket });
       (s as unknown as { peerIdentity: SpiffeId | null }).peerIdentity = c.peerIdentity;
+      if (idle !== null) s.setTimeout(idle, () => s.close());
       const drop = (): void => {
         if (this.sessions.get(key)?.session === p) this.sessions.delete(key);
       };
@@ -103,7 +134,8 @@ export class Upstreams {
     p.catch(() => {
       if (this.sessions.get(key)?.session === p) this.sessions.delete(key);
     });
-    this.sessions.set(key, { uid: ep.workload.uid, session: p });
+    this.sessions.set(key, { uid: ep.workload.uid, session: p, streams: 1 });
+    if (perConn === 1) retire(this.sessions, key, p);
     return p;
   }
 
@@ -153,13 +185,15 @@ export class Upstreams {
  * it) unless a request took it meanwhile; without a hint it stays until the endpoint closes
  * it (its END_STREAM closes the socket at once, see allowHalfOpen above).
  */
-function keepIdleSocket(socket: Duplex): boolean {
+function keepIdleSocket(socket: Duplex, maxIdleMs: number | null = null): boolean {
   const s = socket as Duplex & IdleTracked;
   // Each time the socket goes idle bumps the generation, so an older idle timer never fires on a newer idle period.
   const gen = (s[IDLE_GEN] = (s[IDLE_GEN] ?? 0) + 1);
   const hint = /^timeout=(\d+)/.exec(String(s._httpMessage?.res?.headers['keep-alive'] ?? ''))?.[1];
-  if (hint === undefined) return true;
-  const budgetMs = Math.max(Number(hint) * 1000 - 1000, Number(hint) * 750);
+  const hintMs = hint === undefined ? null : Math.max(Number(hint) * 1000 - 1000, Number(hint) * 750);
+  // A DestinationRule idleTimeout shortens the wait further.
+  const budgetMs = hintMs === null ? maxIdleMs : maxIdleMs === null ? hintMs : Math.min(hintMs, maxIdleMs);
+  if (budgetMs === null) return true;
   setTimeout(() => {
     if (s[IDLE_GEN] === gen && !s._httpMessage && !s.destroyed) s.destroy();
   }, budgetMs).unref();
@@ -172,6 +206,19 @@ const IDLE_GEN = Symbol('idleGeneration');
 interface IdleTracked {
   _httpMessage?: { res?: { headers: http.IncomingHttpHeaders } } | null;
   [IDLE_GEN]?: number;
+}
+
+/**
+ * A session that reached maxRequestsPerConnection takes no new requests and closes once
+ * its streams are done. The close waits a turn so the request it was just handed for is
+ * opened first (a closing session refuses new streams).
+ */
+function retire(map: Map<string, { session: Promise<http2.ClientHttp2Session> }>, key: string, p: Promise<http2.ClientHttp2Session>): void {
+  if (map.get(key)?.session === p) map.delete(key);
+  p.then(
+    (x) => setImmediate(() => x.close()),
+    () => undefined,
+  );
 }
 
 function endpointKey(ep: Endpoint): string {

@@ -38,6 +38,7 @@ import { WaypointInbound } from './inbound';
 import { Upstreams } from './upstream';
 import { RequestAuth } from './authn/request-authn';
 import { RequestTracer } from '../telemetry/tracing/request-tracer';
+import { TrafficManager } from './traffic/manager';
 
 export interface WaypointAppOptions {
   readonly config: WaypointConfig;
@@ -79,6 +80,7 @@ export class WaypointApp {
   readonly xds: XdsSource | null;
   readonly authn: RequestAuth;
   private tracer: RequestTracer | null = null;
+  readonly traffic: TrafficManager;
   private readonly transport: HboneTransport;
   private readonly inbound: WaypointInbound;
   private readonly listener: Server;
@@ -152,7 +154,8 @@ export class WaypointApp {
       maxBufferedBytes: MIRROR_MAX_BUFFERED_BYTES,
       deadlineMs: MIRROR_DEADLINE_MS,
     });
-    this.http = new HttpProxy({ state: this.state, config: () => this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain, upstreams: this.upstreams, mirror, metrics: this.requestMetrics, logger: this.logger, random, authn: this.authn, tracer: () => this.tracer });
+    this.traffic = new TrafficManager({ state: this.state, config: () => this.l7.config, network: c.network, registry: this.registry, logger: this.logger.child({ scope: 'traffic' }), random, now: () => performance.now() });
+    this.http = new HttpProxy({ state: this.state, config: () => this.l7.config, waypoint, network: c.network, clusterDomain: c.clusterDomain, upstreams: this.upstreams, mirror, metrics: this.requestMetrics, logger: this.logger, random, authn: this.authn, tracer: () => this.tracer, traffic: this.traffic });
     this.inbound = new WaypointInbound({
       state: this.state,
       network: c.network,
@@ -182,6 +185,7 @@ export class WaypointApp {
     this.runtime.admin.addDumpSection('identity', () => ({ identity: this.identity.toString(), waypoint, waypointFor: c.waypointFor, instanceIp }));
     this.runtime.admin.addDumpSection('state', () => stateDump(this.state));
     this.runtime.admin.addDumpSection('l7', () => l7Dump(this.state, this.l7.config, waypoint, c.network, instanceIp));
+    this.runtime.admin.addDumpSection('traffic', () => this.traffic.dump());
     this.runtime.admin.addDumpSection('upstreams', () => this.upstreams.dump());
     this.runtime.admin.addDumpSection('pools', () => this.transport.client.dump());
     this.runtime.admin.addDumpSection('hbone_server', () => this.transport.server.dump());
@@ -238,6 +242,7 @@ export class WaypointApp {
         await this.transport.server.close();
         this.http.h1.closeIdleConnections();
         this.upstreams.close();
+        this.traffic.close();
         await this.transport.client.close();
       },
       destroy: () => {
@@ -245,6 +250,7 @@ export class WaypointApp {
         for (const s of this.sockets) s.destroy();
         this.transport.server.destroy();
         this.upstreams.destroy();
+        this.traffic.close();
         this.transport.client.destroy();
       },
       listeners: (): BoundListener[] => (this.bound ? [{ name: 'inbound', address: this.bound }] : []),

@@ -6,6 +6,8 @@ import { parseRouteSpec } from './route-schema';
 import type { L7Config, L7Policy, RequestAuthn, Route, ServicePorts } from './types';
 import { parseRequestAuthnSpec } from '../authn/schema';
 import { parseServicePorts } from './service-ports';
+import { TRAFFIC_KINDS, parseTrafficObject, type TrafficObject } from '../traffic/parse-objects';
+import type { DestinationRule, LocalRateLimit, VirtualService } from '../traffic/types';
 
 /** One error with the file it is in. */
 export interface L7ConfigError extends LocalConfigError {
@@ -21,6 +23,7 @@ const KINDS: Record<string, readonly string[]> = {
   AuthorizationPolicy: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
   RequestAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
   Service: ['v1'],
+  ...TRAFFIC_KINDS,
 };
 
 /**
@@ -36,6 +39,7 @@ export function parseL7Config(files: readonly { readonly text: string; readonly 
   const policies: L7Policy[] = [];
   const services: ServicePorts[] = [];
   const requestAuthns: RequestAuthn[] = [];
+  const traffic = { virtualServices: [] as VirtualService[], destinationRules: [] as DestinationRule[], rateLimits: [] as LocalRateLimit[] };
   const ignored = new Set<string>();
   const seen = new Map<string, string>();
   for (const f of files) {
@@ -59,7 +63,7 @@ export function parseL7Config(files: readonly { readonly text: string; readonly 
           ignored.add(obj.what);
           continue;
         }
-        const key = `${obj.value.kind}/${obj.value.meta.namespace}/${obj.value.meta.name}`;
+        const key = `${obj.value.kind === 'traffic' ? obj.value.object.kind : obj.value.kind}/${obj.value.meta.namespace}/${obj.value.meta.name}`;
         const prev = seen.get(key);
         if (prev) {
           r.error(it.node, it.path, `duplicate ${key} (also at ${prev})`);
@@ -69,13 +73,14 @@ export function parseL7Config(files: readonly { readonly text: string; readonly 
         if (obj.value.kind === 'AuthorizationPolicy') policies.push(obj.value.policy);
         else if (obj.value.kind === 'Service') services.push(obj.value.service);
         else if (obj.value.kind === 'RequestAuthentication') requestAuthns.push(obj.value.authn);
+        else if (obj.value.kind === 'traffic') addTrafficObject(traffic, obj.value.object);
         else routes.push(obj.value.route);
       }
     });
     for (const e of r.errors) errors.push({ ...e, source: f.source });
   }
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, value: { routes, policies, services, requestAuthns, ignoredKinds: [...ignored].sort() } };
+  return { ok: true, value: { routes, policies, services, requestAuthns, ignoredKinds: [...ignored].sort(), traffic } };
 }
 
 /** A document is one object, or a `kind: List` whose items are objects. */
@@ -96,6 +101,7 @@ type ReadResult =
         | { kind: 'AuthorizationPolicy'; meta: L7Policy['meta']; policy: L7Policy }
         | { kind: 'Service'; meta: ServicePorts['meta']; service: ServicePorts }
         | { kind: 'RequestAuthentication'; meta: RequestAuthn['meta']; authn: RequestAuthn }
+        | { kind: 'traffic'; meta: ServicePorts['meta']; object: TrafficObject }
         | { kind: 'HTTPRoute' | 'GRPCRoute'; meta: Route['meta']; route: Route };
     };
 
@@ -133,6 +139,10 @@ function readObject(r: YamlReader, node: Parameters<YamlReader['object']>[0], pa
     const authn = parseRequestAuthnSpec(r, o.get('spec'), specPath, meta);
     return authn ? { kind: 'object', value: { kind, meta, authn } } : undefined;
   }
+  if (kind in TRAFFIC_KINDS) {
+    const object = parseTrafficObject(r, kind, o.get('spec'), specPath, meta);
+    return object ? { kind: 'object', value: { kind: 'traffic', meta, object } } : undefined;
+  }
   if (kind === 'AuthorizationPolicy') {
     const policy = parsePolicySpec(r, o.get('spec'), specPath, meta);
     return policy ? { kind: 'object', value: { kind, meta, policy } } : undefined;
@@ -140,4 +150,10 @@ function readObject(r: YamlReader, node: Parameters<YamlReader['object']>[0], pa
   const k = kind as 'HTTPRoute' | 'GRPCRoute';
   const route = parseRouteSpec(r, k, o.get('spec'), specPath, meta);
   return route ? { kind: 'object', value: { kind: k, meta, route } } : undefined;
+}
+
+function addTrafficObject(t: { virtualServices: VirtualService[]; destinationRules: DestinationRule[]; rateLimits: LocalRateLimit[] }, o: TrafficObject): void {
+  if (o.kind === 'VirtualService') t.virtualServices.push(o.value);
+  else if (o.kind === 'DestinationRule') t.destinationRules.push(o.value);
+  else t.rateLimits.push(o.value);
 }

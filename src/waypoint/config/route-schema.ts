@@ -1,14 +1,14 @@
 import type { YamlReader, YNode } from '../../state/config/yaml-reader';
+import { parseHttpRouteRetry } from '../traffic/httproute-retry';
 import { headerName, parseGatewayDuration, parseNameValues, parseRef, parseRegex } from './meta';
 import type { BackendRef, HeaderModifier, NamedMatch, ObjectMeta, PathMatch, PathModifier, Route, RouteFilter, RouteMatch, RouteRule, ValueMatch } from './types';
 
-const HTTP_RULE_FIELDS = ['name', 'matches', 'filters', 'backendRefs', 'timeouts'];
+const HTTP_RULE_FIELDS = ['name', 'matches', 'filters', 'backendRefs', 'timeouts', 'retry'];
 const GRPC_RULE_FIELDS = ['name', 'matches', 'filters', 'backendRefs'];
 const HTTP_FILTERS = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'RequestMirror'] as const;
 const GRPC_FILTERS = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror'] as const;
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
 const UNSUPPORTED_RULE: Record<string, string> = {
-  retry: 'retry is not supported by this waypoint; supported rule fields: ',
   sessionPersistence: 'sessionPersistence is not supported by this waypoint; supported rule fields: ',
 };
 
@@ -36,7 +36,7 @@ export function parseRouteSpec(r: YamlReader, kind: 'HTTPRoute' | 'GRPCRoute', n
 }
 
 function defaultRule(grpc: boolean): RouteRule {
-  return { index: 0, matches: [matchAll(grpc)], filters: [], backends: [], requestTimeoutMs: null, backendTimeoutMs: null };
+  return { index: 0, matches: [matchAll(grpc)], filters: [], backends: [], requestTimeoutMs: null, backendTimeoutMs: null, retry: null };
 }
 
 function matchAll(grpc = false): RouteMatch {
@@ -73,8 +73,9 @@ function parseHttpRule(r: YamlReader, n: YNode, p: string, index: number, ns: st
       }
     }
   }
-  if (requestTimeoutMs === undefined || backendTimeoutMs === undefined) return undefined;
-  return { index, matches, filters, backends, requestTimeoutMs, backendTimeoutMs };
+  const retry = parseHttpRouteRetry(r, o.get('retry'), o.at('retry'));
+  if (requestTimeoutMs === undefined || backendTimeoutMs === undefined || retry === undefined) return undefined;
+  return { index, matches, filters, backends, requestTimeoutMs, backendTimeoutMs, retry };
 }
 
 function parseGrpcRule(r: YamlReader, n: YNode, p: string, index: number, ns: string): RouteRule | undefined {
@@ -84,7 +85,7 @@ function parseGrpcRule(r: YamlReader, n: YNode, p: string, index: number, ns: st
   const matches = r.isNull(matchesNode) ? [matchAll(true)] : r.list(matchesNode, o.at('matches'), 'GRPCRouteMatch', (mn, mp) => parseGrpcMatch(r, mn, mp));
   const filters = r.list(o.get('filters'), o.at('filters'), 'filters', (fn, fp) => parseFilter(r, fn, fp, ns, GRPC_FILTERS));
   const backends = parseBackends(r, o.get('backendRefs'), o.at('backendRefs'), ns);
-  return { index, matches, filters, backends, requestTimeoutMs: null, backendTimeoutMs: null };
+  return { index, matches, filters, backends, requestTimeoutMs: null, backendTimeoutMs: null, retry: null };
 }
 
 function parseHttpMatch(r: YamlReader, n: YNode, p: string): RouteMatch | undefined {

@@ -1,32 +1,15 @@
 import type { Cidr, StringMatch } from '../../state/types';
 import type { JwtRule } from '../authn/types';
+import { EMPTY_TRAFFIC, type TrafficConfig } from '../traffic/types';
+import type { ObjectMeta, ObjectRef } from './object-types';
 
-export type { Cidr };
+export type { Cidr, ObjectMeta, ObjectRef };
 
 /**
  * The waypoint's L7 configuration model: Gateway API HTTPRoute/GRPCRoute and Istio's L7
  * AuthorizationPolicy, as parsed from the objects a user applies. Plain readonly data so
  * /config_dump shows it as is; produced only by the parser in this directory.
  */
-
-/** Where an object came from, for messages, ties and the dump. */
-export interface ObjectMeta {
-  readonly name: string;
-  readonly namespace: string;
-  /** metadata.creationTimestamp in ms since the epoch, or null (sorts after any timestamp). */
-  readonly createdMs: number | null;
-  /** file:line of the document, for explain and the dump. */
-  readonly source: string;
-}
-
-/** `parentRefs` / `targetRefs` entry, normalised: kind Service (core group) or Gateway (the waypoint). */
-export interface ObjectRef {
-  readonly kind: 'Service' | 'Gateway';
-  readonly name: string;
-  readonly namespace: string;
-  /** Service parentRefs may name one port; null = every port. */
-  readonly port: number | null;
-}
 
 export type PathMatch =
   | { readonly type: 'Exact'; readonly value: string }
@@ -93,6 +76,15 @@ export interface RouteRule {
   /** timeouts.request / timeouts.backendRequest in ms; null = none. */
   readonly requestTimeoutMs: number | null;
   readonly backendTimeoutMs: number | null;
+  /** Gateway API `retry` (codes, attempts, backoff); null = none. */
+  readonly retry: HttpRouteRetry | null;
+}
+
+export interface HttpRouteRetry {
+  readonly attempts: number;
+  readonly codes: readonly number[];
+  /** null = the waypoint's default back-off. */
+  readonly backoffMs: number | null;
 }
 
 export interface Route {
@@ -193,6 +185,8 @@ export interface L7Config {
   readonly requestAuthns: readonly RequestAuthn[];
   /** Kinds seen and skipped (one log line each). */
   readonly ignoredKinds: readonly string[];
+  /** VirtualServices, DestinationRules and LocalRateLimits (see src/waypoint/traffic). */
+  readonly traffic: TrafficConfig;
 }
 
-export const EMPTY_L7: L7Config = { routes: [], policies: [], services: [], requestAuthns: [], ignoredKinds: [] };
+export const EMPTY_L7: L7Config = { routes: [], policies: [], services: [], requestAuthns: [], ignoredKinds: [], traffic: EMPTY_TRAFFIC };

@@ -130,12 +130,12 @@ spec:
   rules:
   - matches:
     - path: { type: Prefix, value: /x }
-    retry: { attempts: 3 }
+    sessionPersistence: { sessionName: x }
     backendRefs: [{ name: s }]
 `);
   const lines = errs.map((e) => `${e.source}:${e.line}:${e.column}: ${e.message}`);
   t.true(lines.some((l) => l.startsWith('wp.yaml:8:') && l.includes('"Prefix" is not valid; expected one of Exact, PathPrefix, RegularExpression')), lines.join('\n'));
-  t.true(lines.some((l) => l.startsWith('wp.yaml:9:5:') && l.includes('retry is not supported') && l.includes('supported rule fields: name, matches, filters, backendRefs, timeouts')), lines.join('\n'));
+  t.true(lines.some((l) => l.startsWith('wp.yaml:9:5:') && l.includes('sessionPersistence is not supported') && l.includes('supported rule fields: name, matches, filters, backendRefs, timeouts, retry')), lines.join('\n'));
   t.true(lines.some((l) => l.startsWith('wp.yaml:10:') && l.includes('port is required for Service backends')), lines.join('\n'));
 });
 
