@@ -273,7 +273,7 @@ export class TrafficRun {
     if (lb?.kind !== 'hash') return null;
     const by = lb.by;
     if ('header' in by) return this.ctx.request.headers[by.header] ?? null;
-    if ('sourceIp' in by) return this.ctx.peer.remoteIp;
+    if ('sourceIp' in by) return clientIp(this.ctx.peer.remoteIp);
     const cookies = this.ctx.request.headers['cookie'] ?? '';
     for (const part of cookies.split(';')) {
       const i = part.indexOf('=');
@@ -281,4 +281,12 @@ export class TrafficRun {
     }
     return null;
   }
+}
+
+/** The address part of the original client (the forwarded value may carry `ip:port` or `[v6]:port`). */
+function clientIp(addr: string): string {
+  const v6 = /^\[([^\]]+)\]/.exec(addr);
+  if (v6) return v6[1] as string;
+  const i = addr.indexOf(':');
+  return i > 0 && addr.indexOf(':', i + 1) === -1 ? addr.slice(0, i) : addr;
 }

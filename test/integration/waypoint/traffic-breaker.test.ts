@@ -1,0 +1,137 @@
+import test from 'ava';
+import * as http from 'node:http';
+import { WaypointMesh, get } from './harness';
+import { FailingBackend, adminJson, applyL7, logsSince, vsTo } from './traffic-backend';
+import { sumSamples } from '../../helpers/prom-text';
+import { waitUntil } from '../../helpers/node-harness';
+import type { SocketAddr } from '../../../src/util/socket-addr';
+
+/**
+ * Circuit breaking (DestinationRule connectionPool) and outlier detection end to end,
+ * against apps that answer slowly or with 5xx on command.
+ */
+const m = new WaypointMesh();
+let fwd: SocketAddr;
+let v1: FailingBackend;
+let v2: FailingBackend;
+
+const DR = (host: string, policy: string): string => `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: dr, namespace: default }
+spec:
+  host: ${host}
+  trafficPolicy:
+${policy}`;
+
+test.before(async () => {
+  v1 = await new FailingBackend(m.V1, 8080, 'v1').start();
+  v2 = await new FailingBackend(m.V2, 8080, 'v2').start();
+  m.track(v1);
+  m.track(v2);
+  await m.start('');
+  fwd = await m.forwarder({ host: m.VIP, port: 80 });
+});
+
+test.after.always(() => m.close());
+
+test.beforeEach(() => {
+  v1.reset();
+  v2.reset();
+});
+
+/** `n` requests at once, each on its own client connection. */
+function burst(n: number, path: string): Promise<{ status: number; text: string }[]> {
+  return Promise.all(Array.from({ length: n }, (_, i) => get(fwd, `${path}${i}`, {}, { agent: new http.Agent({ keepAlive: false }) })));
+}
+
+/** `server` routed to server-v1 without retries, and a DestinationRule for server-v1. */
+const TO_V1 = (policy: string): string => `${vsTo('server-v1', '    retries: { attempts: 0 }\n')}---
+${DR('server-v1', policy)}`;
+
+test.serial('maxConnections 1 + http1MaxPendingRequests 1: one in flight, one queued, the rest 503 UO; then it recovers', async (t) => {
+  await applyL7(m, TO_V1('    connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }\n'));
+  v1.fallback = { status: 200, delayMs: 300 };
+  const from = m.requestLogs().length;
+  const rs = await burst(5, '/cb');
+  const ok = rs.filter((r) => r.status === 200).length;
+  const overflow = rs.filter((r) => r.status === 503);
+  t.is(ok, 2, rs.map((r) => r.status).join(' '));
+  t.is(overflow.length, 3);
+  t.true(overflow.every((r) => r.text.endsWith('reset reason: overflow')));
+  t.is(v1.maxActive, 1, 'the backend never saw two requests at once');
+  t.is(logsSince(m, from).filter((l) => l['response_flags'] === 'UO').length, 3);
+  const metrics = await m.wpMetrics();
+  t.is(sumSamples(metrics, 'ztunnel_ts_waypoint_circuit_breaker_overflows_total', { limit: 'http1MaxPendingRequests' }), 3);
+  t.is(sumSamples(metrics, 'istio_requests_total', { response_flags: 'UO', response_code: '503' }), 3);
+  // Recovered: with the burst over, sequential requests all pass and the counters are back to zero.
+  v1.fallback = { status: 200 };
+  for (let i = 0; i < 5; i++) t.is((await get(fwd, `/after${i}`)).status, 200);
+  const dump = await adminJson(m, '/config_dump');
+  const c = dump.traffic.clusters.find((x: { cluster: string }) => x.cluster === 'server-v1.default.svc.cluster.local|80|');
+  t.like(c, { active: 0, activeHttp1: 0, pending: 0, connectionPool: { maxConnections: 1, http1MaxPendingRequests: 1 } });
+});
+
+test.serial('http2MaxRequests 2: the third concurrent request overflows at once (no queue)', async (t) => {
+  await applyL7(m, TO_V1('    connectionPool: { http: { http2MaxRequests: 2 } }\n'));
+  v1.fallback = { status: 200, delayMs: 300 };
+  const rs = await burst(5, '/h2max');
+  t.is(rs.filter((r) => r.status === 200).length, 2, rs.map((r) => r.status).join(' '));
+  t.is(rs.filter((r) => r.status === 503).length, 3);
+  t.is(v1.maxActive, 2);
+});
+
+test.serial('maxRequestsPerConnection 1: every request gets a fresh upstream connection', async (t) => {
+  await applyL7(m, TO_V1('    connectionPool: { http: { maxRequestsPerConnection: 1 } }\n'));
+  const conns = new Set<number>();
+  const onConn = (s: { remotePort?: number }): void => {
+    conns.add(s.remotePort ?? 0);
+  };
+  v1.server.on('connection', onConn);
+  t.teardown(() => v1.server.off('connection', onConn));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  for (let i = 0; i < 4; i++) t.is((await get(fwd, `/pc${i}`, {}, { agent })).status, 200);
+  t.is(conns.size, 4, 'four requests, four upstream connections');
+});
+
+test.serial('outlier detection ejects an endpoint after consecutive 5xx, reports it, and returns it after the ejection time', async (t) => {
+  await applyL7(m, DR('server', '    outlierDetection: { consecutive5xxErrors: 3, interval: 100ms, baseEjectionTime: 1s, maxEjectionPercent: 100 }\n'));
+  v1.fallback = { status: 500 };
+  const codes: number[] = [];
+  for (let i = 0; i < 30; i++) codes.push((await get(fwd, `/od${i}`)).status);
+  t.is(codes.filter((c) => c === 500).length, 3, `v1 answered 500 three times, then left the load balancer: ${codes.join(' ')}`);
+  t.is(v1.requests, 3);
+  t.is(v2.requests, 27);
+  const metrics = await m.wpMetrics();
+  const cluster = 'server.default.svc.cluster.local|80|';
+  t.is(sumSamples(metrics, 'ztunnel_ts_waypoint_outlier_ejections_total', { cluster }), 1);
+  t.is(sumSamples(metrics, 'ztunnel_ts_waypoint_outlier_ejected_endpoints', { cluster }), 1);
+  const dump = await adminJson(m, '/config_dump');
+  const c = dump.traffic.clusters.find((x: { cluster: string }) => x.cluster === cluster);
+  const ejected = c.endpoints.filter((e: { ejected: boolean }) => e.ejected);
+  t.is(ejected.length, 1);
+  t.true(String(ejected[0].endpoint).includes(`${m.V1}:8080`));
+  t.like(c.outlierDetection, { consecutive5xxErrors: 3, baseEjectionTimeMs: 1000, maxEjectionPercent: 100 });
+  // Healthy again; after the ejection time the interval sweep returns it.
+  v1.fallback = { status: 200 };
+  await waitUntil(() => m.wpLogs.find((l) => l['msg'] === 'outlier detection returned an endpoint to the load balancer').length > 0, 3000, () => 'endpoint returned');
+  t.is(sumSamples(await m.wpMetrics(), 'ztunnel_ts_waypoint_outlier_ejected_endpoints', { cluster }), 0);
+  for (let i = 0; i < 20; i++) t.is((await get(fwd, `/back${i}`)).status, 200);
+  t.true(v1.requests > 3, `v1 serves again (${v1.requests - 3} of 20)`);
+});
+
+test.serial('maxEjectionPercent caps ejections (one endpoint is always allowed); minHealthPercent stands outlier detection aside', async (t) => {
+  await applyL7(m, DR('server', '    outlierDetection: { consecutive5xxErrors: 1, interval: 5s, baseEjectionTime: 30s, maxEjectionPercent: 10 }\n'));
+  v1.fallback = { status: 500 };
+  v2.fallback = { status: 500 };
+  for (let i = 0; i < 10; i++) await get(fwd, `/cap${i}`);
+  const dump = await adminJson(m, '/config_dump');
+  const c = dump.traffic.clusters.find((x: { cluster: string }) => x.cluster === 'server.default.svc.cluster.local|80|');
+  t.is(c.endpoints.filter((e: { ejected: boolean }) => e.ejected).length, 1, '10% of 2 endpoints still allows one');
+  // With minHealthPercent 100, one ejected endpoint out of two drops health to 50%: both serve.
+  await applyL7(m, DR('server', '    outlierDetection: { consecutive5xxErrors: 1, interval: 5s, baseEjectionTime: 30s, maxEjectionPercent: 10, minHealthPercent: 100 }\n'));
+  v1.reset();
+  v2.reset();
+  for (let i = 0; i < 20; i++) await get(fwd, `/panic${i}`);
+  t.true(v1.requests > 0 && v2.requests > 0, `v1 ${v1.requests} v2 ${v2.requests}`);
+});
