@@ -95,7 +95,7 @@ test.serial('maxRequestsPerConnection 1: every request gets a fresh upstream con
 });
 
 test.serial('outlier detection ejects an endpoint after consecutive 5xx, reports it, and returns it after the ejection time', async (t) => {
-  await applyL7(m, DR('server', '    outlierDetection: { consecutive5xxErrors: 3, interval: 100ms, baseEjectionTime: 1s, maxEjectionPercent: 100 }\n'));
+  await applyL7(m, DR('server', '    outlierDetection: { consecutive5xxErrors: 3, interval: 100ms, baseEjectionTime: 5s, maxEjectionPercent: 100 }\n'));
   v1.fallback = { status: 500 };
   const codes: number[] = [];
   for (let i = 0; i < 30; i++) codes.push((await get(fwd, `/od${i}`)).status);
@@ -111,10 +111,10 @@ test.serial('outlier detection ejects an endpoint after consecutive 5xx, reports
   const ejected = c.endpoints.filter((e: { ejected: boolean }) => e.ejected);
   t.is(ejected.length, 1);
   t.true(String(ejected[0].endpoint).includes(`${m.V1}:8080`));
-  t.like(c.outlierDetection, { consecutive5xxErrors: 3, baseEjectionTimeMs: 1000, maxEjectionPercent: 100 });
-  // Healthy again; after the ejection time the interval sweep returns it.
+  t.like(c.outlierDetection, { consecutive5xxErrors: 3, baseEjectionTimeMs: 5000, maxEjectionPercent: 100 });
+  // Healthy again; after the ejection time (5s: long enough that a loaded machine cannot outrun it above) the interval sweep returns it.
   v1.fallback = { status: 200 };
-  await waitUntil(() => m.wpLogs.find((l) => l['msg'] === 'outlier detection returned an endpoint to the load balancer').length > 0, 3000, () => 'endpoint returned');
+  await waitUntil(() => m.wpLogs.find((l) => l['msg'] === 'outlier detection returned an endpoint to the load balancer').length > 0, 10_000, () => 'endpoint returned');
   t.is(sumSamples(await m.wpMetrics(), 'ztunnel_ts_waypoint_outlier_ejected_endpoints', { cluster }), 0);
   for (let i = 0; i < 20; i++) t.is((await get(fwd, `/back${i}`)).status, 200);
   t.true(v1.requests > 3, `v1 serves again (${v1.requests - 3} of 20)`);
