@@ -19,6 +19,8 @@ export class FailingBackend {
   fallback: Behaviour = { status: 200 };
   requests = 0;
   readonly bodies: number[] = [];
+  /** The client port of each request's connection (which upstream connection carried it). */
+  readonly ports: number[] = [];
   active = 0;
   maxActive = 0;
   private readonly sockets = new Set<Socket>();
@@ -30,6 +32,7 @@ export class FailingBackend {
   ) {
     this.server = http.createServer((req, res) => {
       this.requests++;
+      this.ports.push(req.socket.remotePort ?? 0);
       this.active++;
       this.maxActive = Math.max(this.maxActive, this.active);
       res.once('close', () => this.active--);
@@ -72,6 +75,7 @@ export class FailingBackend {
     this.fallback = { status: 200 };
     this.requests = 0;
     this.bodies.length = 0;
+    this.ports.length = 0;
     this.maxActive = 0;
   }
 

@@ -82,16 +82,24 @@ test.serial('http2MaxRequests 2: the third concurrent request overflows at once 
 
 test.serial('maxRequestsPerConnection 1: every request gets a fresh upstream connection', async (t) => {
   await applyL7(m, TO_V1('    connectionPool: { http: { maxRequestsPerConnection: 1 } }\n'));
-  const conns = new Set<number>();
-  const onConn = (s: { remotePort?: number }): void => {
-    conns.add(s.remotePort ?? 0);
-  };
-  v1.server.on('connection', onConn);
-  t.teardown(() => v1.server.off('connection', onConn));
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
   for (let i = 0; i < 4; i++) t.is((await get(fwd, `/pc${i}`, {}, { agent })).status, 200);
-  t.is(conns.size, 4, 'four requests, four upstream connections');
+  t.is(new Set(v1.ports).size, 4, 'four requests, four upstream connections');
+});
+
+test.serial('idleTimeout closes an upstream connection left idle; without it the connection is reused', async (t) => {
+  await applyL7(m, TO_V1('    connectionPool: { http: { idleTimeout: 200ms } }\n'));
+  t.is((await get(fwd, '/idle1')).status, 200);
+  await new Promise((r) => setTimeout(r, 600));
+  t.is((await get(fwd, '/idle2')).status, 200);
+  t.not(v1.ports[0], v1.ports[1], 'the first connection was closed after 200ms idle');
+  v1.reset();
+  await applyL7(m, TO_V1('    connectionPool: { http: { idleTimeout: 3s } }\n'));
+  t.is((await get(fwd, '/keep1')).status, 200);
+  await new Promise((r) => setTimeout(r, 600));
+  t.is((await get(fwd, '/keep2')).status, 200);
+  t.is(v1.ports[0], v1.ports[1], 'idle for less than idleTimeout: reused');
 });
 
 test.serial('outlier detection ejects an endpoint after consecutive 5xx, reports it, and returns it after the ejection time', async (t) => {
