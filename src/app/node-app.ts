@@ -38,7 +38,7 @@ import { registerDebugConnections } from '../admin/debug-connections';
 import { sendJson, sendText } from '../admin/http-util';
 import { explainHandler } from '../policy/explain-render';
 import { createSplicer } from '../transport/splice-outcome';
-import { createNodeTransport, type NodeTransport } from '../proxy/node-transport';
+import { createNodeTransport, nodeTcpTuning, type NodeTransport } from '../proxy/node-transport';
 import { createInpodMode, splitInpodAddrs, type InpodMode } from '../inpod/inpod-mode';
 import { DnsProxy, type PodNamespace } from '../dns/dns-proxy';
 
@@ -183,6 +183,7 @@ export class NodeApp {
       telemetry: this.telemetry,
       hboneClient: this.transport.client,
       hboneServer: this.transport.server,
+      tcp: nodeTcpTuning(c),
       outbound: {
         settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, localWorkloadWaitMs: c.localWorkloadWait, socksHandshakeTimeoutMs: c.headersTimeout, clusterDomain: c.clusterDomain },
         certs: this.certs,

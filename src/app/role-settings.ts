@@ -2,28 +2,12 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { ConfigOf } from '../config/key';
 import type { COMMON_KEYS } from '../config/keys-common';
-import type { NODE_KEYS } from '../config/keys-node';
+import type { HBONE_TRANSPORT_KEYS } from '../config/keys-node';
 import type { HboneTransportOptions } from '../transport/hbone-transport';
 import { Runtime } from './runtime';
 
-/** The HBONE keys the node and the waypoint share (same env names, same meaning). */
-type TransportKeys = Pick<
-  ConfigOf<typeof NODE_KEYS>,
-  | 'connectTimeout'
-  | 'handshakeTimeout'
-  | 'headersTimeout'
-  | 'hbonePingInterval'
-  | 'hbonePingTimeout'
-  | 'poolMaxStreams'
-  | 'poolUnusedReleaseTimeout'
-  | 'maxPendingHandshakesPerPeer'
-  | 'maxStreamsPerPeer'
-  | 'maxControlFrames'
-  | 'maxPreAcceptBytes'
-  | 'h2StreamWindow'
-  | 'h2ConnectionWindow'
-  | 'h2FrameSize'
->;
+/** The HBONE keys the node and the waypoint share (one key set, spread into both). */
+type TransportKeys = ConfigOf<typeof HBONE_TRANSPORT_KEYS>;
 
 /** A role's transport tuning from its config: one mapping for every role that speaks HBONE. */
 export function transportTuning(c: TransportKeys): Pick<

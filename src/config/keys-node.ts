@@ -54,19 +54,11 @@ export const IDENTITY_KEYS = {
   trustDomain: key({ env: 'TRUST_DOMAIN', doc: "trust domain of this proxy's own identity (waypoint) or of enrolled pods not yet in the state (node, in-pod)", default: 'cluster.local', parse: p.string }),
 } as const;
 
-/** Keys of the node proxy (DaemonSet role). Names follow ztunnel's src/config.rs. */
-export const NODE_KEYS = {
-  ...COMMON_KEYS,
-  ...IDENTITY_KEYS,
-  outboundAddr: key({ env: 'OUTBOUND_ADDR', doc: 'outbound capture listener (host-less = per local workload IP)', default: ':15001', parse: p.optListen }),
-  inboundPlaintextAddr: key({ env: 'INBOUND_PLAINTEXT_ADDR', doc: 'inbound plaintext capture listener', default: ':15006', parse: p.optListen }),
-  inboundAddr: key({ env: 'INBOUND_ADDR', doc: 'inbound HBONE (mTLS HTTP/2 CONNECT) listener', default: ':15008', parse: p.optListen }),
-  socks5Addr: key({ env: 'SOCKS5_ADDR', doc: "SOCKS5 explicit outbound listener; off unless set, or unless ztunnel's switch UNSTABLE_ENABLE_SOCKS5=true (then 127.0.0.1:15080)", default: (e) => (e['UNSTABLE_ENABLE_SOCKS5'] === 'true' ? '127.0.0.1:15080' : ''), parse: p.optListen }),
-  localXdsPath: key({ env: 'LOCAL_XDS_PATH', doc: 'ztunnel local config file (workloads, services, policies); reloaded on change', default: '', parse: p.optString }),
-  localXds: key({ env: 'LOCAL_XDS', doc: 'the same local config inline (YAML)', default: '', parse: p.optString }),
-  nodeName: key({ env: 'NODE_NAME', doc: 'this node; its workloads get listeners and prefetched certificates', default: '', parse: p.string }),
-  network: key({ env: 'NETWORK', doc: 'network of this node', default: '', parse: p.string }),
-  clusterDomain: key({ env: 'CLUSTER_DOMAIN', doc: 'Kubernetes cluster domain: SOCKS5 names name.ns and name.ns.svc resolve as name.ns.svc.<domain>', default: 'cluster.local', parse: p.string }),
+/**
+ * The HBONE transport and socket keys the node proxy and the waypoint share (same env
+ * names, same meaning): both spread this set, so transportTuning reads one definition.
+ */
+export const HBONE_TRANSPORT_KEYS = {
   poolMaxStreams: key({ env: 'POOL_MAX_STREAMS_PER_CONNECTION', doc: 'HBONE streams per pooled connection (capped by the peer SETTINGS)', default: '100', parse: p.int(1, 10000) }),
   poolUnusedReleaseTimeout: key({ env: 'POOL_UNUSED_RELEASE_TIMEOUT', doc: 'release a pooled HBONE connection unused this long', default: '5m', parse: p.duration(1) }),
   h2StreamWindow: key({ env: 'HTTP2_STREAM_WINDOW_SIZE', doc: 'HTTP/2 stream flow-control window (bytes)', default: String(4 * 1024 * 1024), parse: p.int(65535, 2 ** 31 - 1) }),
@@ -79,11 +71,27 @@ export const NODE_KEYS = {
   headersTimeout: key({ env: 'FIRST_HEADERS_TIMEOUT', doc: 'time allowed for the first CONNECT after the handshake', default: '10s', parse: p.duration(1) }),
   hbonePingInterval: key({ env: 'HBONE_PING_INTERVAL', doc: 'HTTP/2 PING liveness on every HBONE connection, both sides (ztunnel: 10s; 0 = off)', default: '10s', parse: p.duration(0) }),
   hbonePingTimeout: key({ env: 'HBONE_PING_TIMEOUT', doc: 'an HBONE connection whose PING is unanswered this long is dropped and its tunnels reset (ztunnel: 20s)', default: '20s', parse: p.duration(1) }),
-  idleTimeout: key({ env: 'IDLE_TIMEOUT', doc: 'close a proxied connection idle this long (0 = never)', default: '0', parse: p.duration(0) }),
   maxStreamsPerPeer: key({ env: 'INBOUND_MAX_STREAMS', doc: 'max concurrent CONNECT streams per inbound HBONE connection (advertised)', default: '200', parse: p.int(1, 100000) }),
   maxPendingHandshakesPerPeer: key({ env: 'INBOUND_MAX_PENDING_HANDSHAKES_PER_PEER', doc: 'cap on TLS handshakes in progress from one peer IP', default: '64', parse: p.int(1, 100000) }),
   maxControlFrames: key({ env: 'INBOUND_MAX_CONTROL_FRAMES', doc: 'SETTINGS/PING frames one HBONE connection may send per 10 s before it is dropped (flood defence)', default: '1000', parse: p.int(10, 1_000_000) }),
   maxPreAcceptBytes: key({ env: 'INBOUND_MAX_PRE_ACCEPT_BYTES', doc: 'bytes one HBONE connection may park in streams not yet answered (default = connection window)', default: String(16 * 1024 * 1024), parse: p.int(65535, 2 ** 31 - 1) }),
+} as const;
+
+/** Keys of the node proxy (DaemonSet role). Names follow ztunnel's src/config.rs. */
+export const NODE_KEYS = {
+  ...COMMON_KEYS,
+  ...IDENTITY_KEYS,
+  ...HBONE_TRANSPORT_KEYS,
+  outboundAddr: key({ env: 'OUTBOUND_ADDR', doc: 'outbound capture listener (host-less = per local workload IP)', default: ':15001', parse: p.optListen }),
+  inboundPlaintextAddr: key({ env: 'INBOUND_PLAINTEXT_ADDR', doc: 'inbound plaintext capture listener', default: ':15006', parse: p.optListen }),
+  inboundAddr: key({ env: 'INBOUND_ADDR', doc: 'inbound HBONE (mTLS HTTP/2 CONNECT) listener', default: ':15008', parse: p.optListen }),
+  socks5Addr: key({ env: 'SOCKS5_ADDR', doc: "SOCKS5 explicit outbound listener; off unless set, or unless ztunnel's switch UNSTABLE_ENABLE_SOCKS5=true (then 127.0.0.1:15080)", default: (e) => (e['UNSTABLE_ENABLE_SOCKS5'] === 'true' ? '127.0.0.1:15080' : ''), parse: p.optListen }),
+  localXdsPath: key({ env: 'LOCAL_XDS_PATH', doc: 'ztunnel local config file (workloads, services, policies); reloaded on change', default: '', parse: p.optString }),
+  localXds: key({ env: 'LOCAL_XDS', doc: 'the same local config inline (YAML)', default: '', parse: p.optString }),
+  nodeName: key({ env: 'NODE_NAME', doc: 'this node; its workloads get listeners and prefetched certificates', default: '', parse: p.string }),
+  network: key({ env: 'NETWORK', doc: 'network of this node', default: '', parse: p.string }),
+  clusterDomain: key({ env: 'CLUSTER_DOMAIN', doc: 'Kubernetes cluster domain: SOCKS5 names name.ns and name.ns.svc resolve as name.ns.svc.<domain>', default: 'cluster.local', parse: p.string }),
+  idleTimeout: key({ env: 'IDLE_TIMEOUT', doc: 'close a proxied connection idle this long (0 = never)', default: '0', parse: p.duration(0) }),
   localWorkloadWait: key({ env: 'WORKLOAD_WAIT_TIMEOUT', doc: 'how long an outbound connection from an unknown source IP waits for its workload to appear in the state before it is refused (UNKNOWN_SOURCE)', default: '5s', parse: p.duration(0) }),
   accessLogUpdateInterval: key({ env: 'ACCESS_LOG_UPDATE_INTERVAL', doc: 'long-lived connections log bytes this often (0 = only at close)', default: '60s', parse: p.duration(0) }),
   packetMark: key({ env: 'PACKET_MARK', doc: 'SO_MARK on the proxy sockets so capture rules skip them', default: '1337', parse: p.intOrHex(0, 0xffffffff) }),

@@ -1,6 +1,6 @@
 import { key, p } from './key';
 import { COMMON_KEYS } from './keys-common';
-import { IDENTITY_KEYS, NODE_KEYS } from './keys-node';
+import { HBONE_TRANSPORT_KEYS, IDENTITY_KEYS, NODE_KEYS } from './keys-node';
 
 const N = NODE_KEYS;
 
@@ -15,6 +15,7 @@ const N = NODE_KEYS;
 export const WAYPOINT_KEYS = {
   ...COMMON_KEYS,
   ...IDENTITY_KEYS,
+  ...HBONE_TRANSPORT_KEYS,
   inboundAddr: key({ env: 'INBOUND_ADDR', doc: 'HBONE (mTLS HTTP/2 CONNECT) listener', default: '[::]:15008', parse: p.listen }),
   instanceIp: key({ env: 'INSTANCE_IP', doc: "this waypoint pod's IP: its workload in the state, and the source address of its upstream connections", default: '', parse: p.string }),
   podNamespace: key({ env: 'POD_NAMESPACE', doc: 'namespace of the waypoint (its identity and its Gateway)', default: 'default', parse: p.string }),
@@ -49,20 +50,4 @@ export const WAYPOINT_KEYS = {
   nodeName: N.nodeName,
   network: N.network,
   clusterDomain: N.clusterDomain,
-  poolMaxStreams: N.poolMaxStreams,
-  poolUnusedReleaseTimeout: N.poolUnusedReleaseTimeout,
-  h2StreamWindow: N.h2StreamWindow,
-  h2ConnectionWindow: N.h2ConnectionWindow,
-  h2FrameSize: N.h2FrameSize,
-  keepaliveEnabled: N.keepaliveEnabled,
-  keepaliveTime: N.keepaliveTime,
-  connectTimeout: N.connectTimeout,
-  handshakeTimeout: N.handshakeTimeout,
-  headersTimeout: N.headersTimeout,
-  hbonePingInterval: N.hbonePingInterval,
-  hbonePingTimeout: N.hbonePingTimeout,
-  maxStreamsPerPeer: N.maxStreamsPerPeer,
-  maxPendingHandshakesPerPeer: N.maxPendingHandshakesPerPeer,
-  maxControlFrames: N.maxControlFrames,
-  maxPreAcceptBytes: N.maxPreAcceptBytes,
 } as const;

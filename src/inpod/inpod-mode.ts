@@ -5,6 +5,7 @@ import type { NodeConfig } from '../config/node-config';
 import { SpiffeId } from '../identity/spiffe';
 import type { AcceptInfo } from '../proxy/listener-manager';
 import type { NodeProxyAddrs } from '../proxy/node-proxy';
+import { nodeTcpTuning } from '../proxy/node-transport';
 import type { PodSocketSource } from '../transport/dial';
 import type { Clock } from '../util/clock';
 import type { Socket } from 'node:net';
@@ -65,7 +66,7 @@ export function createInpodMode(d: InpodModeDeps, podSpecs: readonly PodListener
   if (!support.available) throw new Error(`INPOD_ENABLED needs the native addon (setns, SCM_RIGHTS): ${support.reason}`);
   const c = d.config;
   const logger = d.logger.child({ scope: 'inpod' });
-  const listeners = new PodListeners({ logger, specs: podSpecs, reusePort: c.inpodPortReuse, host: c.ipv6Enabled ? '::' : '0.0.0.0', onSocket: d.accept });
+  const listeners = new PodListeners({ logger, specs: podSpecs, reusePort: c.inpodPortReuse, host: c.ipv6Enabled ? '::' : '0.0.0.0', onSocket: d.accept, tcp: nodeTcpTuning(c) });
   const manager = new WorkloadManager(
     async (uid, info, netns) => {
       const stopExtras = d.podExtras ? await d.podExtras(uid, info, netns) : null;

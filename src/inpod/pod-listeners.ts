@@ -5,6 +5,7 @@ import type { AcceptInfo, ListenerName } from '../proxy/listener-manager';
 import type { Workload } from '../state/types';
 import { makeSocketAddr } from '../util/socket-addr';
 import type { SocketFactory } from '../transport/dial';
+import { applySocketOptions, type TcpTuning } from '../transport/socket-opts';
 import type { PodNetns } from './pod-netns';
 import type { RunningPod } from './workload-manager';
 import type { ZdsWorkloadInfo } from './zds-codec';
@@ -24,6 +25,8 @@ export interface PodListenersOptions {
   readonly host: string;
   /** The node proxy's accept path; takes ownership of the socket. */
   readonly onSocket: (socket: Socket, info: AcceptInfo) => void;
+  /** NODELAY + keepalive on every socket the pod dials from (the node's KEEPALIVE_*). */
+  readonly tcp: TcpTuning;
 }
 
 /**
@@ -42,7 +45,11 @@ class PodProxy implements RunningPod {
     readonly info: ZdsWorkloadInfo,
     readonly netns: PodNetns,
   ) {
-    this.dial = (family, localAddress, transparent) => this.track(netns.tcpSocket(family, localAddress, transparent));
+    this.dial = (family, localAddress, transparent) => {
+      const s = netns.tcpSocket(family, localAddress, transparent);
+      applySocketOptions(s, owner.tcp);
+      return this.track(s);
+    };
   }
 
   track(s: Socket): Socket {
@@ -82,6 +89,10 @@ export class PodListeners {
   private readonly pods = new Map<string, PodProxy>();
 
   constructor(private readonly o: PodListenersOptions) {}
+
+  get tcp(): TcpTuning {
+    return this.o.tcp;
+  }
 
   readonly start = async (uid: string, info: ZdsWorkloadInfo, netns: PodNetns): Promise<RunningPod> => {
     const pod = new PodProxy(this, uid, info, netns);

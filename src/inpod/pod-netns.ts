@@ -74,9 +74,7 @@ export class PodNetns {
     this.assertOpen();
     const fd = this.addon.netnsTcpSocket(this.fd, family, this.mark, localAddress ?? null, transparent);
     try {
-      const s = new net.Socket({ fd, allowHalfOpen: true, readable: true, writable: true });
-      s.setNoDelay(true);
-      return s;
+      return new net.Socket({ fd, allowHalfOpen: true, readable: true, writable: true });
     } catch (err) {
       closeQuietly(fd);
       throw err;

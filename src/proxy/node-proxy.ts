@@ -15,6 +15,7 @@ import type { PodSocketSource } from '../transport/dial';
 import type { OutboundDeps } from './outbound-types';
 import { OutboundHeaders } from './outbound-headers';
 import type { Telemetry } from '../telemetry/telemetry';
+import { applySocketOptions, type TcpTuning } from '../transport/socket-opts';
 
 /** What the node proxy needs from the HBONE server: hand it an accepted TCP socket. */
 export interface HboneSocketServer {
@@ -39,6 +40,8 @@ export interface NodeProxyOptions {
   readonly telemetry: Telemetry;
   readonly hboneClient: HboneClient;
   readonly hboneServer: HboneSocketServer;
+  /** NODELAY + keepalive for accepted sockets (see accept). */
+  readonly tcp: TcpTuning;
   /** Everything but the shared pieces above, built by the composition root. */
   /** In-pod mode: the pods' own sockets (listeners are bound by the in-pod listener set, which hands accepted sockets to accept()). */
   readonly podSockets?: PodSocketSource;
@@ -117,11 +120,16 @@ export class NodeProxy implements Component {
     return { listeners: this.listenerManager.dump(), liveConnections: this.opts.telemetry.tracker.size };
   }
 
-  /** Every listener's accepted sockets come here (the in-pod listener set calls it too); takes ownership. */
+  /**
+   * Every listener's accepted sockets come here (the in-pod listener set calls it too); takes
+   * ownership. App-side sockets (15001, 15006, SOCKS5) get NODELAY and keepalive, as ztunnel's
+   * capture listeners set them; an HBONE connection (15008) gets NODELAY only, its liveness
+   * is the HTTP/2 PING (HBONE_PING_INTERVAL).
+   */
   readonly accept = (socket: Socket, info: AcceptInfo): void => {
     this.accepted.add(socket);
     socket.once('close', () => this.accepted.delete(socket));
-    socket.setNoDelay(true);
+    applySocketOptions(socket, info.listener === 'inbound' ? { ...this.opts.tcp, keepalive: false } : this.opts.tcp);
     switch (info.listener as ListenerName) {
       case 'outbound':
         void new OutboundConnection(this.outboundDeps, socket, info, false).run();

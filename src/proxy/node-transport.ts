@@ -7,7 +7,7 @@ import type { Clock } from '../util/clock';
 import { createHboneTransport, type HboneTransport } from '../transport/hbone-transport';
 import { transportTuning } from '../app/role-settings';
 import type { InboundConnect, ServerCertResolver } from '../transport/hbone/types';
-import type { SocketOptions } from '../transport/socket-opts';
+import type { SocketOptions, TcpTuning } from '../transport/socket-opts';
 
 export type NodeTransport = HboneTransport;
 
@@ -33,9 +33,7 @@ export function createNodeTransport(d: NodeTransportDeps): NodeTransport {
   const c = d.config;
   const capture = d.capture;
   const socket: SocketOptions = {
-    noDelay: true,
-    keepalive: c.keepaliveEnabled,
-    keepaliveTime: c.keepaliveTime,
+    ...nodeTcpTuning(c),
     ...(capture.available ? { mark: c.packetMark, createSocket: (family, s) => capture.addon.createDialSocket(family, s.mark, s.bindIp, s.transparent) } : {}),
   };
   return createHboneTransport({
@@ -48,4 +46,9 @@ export function createNodeTransport(d: NodeTransportDeps): NodeTransport {
     ...transportTuning(c),
     socket,
   });
+}
+
+/** NODELAY always; keepalive per KEEPALIVE_ENABLED / KEEPALIVE_TIME: for every socket the node dials or its capture listeners accept. */
+export function nodeTcpTuning(c: Pick<NodeConfig, 'keepaliveEnabled' | 'keepaliveTime'>): TcpTuning {
+  return { noDelay: true, keepalive: c.keepaliveEnabled, keepaliveTime: c.keepaliveTime };
 }

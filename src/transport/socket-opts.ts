@@ -38,6 +38,20 @@ export interface SocketOptions {
 
 export const DEFAULT_SOCKET_OPTIONS: SocketOptions = { noDelay: true, keepalive: true, keepaliveTime: 180_000 };
 
+/** The per-connection TCP options (the rest of SocketOptions is about making the descriptor). */
+export type TcpTuning = Pick<SocketOptions, 'noDelay' | 'keepalive' | 'keepaliveTime'>;
+
+/**
+ * TCP_NODELAY and SO_KEEPALIVE on one proxied socket, as ztunnel sets them on every socket
+ * it dials and on the sockets its capture listeners (15001, 15006) accept: a proxy must not
+ * add Nagle delay, and keepalive finds a peer that vanished without a FIN on a connection
+ * that may sit idle for hours. Applied once per socket, at dial or accept.
+ */
+export function applySocketOptions(socket: Socket, o: TcpTuning): void {
+  socket.setNoDelay(o.noDelay);
+  if (o.keepalive) socket.setKeepAlive(true, o.keepaliveTime);
+}
+
 /** Node's TCP handle (TCPWrap; a TLSWrap forwards `open` to the TCP handle it wraps). */
 interface AdoptingHandle {
   open(fd: number): number;
@@ -72,8 +86,7 @@ export function prepareDial(
   return {
     localAddress: native ? undefined : localAddress,
     attach: (socket, onError) => {
-      socket.setNoDelay(opts.noDelay);
-      if (opts.keepalive) socket.setKeepAlive(true, opts.keepaliveTime);
+      applySocketOptions(socket, opts);
       if (!native) return;
       try {
         adopt(socket, createWithMarkFallback(create, socketFamily, { mark, bindIp: localAddress ?? null, transparent }, onError));

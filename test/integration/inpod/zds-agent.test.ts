@@ -7,6 +7,7 @@
  * agent gets clear ack errors with every descriptor closed (fd count flat).
  */
 import test from 'ava';
+import { DEFAULT_SOCKET_OPTIONS } from '../../../src/transport/socket-opts';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -59,6 +60,7 @@ function nodeSide(socketPath: string) {
     reusePort: true,
     host: '::',
     onSocket: (s, info) => s.end(`${info.listener}@${info.pod}`),
+    tcp: DEFAULT_SOCKET_OPTIONS,
   });
   const manager = new WorkloadManager(listeners.start, createWorkloadManagerMetrics(registry), logger);
   const client = new ZdsClient({ addon, codec, manager, path: socketPath, mark: 0x539, logger, clock: systemClock, onReady: (r) => readiness.push(r), retryPendingMs: 50 });
