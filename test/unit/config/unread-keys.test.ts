@@ -8,6 +8,7 @@ const ROOT = path.resolve(__dirname, '../../../..');
 const isKeyFile = (f: string): boolean => /[/\\]src[/\\]config[/\\]keys-[^/\\]+\.ts$/.test(f);
 
 test('every config key is read by production code (a setting nothing reads is a defect)', (t) => {
+  t.timeout(240_000, 'type-checking every source file takes a while on a loaded machine');
   const { keys, unread } = unreadConfigKeys(tsFilesUnder(path.join(ROOT, 'src')), isKeyFile);
   t.true(keys.length > 80, `found only ${keys.length} key definitions: the key-set parser missed some`);
   t.deepEqual(
