@@ -193,7 +193,7 @@ export class NodeApp {
         prepareDial: this.transport.prepareDial,
       },
       inbound: {
-        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, origSrc: this.origSrc.enabled },
+        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, origSrc: this.origSrc.enabled, localhostAppTunnel: c.localhostAppTunnel },
         resolveTarget: createInboundResolver(this.state, network, illegalPorts),
         authorize: (ctx) => authorizeWithState(this.state, ctx),
         reportDryRun: createDryRunReporter(this.registry, this.logger),

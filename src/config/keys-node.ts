@@ -96,6 +96,7 @@ export const NODE_KEYS = {
   accessLogUpdateInterval: key({ env: 'ACCESS_LOG_UPDATE_INTERVAL', doc: 'long-lived connections log bytes this often (0 = only at close)', default: '60s', parse: p.duration(0) }),
   packetMark: key({ env: 'PACKET_MARK', doc: 'SO_MARK on the proxy sockets so capture rules skip them', default: '1337', parse: p.intOrHex(0, 0xffffffff) }),
   enableOrigSrc: key({ env: 'ENABLE_ORIG_SRC', doc: "inbound dials to the app keep the client's IP (IP_TRANSPARENT: native addon + CAP_NET_ADMIN; capture rules with --enable-orig-src route replies back); unset = on when IP_TRANSPARENT is permitted", default: '', parse: p.optBool }),
+  localhostAppTunnel: key({ env: 'LOCALHOST_APP_TUNNEL', doc: "in-pod mode: a workload's PROXY application tunnel is dialled at the pod's loopback (127.0.0.1 / ::1), so only the proxy reaches that port; the client's address is in the PROXY header", default: 'true', parse: p.bool }),
   ipv6Enabled: key({ env: 'IPV6_ENABLED', doc: 'false: every [::] listen address binds 0.0.0.0 instead (IPv4 only)', default: 'true', parse: p.bool }),
   inpodEnabled: key({ env: 'INPOD_ENABLED', doc: 'in-pod mode: one node proxy serves every pod the node agent (istio-cni) enrols over ZDS, with listeners inside each pod network namespace; host-less listener addresses then mean "this port in every enrolled pod"', default: 'false', parse: p.bool }),
   inpodUds: key({ env: 'INPOD_UDS', doc: "the node agent's ZDS socket (in-pod mode)", default: '/var/run/ztunnel/ztunnel.sock', parse: p.string }),

@@ -5,13 +5,14 @@ import type { SpiffeId } from '../identity/spiffe';
 import type { AuthzContext } from '../policy/types';
 import type { Workload } from '../state/types';
 import type { StateView } from '../state/view';
-import { formatSocketAddr } from '../util/socket-addr';
+import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
 import { workloadIdentity } from '../identity/spiffe';
 import { ConnectionResult } from '../telemetry/connection-result';
-import { dialTcp, abortLeg } from '../transport/dial';
+import { dialTcp, abortLeg, type DialOptions } from '../transport/dial';
 import { isLoopback } from '../util/ip';
 import type { InboundConnect } from '../transport/hbone/types';
 import type { InboundDeps, InboundTarget } from './inbound-types';
+import { appTunnelDelivery } from './app-tunnel';
 
 /**
  * The source workload for telemetry on inbound: the workload at the peer IP, but with a
@@ -77,8 +78,11 @@ export class InboundHboneHandler {
     await this.admitAndProxy(req, target, result);
   }
 
-  private async admitAndProxy(req: InboundConnect, target: InboundTarget, result: ConnectionResult): Promise<void> {
+  private async admitAndProxy(req: InboundConnect, resolved: InboundTarget, result: ConnectionResult): Promise<void> {
     const { deps } = this;
+    // An application tunnel moves the dial (and, as in ztunnel, the port authorization sees) to its port.
+    const tunnel = appTunnelDelivery(resolved.workload, resolved.target, req.peerAddr, req.authority, req.peerIdentity);
+    const target: InboundTarget = tunnel ? { ...resolved, target: tunnel.target } : resolved;
     const ctx = authzContextFor(req.peerAddr.ip, req.peerIdentity, target);
     const decision = deps.authorize(ctx);
     deps.reportDryRun?.(decision, ctx);
@@ -104,7 +108,7 @@ export class InboundHboneHandler {
       abortLeg(app);
     });
     try {
-      app = await dialTcp(target.target, { timeoutMs: deps.settings.connectTimeoutMs, ...appSource(req.peerAddr.ip, target.target.ip, deps.settings.origSrc), prepare: deps.prepareDial, createSocket: deps.podSockets?.forWorkload(target.workload) });
+      app = await dialTcp(...this.appDial(req, target, tunnel?.header ? 'proxy' : 'plain'));
     } catch (err) {
       const reason = classifyError(err);
       req.reject(503, reason);
@@ -117,7 +121,9 @@ export class InboundHboneHandler {
       result.record({ reason: 'RESET', error: 'the HBONE stream closed before the app connection was ready' });
       return;
     }
-    result.setByteSource(app, 'server');
+    // The PROXY header goes first; the connection's bytes are the tunnel's, so it is left out of them.
+    if (tunnel?.header) app.write(tunnel.header);
+    result.setByteSource(app, 'server', { read: 0, written: tunnel?.header?.length ?? 0 });
     const uid = target.workload.uid;
     result.recheck = () => deps.authorize(authzContextFor(req.peerAddr.ip, req.peerIdentity, target, deps.state.findWorkloadByUid(uid) ?? target.workload));
     try {
@@ -128,6 +134,22 @@ export class InboundHboneHandler {
       return;
     }
     result.record(await deps.splice(stream, app));
+  }
+
+  /**
+   * Where and from where the app is dialled. A PROXY tunnel in a pod's namespace goes to the
+   * pod's loopback from loopback (LOCALHOST_APP_TUNNEL), as ztunnel does, so the tunnel port
+   * need not listen on the pod IP; anything else to the pod IP (see appSource).
+   */
+  private appDial(req: InboundConnect, target: InboundTarget, kind: 'proxy' | 'plain'): [SocketAddr, DialOptions] {
+    const { settings, prepareDial, podSockets } = this.deps;
+    const createSocket = podSockets?.forWorkload(target.workload);
+    const base = { timeoutMs: settings.connectTimeoutMs, prepare: prepareDial, createSocket };
+    if (kind === 'proxy' && settings.localhostAppTunnel && createSocket) {
+      const loopback = target.target.family === 6 ? '::1' : '127.0.0.1';
+      return [makeSocketAddr(loopback, target.target.port), { ...base, localAddress: loopback }];
+    }
+    return [target.target, { ...base, ...appSource(req.peerAddr.ip, target.target.ip, settings.origSrc) }];
   }
 }
 

@@ -33,6 +33,13 @@ export interface InboundSettings {
   readonly connectTimeoutMs: number;
   /** Dial the app from the client's own IP (ENABLE_ORIG_SRC, or detected): see appSource. */
   readonly origSrc: boolean;
+  /**
+   * LOCALHOST_APP_TUNNEL: a PROXY application tunnel is dialled at the pod's loopback
+   * (127.0.0.1 or ::1, from loopback), so only the proxy can reach the tunnel port; the
+   * client's address travels in the header. Only where the dial is made inside the pod's
+   * namespace (in-pod mode): from the host, loopback is the host's own.
+   */
+  readonly localhostAppTunnel: boolean;
 }
 
 /** What inbound handlers need. No certificate access: TLS is the transport's job. */

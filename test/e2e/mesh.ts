@@ -30,8 +30,11 @@ export type NodeName = 'node1' | 'node2';
 /** Pods enrolled at start (a3 is enrolled by a test). */
 export const INITIAL_PODS = ['a1', 'a2', 'b1', 'b2'] as const;
 
-/** Policies: b1 is STRICT (istiod's static DENY for "no peer identity"); b2 denies a2. */
-export function localConfigYaml(): string {
+/**
+ * Policies: b1 is STRICT (istiod's static DENY for "no peer identity"); b2 denies a2.
+ * `extra`: more YAML lines for a pod's workload entry (indented as its fields), by pod name.
+ */
+export function localConfigYaml(extra: Readonly<Record<string, string>> = {}): string {
   const policyOf: Record<string, string[]> = { b1: ['istio-system/istio_converted_static_strict'], b2: ['default/deny-from-a2'] };
   const workloads = PODS.map(
     (p) => `  - uid: ${podUid(p.name)}
@@ -45,7 +48,7 @@ export function localConfigYaml(): string {
     canonicalName: ${p.name}
     canonicalRevision: v1
     workloadName: ${p.name}
-    authorizationPolicies: [${(policyOf[p.name] ?? []).join(', ')}]`,
+    authorizationPolicies: [${(policyOf[p.name] ?? []).join(', ')}]${extra[p.name] ? `\n${extra[p.name]}` : ''}`,
   );
   return `workloads:
 ${workloads.join('\n')}

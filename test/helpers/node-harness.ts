@@ -23,6 +23,7 @@ export interface LocalWorkload {
   services?: Record<string, Record<number, number>>;
   /** IP of this workload's waypoint (workload-addressed traffic goes through it). */
   waypoint?: string;
+  applicationTunnel?: { protocol: 'NONE' | 'PROXY'; port?: number };
 }
 
 export interface LocalConfigDoc {
@@ -53,6 +54,7 @@ export function renderLocalConfig(doc: LocalConfigDoc): string {
       authorizationPolicies: w.authorizationPolicies ?? [],
       services: w.services ?? {},
       ...(w.waypoint ? { waypoint: { destination: `/${w.waypoint}`, hboneMtlsPort: 15008 } } : {}),
+      ...(w.applicationTunnel ? { applicationTunnel: w.applicationTunnel } : {}),
     })),
     services: (doc.services ?? []).map((s) => ({
       name: s.name,

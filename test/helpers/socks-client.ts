@@ -41,14 +41,23 @@ export function socksConnect(proxy: SocketAddr, target: { host: string; port: nu
       const need = buf[3] === 4 ? 22 : 10;
       if (buf.length < need) return;
       clearTimeout(timer);
-      s.off('data', onData);
+      done = true;
+      s.off('readable', onReadable);
       s.removeAllListeners('close');
       s.removeAllListeners('error');
       const rest = buf.subarray(need);
       if (rest.length) s.unshift(rest);
       resolve(s);
     };
-    s.on('data', onData);
+    // Read with 'readable', not 'data': after the reply the socket must not be left flowing
+    // with no listener, or bytes a server-first app sends right behind the reply are lost
+    // before the caller attaches its own reader (the unshifted rest is kept either way).
+    let done = false;
+    const onReadable = (): void => {
+      let c: Buffer | null;
+      while (!done && (c = s.read() as Buffer | null) !== null) onData(c);
+    };
+    s.on('readable', onReadable);
   });
 }
 
