@@ -11,7 +11,7 @@ import { generateCsr, type CsrBundle } from './csr';
 import { FetchQueue } from './fetch-queue';
 import { CSR_BACKOFF, clampDelay, dumpEntry, newEntry, type CertificateDump, type Entry } from './cert-entry';
 import type { SpiffeId } from './spiffe';
-import type { CertState, CertificateSource, FetchPriority, WorkloadCertificate } from './types';
+import type { CertificateSource, FetchPriority, WorkloadCertificate } from './types';
 
 export type { CertificateDump } from './cert-entry';
 
@@ -86,11 +86,6 @@ export class CertManager implements CertificateSource, Component {
     if (!e) return undefined;
     this.expireIfDue(e);
     return e.cert ?? undefined;
-  }
-
-  /** Current state of an identity, or undefined if it is not tracked. */
-  stateOf(id: SpiffeId): CertState | undefined {
-    return this.entries.get(id.toString())?.state;
   }
 
   /** Starts Warmup fetches for identities not tracked yet. */
@@ -193,11 +188,6 @@ export class CertManager implements CertificateSource, Component {
     }
     this.log.info({ identities: queued }, 're-issuing workload certificates on request');
     return queued;
-  }
-
-  /** Fetches in flight and queued (for tests and /config_dump debugging). */
-  stats(): { inFlight: number; queued: number; identities: number } {
-    return { inFlight: this.active, queued: this.queue.size, identities: this.entries.size };
   }
 
   async start(): Promise<void> {}

@@ -99,11 +99,6 @@ export class LocalConfigSource implements StateSource {
     return new ProxyError('CONFIG_INVALID', `${this.sourceName} is invalid${hint}:\n  ${this.lastError?.errors.join('\n  ')}`);
   }
 
-  /** Waits for any reload in flight (tests and shutdown). */
-  settled(): Promise<void> {
-    return this.reloading;
-  }
-
   async close(): Promise<void> {
     this.stop();
     await this.reloading;

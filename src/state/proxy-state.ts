@@ -9,20 +9,28 @@ import type { SourceWriter, StateBatch } from './source';
 export type { StateBatch } from './source';
 
 /**
+ * The state version and who hears of changes: shared by the updater, which bumps the version
+ * and announces each change, and its read side, which only reads the version and adds
+ * listeners. Not exported: no one else can move the version.
+ */
+class ChangeFeed {
+  version = 0;
+  readonly listeners = new Set<(c: StateChange) => void>();
+}
+
+/**
  * The read side of workload state. It only reads the indexes the
  * StateUpdater owns; it has no way to change them. Lookups are synchronous and allocate
  * only where they must return a list built from several indexes.
  */
 export class ProxyState implements StateView {
-  /** @internal the updater bumps it after a batch is in place. */
-  versionNumber = 0;
-  /** @internal */
-  readonly listeners = new Set<(c: StateChange) => void>();
-
-  constructor(private readonly idx: StateIndexes) {}
+  constructor(
+    private readonly idx: StateIndexes,
+    private readonly feed: ChangeFeed,
+  ) {}
 
   get version(): number {
-    return this.versionNumber;
+    return this.feed.version;
   }
 
   findWorkloadByAddr(addr: NetworkAddress): Workload | undefined {
@@ -132,8 +140,8 @@ export class ProxyState implements StateView {
   }
 
   onChange(listener: (change: StateChange) => void): () => void {
-    this.listeners.add(listener);
-    return () => void this.listeners.delete(listener);
+    this.feed.listeners.add(listener);
+    return () => void this.feed.listeners.delete(listener);
   }
 
   private resolve(uids: readonly string[]): Workload[] {
@@ -156,7 +164,8 @@ export class ProxyState implements StateView {
  */
 export class StateUpdater {
   private readonly idx = new StateIndexes();
-  readonly view: ProxyState = new ProxyState(this.idx);
+  private readonly feed = new ChangeFeed();
+  readonly view: ProxyState = new ProxyState(this.idx, this.feed);
   private readonly held = { workloads: new Holdings<Workload>(), services: new Holdings<Service>(), policies: new Holdings<Authorization>() };
   private readonly writers = new Map<string, SourceWriter>();
 
@@ -291,9 +300,9 @@ export class StateUpdater {
     }
     if (added.length + removed.length + updated.length + changedPolicies.length === 0 && !servicesChanged) return null;
 
-    this.view.versionNumber++;
+    this.feed.version++;
     const change: StateChange = {
-      version: this.view.versionNumber,
+      version: this.feed.version,
       workloadsAdded: added,
       workloadsRemoved: removed,
       workloadsUpdated: updated,
@@ -302,7 +311,7 @@ export class StateUpdater {
       policiesChanged: changedPolicies.length > 0,
       changedPolicies,
     };
-    for (const l of [...this.view.listeners]) {
+    for (const l of [...this.feed.listeners]) {
       try {
         l(change);
       } catch (err) {

@@ -59,11 +59,6 @@ export class L7ConfigSource implements Component {
     await this.reload();
   }
 
-  /** Waits for a reload in flight (tests). */
-  settled(): Promise<void> {
-    return this.reloading;
-  }
-
   async close(): Promise<void> {
     this.stop();
     await this.reloading;

@@ -377,7 +377,7 @@ test.serial('a workload that leaves the state: its metric series and listeners g
   await waitUntil(() => !a.app.runtime.currentAddresses().listeners.some((l) => l.address.ip === CLIENT), 5000, () => 'client listeners closed');
   const after = await a.metrics();
   t.false(after.samples.some((s) => s.name.startsWith('istio_tcp_') && s.labels['source_workload'] === 'client-deploy'), 'series naming the removed workload are gone');
-  t.is(a.app.certs.stateOf(SpiffeId.of('cluster.local', 'default', 'client')), undefined);
+  t.is(a.app.certs.dump().find((d) => d.identity === SpiffeId.of('cluster.local', 'default', 'client').toString()), undefined);
 });
 
 test.serial('POST /certificates/reissue re-issues the node\'s workload certificates now (new serial in /config_dump)', async (t) => {

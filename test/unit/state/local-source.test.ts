@@ -116,7 +116,7 @@ test('editor-style replace (write temp file, rename over) is picked up; identica
   writeFileSync(file, one('e', '10.0.0.5'));
   writeFileSync(path.join(dir, 'unrelated.txt'), 'x');
   await new Promise((r) => setTimeout(r, 300));
-  await s.src.settled();
+  await s.src.close(); // close() waits for a reload in flight: every event so far is handled
   t.is(await s.counter('applied'), applied);
   t.is(s.updater.view.version, 2);
 });
@@ -195,7 +195,7 @@ test('a file still being written is read only once it is stable: a half-written 
   writeSync(fd, three.slice(head.length).replace('10.0.0.3', '10.0.0.33'));
   closeSync(fd);
   t.true(await until(() => s.updater.view.findWorkloadByUid('c')?.workloadIps[0] === '10.0.0.33'));
-  await s.src.settled();
+  await s.src.close(); // waits for a reload in flight, so a second change would be seen below
   t.deepEqual(s.changes.map((c) => [c.workloadsRemoved.length, c.workloadsUpdated.map((w) => w.uid)]), [[0, []], [0, ['c']]], 'one change, straight to the final content');
   t.is(await s.counter('rejected'), 0);
 });
