@@ -39,7 +39,7 @@ import { sendJson, sendText } from '../admin/http-util';
 import { explainHandler } from '../policy/explain-render';
 import { createSplicer } from '../transport/splice-outcome';
 import { createNodeTransport, nodeTcpTuning, type NodeTransport } from '../proxy/node-transport';
-import { createInpodMode, splitInpodAddrs, type InpodMode } from '../inpod/inpod-mode';
+import { createInpodMode, splitInpodAddrs, type InpodMode, type PodState } from '../inpod/inpod-mode';
 import { DnsProxy, type PodNamespace } from '../dns/dns-proxy';
 
 export interface NodeAppOptions {
@@ -235,12 +235,17 @@ export class NodeApp {
   }
 
   /**
-   * ztunnel's `workloadState` (per workload uid on this node): `Up` once the workload's
-   * certificate is available (it can be served), `Pending` until then.
+   * ztunnel's `workloadState`. In-pod, the pods the node agent handed over ZDS (`Up` once
+   * their listeners run, `Pending` while a failed start is retried), whether or not the
+   * state names them yet. Otherwise the workloads of this node in the state: `Up` once the
+   * workload's certificate is available (it can be served), `Pending` until then.
    */
-  private workloadState(): Record<string, { state: 'Up' | 'Pending' }> {
-    const out: Record<string, { state: 'Up' | 'Pending' }> = {};
-    for (const w of this.state.workloadsOnNode(this.opts.config.nodeName)) out[w.uid] = { state: this.certs.findCertificate(workloadIdentity(w)) ? 'Up' : 'Pending' };
+  private workloadState(): Record<string, PodState> {
+    if (this.inpod) return this.inpod.workloadState();
+    const out: Record<string, PodState> = {};
+    for (const w of this.state.workloadsOnNode(this.opts.config.nodeName)) {
+      out[w.uid] = { state: this.certs.findCertificate(workloadIdentity(w)) ? 'Up' : 'Pending', info: { name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount } };
+    }
     return out;
   }
 

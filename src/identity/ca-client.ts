@@ -1,7 +1,6 @@
-import { open, readFile } from 'node:fs/promises';
 import { Client, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { CaChannelCredentials, targetHost } from './ca-credentials';
-import { ProxyError, type Reason } from '../errors';
+import { CaChannelCredentials, grpcTarget, readRootPem, readToken, targetHost } from './ca-credentials';
+import { ProxyError, errorMessage, type Reason } from '../errors';
 import type { SpiffeId } from './spiffe';
 import { IMPERSONATED_IDENTITY, loadCaService, type CaServiceDefinition, type IstioCertificateRequest, type IstioCertificateResponse } from './ca-proto';
 import { splitPemCertificates } from './pem';
@@ -67,18 +66,6 @@ export function reasonForGrpcError(err: ServiceError): Reason {
 }
 
 /**
- * The longest bearer token sent. A Kubernetes service-account JWT is 1-3 KiB; a larger
- * value is a wrong AUTH_TOKEN (another file), and gRPC servers cap request headers: past
- * the cap a call fails obscurely (a stream reset, or no answer until the deadline).
- */
-export const MAX_TOKEN_BYTES = 16 * 1024;
-
-/** `https://host:port` or `host:port` → the gRPC target `host:port`. */
-export function caTarget(address: string): string {
-  return address.replace(/^https?:\/\//, '').replace(/\/+$/, '');
-}
-
-/**
  * Istio CA client: unary CreateCertificate over TLS with grpc-js. The root file and the
  * token file are re-read on every call, so a rotated istiod root or projected token is
  * picked up without a restart (the channel is rebuilt when the root changes).
@@ -92,7 +79,7 @@ export class IstioCaClient implements CaClient {
 
   constructor(private readonly opts: IstioCaClientOptions) {
     this.def = loadCaService();
-    this.target = caTarget(opts.address);
+    this.target = grpcTarget(opts.address);
   }
 
   async createCertificate(req: CaRequest): Promise<CaResponse> {
@@ -170,61 +157,25 @@ export class IstioCaClient implements CaClient {
     return client;
   }
 
-  /** CA_ROOT_CA: SYSTEM → null (OS roots), an existing file → its text, else inline PEM. */
+  /** CA_ROOT_CA, re-read on every call; a bad one is CA_TLS. */
   private async rootPem(req: CaRequest): Promise<string | null> {
-    const v = this.opts.rootCa;
-    if (v === 'SYSTEM') return null;
-    if (v.includes('-----BEGIN CERTIFICATE-----')) return v;
     try {
-      const text = await readFile(v, 'utf8');
-      if (!text.includes('-----BEGIN CERTIFICATE-----')) throw this.error('CA_TLS', req, `CA_ROOT_CA file ${v} holds no PEM certificate`);
-      return text;
+      return await readRootPem(this.opts.rootCa, 'CA_ROOT_CA');
     } catch (err) {
-      if (err instanceof ProxyError) throw err;
-      throw this.error('CA_TLS', req, `CA_ROOT_CA ${JSON.stringify(v)} is neither a readable PEM file nor inline PEM (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw this.error('CA_TLS', req, errorMessage(err));
     }
   }
 
-  /**
-   * AUTH_TOKEN: file contents if the file exists; a path-like value that is missing sends no
-   * token. Longer than MAX_TOKEN_BYTES fails at once (CA_AUTH) instead of at the deadline.
-   */
+  /** AUTH_TOKEN, re-read on every call; a bad one is CA_AUTH. */
   private async token(req: CaRequest): Promise<string | null> {
-    const v = this.opts.authToken;
-    if (v === '') return null;
-    let token: string;
     try {
-      token = (await readBounded(v, MAX_TOKEN_BYTES + 1)).trim();
+      return await readToken(this.opts.authToken);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENAMETOOLONG' && code !== 'ENOTDIR') throw this.error('CA_AUTH', req, `cannot read the AUTH_TOKEN file (${code ?? 'error'})`);
-      if (/^(\.{0,2}\/)/.test(v)) return null;
-      token = v;
+      throw this.error('CA_AUTH', req, errorMessage(err));
     }
-    if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) {
-      throw this.error('CA_AUTH', req, `the AUTH_TOKEN token is longer than ${MAX_TOKEN_BYTES} bytes and is not sent (a service-account token is about 1 KiB; does AUTH_TOKEN name the token file?)`);
-    }
-    return token;
   }
 
   private error(reason: Reason, req: CaRequest, why: string, cause?: unknown): ProxyError {
     return new ProxyError(reason, `certificate for ${req.identity} from CA ${this.opts.address}: ${why}`, { identity: req.identity.toString(), ca: this.opts.address }, cause);
-  }
-}
-
-/** Reads at most `limit` bytes of a file (a wrong AUTH_TOKEN path must not load a huge file). */
-async function readBounded(path: string, limit: number): Promise<string> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(limit);
-    let n = 0;
-    while (n < limit) {
-      const { bytesRead } = await fh.read(buf, n, limit - n, n);
-      if (bytesRead === 0) break;
-      n += bytesRead;
-    }
-    return buf.subarray(0, n).toString('utf8');
-  } finally {
-    await fh.close();
   }
 }

@@ -41,6 +41,14 @@ export interface InpodMode {
   readonly podSockets: PodSocketSource;
   /** Identities from the agent's workload info, for pods the state does not know (certificate fallback). */
   fallbackIdentities(known: (uid: string) => boolean): SpiffeId[];
+  /** /config_dump `workloadState`: every pod the agent handed us, as ztunnel reports it. */
+  workloadState(): Record<string, PodState>;
+}
+
+/** ztunnel's per-pod admin state: `Up` once the pod's listeners run, `Pending` while its start is retried. */
+export interface PodState {
+  readonly state: 'Up' | 'Pending';
+  readonly info: ZdsWorkloadInfo;
 }
 
 /**
@@ -108,6 +116,16 @@ export function createInpodMode(d: InpodModeDeps, podSpecs: readonly PodListener
   return {
     component,
     podSockets: { forPod: (uid) => listeners.socketsForPod(uid), forWorkload: (w) => listeners.socketsForWorkload(w) },
+    workloadState: () => {
+      const out: Record<string, PodState> = {};
+      for (const [uids, state] of [[manager.podUids(), 'Up'], [manager.pendingUids(), 'Pending']] as const) {
+        for (const uid of uids) {
+          const info = manager.workloadInfo(uid);
+          if (info) out[uid] = { state, info: { name: info.name, namespace: info.namespace, serviceAccount: info.serviceAccount } };
+        }
+      }
+      return out;
+    },
     fallbackIdentities: (known) => {
       const out: SpiffeId[] = [];
       for (const [uid, info] of listeners.podInfos()) {

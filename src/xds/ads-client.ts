@@ -1,11 +1,10 @@
 import { Client, Metadata, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { GrpcHeaders } from '../config/headers';
-import { CaChannelCredentials, targetHost } from '../identity/ca-credentials';
+import { CaChannelCredentials, grpcTarget, readRootPem, readToken, targetHost } from '../identity/ca-credentials';
 import type { Reason } from '../errors';
 import { systemClock, type Clock, type TimerHandle } from '../util/clock';
 import { nextXdsRetry, XDS_INITIAL_BACKOFF_MS, XDS_MAX_BACKOFF_MS, type XdsBackoffLimits } from './backoff';
-import { grpcTarget, readRootPem, readToken } from './credentials';
 import { classifyTermination, type Termination } from './termination';
 import type { TerminationReason, XdsMetrics } from './metrics';
 import { ADDRESS_TYPE, DELTA_ADS_PATH, type PbDeltaRequest, type PbDeltaResponse, type PbNode, type PbResource, type XdsCodec, type XdsTypeUrl } from './proto';
@@ -193,7 +192,7 @@ export class AdsClient {
     let root: string | null;
     let token: string | null;
     try {
-      root = await readRootPem(this.o.rootCa);
+      root = await readRootPem(this.o.rootCa, 'XDS_ROOT_CA');
     } catch (err) {
       this.terminated(id, { metric: 'ConnectionError', reason: 'XDS_TLS', message: `xDS connection to ${this.o.address}: ${(err as Error).message}` });
       return;

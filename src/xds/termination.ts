@@ -1,7 +1,6 @@
 import { status, type StatusObject } from '@grpc/grpc-js';
 import type { Reason } from '../errors';
-import { targetHost } from '../identity/ca-credentials';
-import { grpcTarget } from './credentials';
+import { grpcTarget, targetHost } from '../identity/ca-credentials';
 import type { TerminationReason } from './metrics';
 
 /** A failed or ended stream, classified for the log, the metric and /config_dump. */

@@ -13,7 +13,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { rootSkipReason, removeStaleNamespaces } from '../helpers/netns';
 import { haproxySkipReason, pythonSkipReason, PP2_SCRIPT, haproxyConfig } from '../helpers/proxy-v2';
-import { E2eMesh, HTTP_PORT, localConfigYaml, spiffe } from './mesh';
+import { E2eMesh, HTTP_PORT, localConfigYaml, podUid, spiffe, waitUntil } from './mesh';
+import { NodeAgent } from '../../src/inpod/agent';
+import { loadNetnsAddon } from '../../src/inpod/netns-addon';
+import { ZdsCodec } from '../../src/inpod/zds-codec';
+import { createLogger } from '../../src/logging/logger';
 
 const skip =
   rootSkipReason(['ip', 'iptables', 'curl', 'socat']) ??
@@ -82,5 +86,28 @@ if (skip !== null) {
     const rec = mesh.accessLogs('b2').find((l) => l['dst.hbone_addr'] === `${B2}:${HTTP_PORT}` && l['direction'] === 'inbound');
     t.truthy(rec, 'node2 recorded the tunnelled connection');
     t.is(rec!['src.identity'], spiffe('a1'));
+  });
+
+  test.serial("in-pod /config_dump workloadState lists the pods the node agent handed over ZDS, not the state file's workloads", async (t) => {
+    const support = loadNetnsAddon();
+    if (!support.available) return t.fail(support.reason);
+    const sock = path.join(mesh.dir, 'node1', 'dump.sock');
+    const agent = new NodeAgent({ addon: support.addon, codec: new ZdsCodec(), socketPath: sock, podsFile: null, redirect: null, logger: createLogger({ level: 'warn', format: 'json' }) });
+    await agent.start();
+    t.teardown(() => agent.close());
+    const netns = await mesh.topo.addNamespace('ghost');
+    const env = { INPOD_UDS: sock, ADMIN_ADDR: '127.0.0.1:15300', STATS_ADDR: '127.0.0.1:15320', READINESS_ADDR: '127.0.0.1:15321' };
+    const proxy = await mesh.startProxy('node1', { label: 'proxy-dump', env });
+    t.teardown(() => proxy.stop('SIGTERM', 5_000));
+    await waitUntil(() => agent.connections === 1, 'the node proxy to connect to the agent');
+    await agent.enrol({ uid: 'ghost-uid', name: 'ghost', namespace: 'default', serviceAccount: 'ghost-sa', netns });
+    const dump = async (): Promise<Record<string, unknown>> => {
+      const r = await mesh.topo.exec(mesh.ns('node1'), 'curl', ['-sS', '-m', '3', 'http://127.0.0.1:15300/config_dump']);
+      return r.code === 0 ? (JSON.parse(r.stdout) as Record<string, unknown>) : {};
+    };
+    await waitUntil(async () => Object.keys((await dump())['workloadState'] ?? {}).length > 0, 'the enrolled pod in workloadState');
+    const d = await dump();
+    t.deepEqual(d['workloadState'], { 'ghost-uid': { state: 'Up', info: { name: 'ghost', namespace: 'default', serviceAccount: 'ghost-sa' } } });
+    t.true((d['workloads'] as { uid: string }[]).some((w) => w.uid === podUid('a1')), "the state file names node1's a1, which this proxy was not handed");
   });
 }

@@ -71,7 +71,7 @@ test("/config_dump has ztunnel's shape: every field and type of the fixture, ext
   const svc = (dump['services'] as { vips: string[]; endpoints: Record<string, { port: Record<string, number> }> }[])[0]!;
   t.deepEqual(svc.vips, [`/${VIP}`], 'network/ip');
   t.deepEqual(Object.values(svc.endpoints).map((e) => e.port), [{ 80: 8080 }]);
-  t.deepEqual(dump['workloadState'], { 'cluster1//v1/Pod/default/client': { state: 'Up' } });
+  t.deepEqual(dump['workloadState'], { 'cluster1//v1/Pod/default/client': { state: 'Up', info: { name: 'client', namespace: 'default', serviceAccount: 'client' } } });
   t.false(r.body.includes('PRIVATE KEY'));
 });
 

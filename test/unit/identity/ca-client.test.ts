@@ -1,6 +1,7 @@
 import test from 'ava';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { caTarget, reasonForGrpcError } from '../../../src/identity/ca-client';
+import { reasonForGrpcError } from '../../../src/identity/ca-client';
+import { grpcTarget as caTarget } from '../../../src/identity/ca-credentials';
 
 function grpcError(code: status, details: string): ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new Metadata() });
