@@ -77,18 +77,39 @@ export const HBONE_TRANSPORT_KEYS = {
   maxPreAcceptBytes: key({ env: 'INBOUND_MAX_PRE_ACCEPT_BYTES', doc: 'bytes one HBONE connection may park in streams not yet answered (default = connection window)', default: String(16 * 1024 * 1024), parse: p.int(65535, 2 ** 31 - 1) }),
 } as const;
 
+/**
+ * The keys of the xDS client (istiod's delta xDS) and of how the proxy names itself to it:
+ * the node proxy and the waypoint both spread this set, so the one xDS source reads one
+ * definition of each.
+ */
+export const XDS_CLIENT_KEYS = {
+  xdsAddress: key({
+    env: 'XDS_ADDRESS',
+    doc: "istiod's delta xDS (https:// optional); in Kubernetes istiod.istio-system.svc:15012, elsewhere off unless set. With LOCAL_XDS_PATH too, the file is a second source",
+    default: (e) => (e['KUBERNETES_SERVICE_HOST'] ? 'https://istiod.istio-system.svc:15012' : ''),
+    parse: p.optString,
+  }),
+  xdsRootCa: key({ env: 'XDS_ROOT_CA', doc: 'PEM file (re-read on every connect), inline PEM, or SYSTEM: verifies the xDS server certificate', default: './var/run/secrets/istio/root-cert.pem', parse: p.string }),
+  altXdsHostname: key({ env: 'ALT_XDS_HOSTNAME', doc: 'host name to verify the xDS server certificate against instead of the URL host', default: '', parse: p.optString }),
+  xdsHeaders: key({ env: 'XDS_HEADER_', prefix: true, secret: true, doc: 'extra gRPC metadata on the xDS stream: XDS_HEADER_X_TENANT=a sends x_tenant: a', default: '', parse: parseGrpcHeaders('XDS_HEADER_') }),
+  proxyMetadata: key({ env: 'ISTIO_META_', prefix: true, doc: 'node metadata sent to istiod with the prefix removed (ISTIO_META_CLUSTER_ID=c1 → CLUSTER_ID)', default: '', parse: metaStrings }),
+  proxyMetadataJson: key({ env: 'ISTIO_METAJSON_', prefix: true, doc: 'node metadata sent to istiod as structured JSON values', default: '', parse: metaJson }),
+  podName: key({ env: 'POD_NAME', doc: "this proxy's pod (downward API): its xDS node id and metadata", default: '', parse: p.string }),
+  nodeName: key({ env: 'NODE_NAME', doc: 'the node this proxy runs on (downward API), sent to istiod; the node proxy serves its workloads (listeners, prefetched certificates)', default: '', parse: p.string }),
+} as const;
+
 /** Keys of the node proxy (DaemonSet role). Names follow ztunnel's src/config.rs. */
 export const NODE_KEYS = {
   ...COMMON_KEYS,
   ...IDENTITY_KEYS,
   ...HBONE_TRANSPORT_KEYS,
+  ...XDS_CLIENT_KEYS,
   outboundAddr: key({ env: 'OUTBOUND_ADDR', doc: 'outbound capture listener (host-less = per local workload IP)', default: ':15001', parse: p.optListen }),
   inboundPlaintextAddr: key({ env: 'INBOUND_PLAINTEXT_ADDR', doc: 'inbound plaintext capture listener', default: ':15006', parse: p.optListen }),
   inboundAddr: key({ env: 'INBOUND_ADDR', doc: 'inbound HBONE (mTLS HTTP/2 CONNECT) listener', default: ':15008', parse: p.optListen }),
   socks5Addr: key({ env: 'SOCKS5_ADDR', doc: "SOCKS5 explicit outbound listener; off unless set, or unless ztunnel's switch UNSTABLE_ENABLE_SOCKS5=true (then 127.0.0.1:15080)", default: (e) => (e['UNSTABLE_ENABLE_SOCKS5'] === 'true' ? '127.0.0.1:15080' : ''), parse: p.optListen }),
   localXdsPath: key({ env: 'LOCAL_XDS_PATH', doc: 'ztunnel local config file (workloads, services, policies); reloaded on change', default: '', parse: p.optString }),
   localXds: key({ env: 'LOCAL_XDS', doc: 'the same local config inline (YAML)', default: '', parse: p.optString }),
-  nodeName: key({ env: 'NODE_NAME', doc: 'this node; its workloads get listeners and prefetched certificates', default: '', parse: p.string }),
   network: key({ env: 'NETWORK', doc: 'network of this node', default: '', parse: p.string }),
   clusterDomain: key({ env: 'CLUSTER_DOMAIN', doc: 'Kubernetes cluster domain: SOCKS5 names name.ns and name.ns.svc resolve as name.ns.svc.<domain>', default: 'cluster.local', parse: p.string }),
   idleTimeout: key({ env: 'IDLE_TIMEOUT', doc: 'close a proxied connection idle this long (0 = never)', default: '0', parse: p.duration(0) }),
@@ -101,26 +122,14 @@ export const NODE_KEYS = {
   inpodEnabled: key({ env: 'INPOD_ENABLED', doc: 'in-pod mode: one node proxy serves every pod the node agent (istio-cni) enrols over ZDS, with listeners inside each pod network namespace; host-less listener addresses then mean "this port in every enrolled pod"', default: 'false', parse: p.bool }),
   inpodUds: key({ env: 'INPOD_UDS', doc: "the node agent's ZDS socket (in-pod mode)", default: '/var/run/ztunnel/ztunnel.sock', parse: p.string }),
   inpodPortReuse: key({ env: 'INPOD_PORT_REUSE', doc: 'SO_REUSEPORT on in-pod listeners, so a new node proxy takes over while the old one drains (rolling update)', default: 'true', parse: p.bool }),
-  podName: key({ env: 'POD_NAME', doc: 'downward API', default: '', parse: p.string }),
   podNamespace: key({ env: 'POD_NAMESPACE', doc: 'downward API', default: '', parse: p.string }),
   instanceIp: key({ env: 'INSTANCE_IP', doc: 'downward API', default: '', parse: p.string }),
-  xdsAddress: key({
-    env: 'XDS_ADDRESS',
-    doc: "istiod's delta xDS (https:// optional); in Kubernetes istiod.istio-system.svc:15012, elsewhere off unless set. With LOCAL_XDS_PATH too, the file is a second source",
-    default: (e) => (e['KUBERNETES_SERVICE_HOST'] ? 'https://istiod.istio-system.svc:15012' : ''),
-    parse: p.optString,
-  }),
-  xdsRootCa: key({ env: 'XDS_ROOT_CA', doc: 'PEM file (re-read on every connect), inline PEM, or SYSTEM: verifies the xDS server certificate', default: './var/run/secrets/istio/root-cert.pem', parse: p.string }),
-  altXdsHostname: key({ env: 'ALT_XDS_HOSTNAME', doc: 'host name to verify the xDS server certificate against instead of the URL host', default: '', parse: p.optString }),
   xdsOnDemand: key({ env: 'XDS_ON_DEMAND', doc: 'fetch Address resources only when a connection needs one (bounded wait), instead of all of them', default: 'false', parse: p.bool }),
   xdsOnDemandTimeout: key({ env: 'XDS_ON_DEMAND_TIMEOUT', doc: 'how long a connection waits for an on-demand Address answer', default: '5s', parse: p.duration(1) }),
-  xdsHeaders: key({ env: 'XDS_HEADER_', prefix: true, secret: true, doc: 'extra gRPC metadata on the xDS stream: XDS_HEADER_X_TENANT=a sends x_tenant: a', default: '', parse: parseGrpcHeaders('XDS_HEADER_') }),
   dnsCapture: key({ env: 'DNS_CAPTURE', doc: "DNS proxy: answer mesh names and forward the rest on DNS_PROXY_ADDR (ztunnel's proxy metadata DNS_CAPTURE; ISTIO_META_DNS_CAPTURE is read when unset); pair with `redirect install --dns-capture`", default: (e) => e['ISTIO_META_DNS_CAPTURE'] ?? 'false', parse: p.bool }),
   dnsProxyAddr: key({ env: 'DNS_PROXY_ADDR', doc: 'DNS proxy listener, UDP and TCP (host-less = in each pod on 127.0.0.1 and ::1 with INPOD_ENABLED, else on every local workload IP)', default: ':15053', parse: p.listen }),
   dnsResolvConf: key({ env: 'DNS_RESOLV_CONF', doc: 'where the nameservers the DNS proxy forwards to are read (its search list is not used)', default: '/etc/resolv.conf', parse: p.string }),
   dnsUpstreams: key({ env: 'DNS_UPSTREAMS', doc: 'nameservers to forward to instead of those of DNS_RESOLV_CONF: ip, ip:port or [ipv6]:port, comma-separated', default: '', parse: upstreamList }),
   dnsForwardTimeout: key({ env: 'DNS_FORWARD_TIMEOUT', doc: 'how long the DNS proxy waits for each upstream (per transport) before trying the next or answering SERVFAIL', default: '5s', parse: p.duration(1) }),
   preferedServiceNamespace: key({ env: 'PREFERED_SERVICE_NAMESPACE', doc: "ztunnel's setting (spelled as ztunnel does): among Services sharing a hostname, the DNS proxy prefers the client's namespace, then a canonical one, then this namespace", default: '', parse: p.optString }),
-  proxyMetadata: key({ env: 'ISTIO_META_', prefix: true, doc: 'node metadata sent to istiod with the prefix removed (ISTIO_META_CLUSTER_ID=c1 → CLUSTER_ID)', default: '', parse: metaStrings }),
-  proxyMetadataJson: key({ env: 'ISTIO_METAJSON_', prefix: true, doc: 'node metadata sent to istiod as structured JSON values', default: '', parse: metaJson }),
 } as const;

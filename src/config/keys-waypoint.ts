@@ -1,6 +1,6 @@
 import { key, p } from './key';
 import { COMMON_KEYS } from './keys-common';
-import { HBONE_TRANSPORT_KEYS, IDENTITY_KEYS, NODE_KEYS } from './keys-node';
+import { HBONE_TRANSPORT_KEYS, IDENTITY_KEYS, NODE_KEYS, XDS_CLIENT_KEYS } from './keys-node';
 
 const N = NODE_KEYS;
 
@@ -16,6 +16,7 @@ export const WAYPOINT_KEYS = {
   ...COMMON_KEYS,
   ...IDENTITY_KEYS,
   ...HBONE_TRANSPORT_KEYS,
+  ...XDS_CLIENT_KEYS,
   inboundAddr: key({ env: 'INBOUND_ADDR', doc: 'HBONE (mTLS HTTP/2 CONNECT) listener', default: '[::]:15008', parse: p.listen }),
   instanceIp: key({ env: 'INSTANCE_IP', doc: "this waypoint pod's IP: its workload in the state, and the source address of its upstream connections", default: '', parse: p.string }),
   podNamespace: key({ env: 'POD_NAMESPACE', doc: 'namespace of the waypoint (its identity and its Gateway)', default: 'default', parse: p.string }),
@@ -40,14 +41,6 @@ export const WAYPOINT_KEYS = {
   }),
   localXdsPath: N.localXdsPath,
   localXds: N.localXds,
-  xdsAddress: N.xdsAddress,
-  xdsRootCa: N.xdsRootCa,
-  altXdsHostname: N.altXdsHostname,
-  xdsHeaders: N.xdsHeaders,
-  proxyMetadata: N.proxyMetadata,
-  proxyMetadataJson: N.proxyMetadataJson,
-  podName: N.podName,
-  nodeName: N.nodeName,
   network: N.network,
   clusterDomain: N.clusterDomain,
 } as const;

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { ConfigOf } from '../config/key';
+import type { XDS_CLIENT_KEYS } from '../config/keys-node';
 import type { NodeConfig } from '../config/node-config';
 import type { StateUpdater } from '../state/proxy-state';
 import type { Clock } from '../util/clock';
@@ -9,7 +11,8 @@ import { loadXdsCodec } from './proto';
 import { XdsSource } from './xds-source';
 
 /** The settings the xDS source reads: the node's keys; the waypoint has them too, without on-demand. */
-export type XdsSourceConfig = Pick<NodeConfig, 'xdsAddress' | 'xdsRootCa' | 'altXdsHostname' | 'authToken' | 'clusterId' | 'xdsHeaders' | 'instanceIp' | 'podName' | 'podNamespace' | 'nodeName' | 'proxyMetadata' | 'proxyMetadataJson'> &
+export type XdsSourceConfig = ConfigOf<typeof XDS_CLIENT_KEYS> &
+  Pick<NodeConfig, 'authToken' | 'clusterId' | 'instanceIp' | 'podNamespace'> &
   Partial<Pick<NodeConfig, 'xdsOnDemand' | 'xdsOnDemandTimeout'>>;
 
 export interface CreateXdsSourceOptions {
