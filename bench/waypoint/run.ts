@@ -13,6 +13,7 @@ import { ProcessSet } from '../lib/proc';
 import { fmtNum, summarize } from '../lib/stats';
 import { benchAddr } from '../paths/addr';
 import { requestIdentityRows, type RequestIdentityRows } from './request-identity';
+import { trafficRows } from './traffic-rows';
 
 /**
  * HTTP through the waypoint vs HAProxy in HTTP mode, both over two-hop mTLS on loopback:
@@ -170,7 +171,8 @@ async function main(): Promise<void> {
   try {
     process.stderr.write('starting the mesh (CA, node A, node B, waypoint, app)…\n');
     identity = await requestIdentityRows(ip(5), l7For);
-    const mesh = await startMesh(dir, identity);
+    // Traffic-management rows ride the same per-feature waypoint mechanism as the identity rows.
+    const mesh = await startMesh(dir, { ...identity, waypoints: [...identity.waypoints, ...trafficRows(l7For)] });
     runner = mesh.runner;
     let haproxy: Entry | null = null;
     try {
