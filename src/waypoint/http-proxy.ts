@@ -51,6 +51,8 @@ export interface HttpProxyDeps {
 
 type Run = ReturnType<RequestRecorder['begin']>;
 type Forward = Extract<L7Decision, { kind: 'forward' }>;
+/** No RequestAuthentication applies: one shared answer, nothing allocated per request. */
+const NO_AUTHN = { applies: null, result: null } as const;
 
 
 /**
@@ -161,7 +163,7 @@ export class HttpProxy {
   /** Request authentication of a request: the jwtRules that apply and the token's verification (null: no rule applies). */
   authenticate(request: L7Request, info: ConnInfo): { applies: ApplicableAuthn | null; result: AuthnResult | Promise<AuthnResult> | null } {
     const applies = this.d.authn?.applicable(this.d.config(), info.target.kind === 'service' ? info.target.service : null) ?? null;
-    if (!applies || applies.rules.length === 0 || !this.d.authn) return { applies: null, result: null };
+    if (!applies || applies.rules.length === 0 || !this.d.authn) return NO_AUTHN;
     return { applies, result: this.d.authn.check(applies, request) };
   }
 
