@@ -1,3 +1,4 @@
+import { RoleLifecycle } from './role-lifecycle';
 import type { DestinationStream, Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { createLogger } from '../logging/logger';
@@ -79,7 +80,7 @@ export class NodeApp {
   /** DNS_CAPTURE: the DNS proxy on DNS_PROXY_ADDR; null when off. */
   readonly dns: DnsProxy | null;
   private readonly transport: NodeTransport;
-  private unsubscribe: (() => void) | null = null;
+  private readonly lifecycle: RoleLifecycle;
 
   constructor(readonly opts: NodeAppOptions) {
     const c = opts.config;
@@ -95,6 +96,7 @@ export class NodeApp {
 
     this.updater = new StateUpdater(this.logger.child({ scope: 'state' }));
     this.state = this.updater.view;
+    this.lifecycle = new RoleLifecycle(this.runtime, this.state, (ch) => this.onStateChange(ch));
     this.localConfig = new LocalConfigSource({
       path: c.localXdsPath || null,
       inline: c.localXds || null,
@@ -284,18 +286,15 @@ export class NodeApp {
     else this.logger.warn({ capture: false, reason: this.capture.reason }, describeCapture(this.capture));
     if (this.origSrc.requested === true && !this.origSrc.enabled) throw new Error(`ENABLE_ORIG_SRC=true cannot work here: ${this.origSrc.reason}`);
     this.logger.info({ origSrc: this.origSrc.enabled, reason: this.origSrc.reason }, this.origSrc.enabled ? "inbound connections reach apps from the client's own IP" : "inbound connections reach apps from the proxy's address");
-    this.unsubscribe = this.state.onChange((ch) => this.onStateChange(ch));
-    return this.runtime.start();
+    return this.lifecycle.start();
   }
 
-  async close(): Promise<void> {
-    await this.runtime.close();
-    this.unsubscribe?.();
+  close(): Promise<void> {
+    return this.lifecycle.close();
   }
 
   destroy(): void {
-    this.unsubscribe?.();
-    this.runtime.destroy();
+    this.lifecycle.destroy();
   }
 }
 

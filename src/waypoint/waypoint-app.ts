@@ -1,3 +1,4 @@
+import { RoleLifecycle } from '../app/role-lifecycle';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -86,7 +87,7 @@ export class WaypointApp {
   private readonly listener: Server;
   private bound: SocketAddr | null = null;
   private readonly sockets = new Set<Socket>();
-  private unsubscribe: (() => void) | null = null;
+  private readonly lifecycle: RoleLifecycle;
 
   constructor(readonly opts: WaypointAppOptions) {
     const c = opts.config;
@@ -104,6 +105,7 @@ export class WaypointApp {
 
     this.updater = new StateUpdater(this.logger.child({ scope: 'state' }));
     this.state = this.updater.view;
+    this.lifecycle = new RoleLifecycle(this.runtime, this.state, (ch) => this.onStateChange(ch));
     const localConfig = new LocalConfigSource({
       path: c.localXdsPath || null,
       inline: c.localXds || null,
@@ -276,17 +278,14 @@ export class WaypointApp {
   }
 
   async start(): Promise<RuntimeAddresses> {
-    this.unsubscribe = this.state.onChange((ch) => this.onStateChange(ch));
-    return this.runtime.start();
+    return this.lifecycle.start();
   }
 
-  async close(): Promise<void> {
-    await this.runtime.close();
-    this.unsubscribe?.();
+  close(): Promise<void> {
+    return this.lifecycle.close();
   }
 
   destroy(): void {
-    this.unsubscribe?.();
-    this.runtime.destroy();
+    this.lifecycle.destroy();
   }
 }
