@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ProxyError } from '../errors';
 import type { StateMetrics } from '../metrics/state-metrics';
 import { formatLocalConfigError, parseLocalConfig, type LocalConfigError } from './local-config';
 import type { StateUpdater } from './proxy-state';
 import type { SourceWriter, StateSource } from './source';
+import { WatchedPath } from '../util/watched-path';
 
 export interface LocalConfigSourceOptions {
   /** LOCAL_XDS_PATH: a file, watched and reloaded. Exactly one of path / inline. */
@@ -49,8 +49,7 @@ export class LocalConfigSource implements StateSource {
   /** Resolves after the first successful load. */
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
-  private watcher: FSWatcher | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private watch: WatchedPath | null = null;
   private lastHash: string | null = null;
   private lastGoodText: string | null = null;
   private lastError: LastError | null = null;
@@ -58,7 +57,6 @@ export class LocalConfigSource implements StateSource {
   /** The last read found no file (not delivered yet), as opposed to a bad one. */
   private missing = false;
   private closed = false;
-  private reloading: Promise<void> = Promise.resolve();
   /** Owns only what this file lists: other sources' resources survive every reload. */
   private readonly writer: SourceWriter;
 
@@ -83,8 +81,9 @@ export class LocalConfigSource implements StateSource {
       return;
     }
     if (this.opts.path === null) return;
-    this.watchDir(this.opts.path);
-    await this.reloadFile();
+    this.watch = new WatchedPath({ path: this.opts.path, logger: this.opts.logger, what: 'local config', debounceMs: this.opts.debounceMs, reload: () => this.reloadFile() });
+    await this.watch.start();
+    await this.watch.run();
     // A file that does not exist yet has not been delivered (a volume still being mounted):
     // the source watches for it and readiness stays pending. One that exists but is bad is an
     // operator error that waiting will not fix.
@@ -101,7 +100,7 @@ export class LocalConfigSource implements StateSource {
 
   async close(): Promise<void> {
     this.stop();
-    await this.reloading;
+    await this.watch?.close();
   }
 
   destroy(): void {
@@ -120,35 +119,7 @@ export class LocalConfigSource implements StateSource {
 
   private stop(): void {
     this.closed = true;
-    this.watcher?.close();
-    this.watcher = null;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-  }
-
-  private watchDir(path: string): void {
-    const file = resolve(path);
-    const name = basename(file);
-    try {
-      this.watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
-        if (changed !== null && changed.toString() !== name) return;
-        this.schedule();
-      });
-      this.watcher.on('error', (err) => this.opts.logger.warn({ err, path }, 'local config watch failed; reloads stop'));
-    } catch (err) {
-      this.opts.logger.warn({ err, path }, 'cannot watch local config directory; changes will not be reloaded');
-    }
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.reloading = this.reloading
-        .then(() => this.reloadFile())
-        .catch((err: unknown) => this.opts.logger.error({ err, source: this.sourceName }, 'local config reload failed unexpectedly; keeping the last good state'));
-    }, this.opts.debounceMs ?? 100);
+    this.watch?.stop();
   }
 
   private async reloadFile(): Promise<void> {

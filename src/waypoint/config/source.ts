@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Component } from '../../app/component';
 import { formatLocalConfigError } from '../../state/config/yaml-reader';
 import { parseL7Config } from './parse';
 import { EMPTY_L7, type L7Config } from './types';
+import { WatchedPath } from '../../util/watched-path';
 
 export interface L7ConfigSourceOptions {
   /** A file, or a directory whose *.yaml / *.yml files are read in name order; null = no L7 config. */
@@ -26,15 +26,13 @@ export interface L7ConfigSourceOptions {
  */
 export class L7ConfigSource implements Component {
   readonly name = 'l7_config';
-  private watcher: FSWatcher | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private watch: WatchedPath | null = null;
   private lastHash: string | null = null;
   private lastError: { at: string; errors: string[] } | null = null;
   private current: L7Config = EMPTY_L7;
   private files: string[] = [];
   private loads = 0;
   private closed = false;
-  private reloading: Promise<void> = Promise.resolve();
   private readonly reloads: Counter<'result'>;
 
   constructor(private readonly opts: L7ConfigSourceOptions) {
@@ -55,13 +53,14 @@ export class L7ConfigSource implements Component {
   /** Loads once and starts watching. A bad first load is logged; the waypoint serves with no routes or policies until fixed. */
   async start(): Promise<void> {
     if (this.opts.path === null) return;
-    this.watchPath(this.opts.path);
-    await this.reload();
+    this.watch = new WatchedPath({ path: this.opts.path, logger: this.opts.logger, what: 'waypoint config', debounceMs: this.opts.debounceMs, reload: () => this.reload() });
+    await this.watch.start();
+    await this.watch.run();
   }
 
   async close(): Promise<void> {
     this.stop();
-    await this.reloading;
+    await this.watch?.close();
   }
 
   destroy(): void {
@@ -74,42 +73,7 @@ export class L7ConfigSource implements Component {
 
   private stop(): void {
     this.closed = true;
-    this.watcher?.close();
-    this.watcher = null;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-  }
-
-  private watchPath(path: string): void {
-    const abs = resolve(path);
-    // A directory is watched itself; a file through its directory, because editors and
-    // ConfigMap updates replace files by rename.
-    void stat(abs)
-      .then((s) => s.isDirectory())
-      .catch(() => false)
-      .then((isDir) => {
-        if (this.closed) return;
-        const dir = isDir ? abs : dirname(abs);
-        const only = isDir ? null : basename(abs);
-        try {
-          this.watcher = watch(dir, { persistent: false }, (_e, changed) => {
-            if (only !== null && changed !== null && changed.toString() !== only) return;
-            this.schedule();
-          });
-          this.watcher.on('error', (err) => this.opts.logger.warn({ err, path }, 'waypoint config watch failed; reloads stop'));
-        } catch (err) {
-          this.opts.logger.warn({ err, path }, 'cannot watch the waypoint config; changes will not be reloaded');
-        }
-      });
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.reloading = this.reloading.then(() => this.reload()).catch((err: unknown) => this.opts.logger.error({ err }, 'waypoint config reload failed unexpectedly; keeping the last good config'));
-    }, this.opts.debounceMs ?? 100);
+    this.watch?.stop();
   }
 
   private async reload(): Promise<void> {
