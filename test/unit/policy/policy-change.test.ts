@@ -14,7 +14,7 @@ import { StateUpdater } from '../../../src/state/proxy-state';
 import { wl } from '../state/builders';
 
 /**
- * Field-notes P3, documented behaviour: policies are re-evaluated for live connections.
+ * Policies are re-evaluated for live connections (as ztunnel documents for its users).
  * A policy change produces one StateChange with policiesChanged=true, delivered after the
  * new policies are visible; re-running authorize on each live connection's context then
  * gives the new verdict (the connection tracker closes now-denied ones with DENY_LATE).
