@@ -27,6 +27,7 @@ import type { RequestTracer } from '../telemetry/tracing/request-tracer';
 import { handleUpgrade } from './upgrade';
 import type { RequestMirror } from './mirror';
 import { beginTraffic } from './traffic/begin';
+import { virtualServiceFor } from './traffic/plan';
 import type { TrafficManager } from './traffic/manager';
 import type { TrafficRun } from './traffic/run';
 
@@ -126,7 +127,11 @@ export class HttpProxy {
 
   decide(request: L7Request, peer: L7Peer, info: ConnInfo): L7Decision {
     const d = this.d;
-    return decideRequest({ state: d.state, config: d.config(), waypoint: d.waypoint, network: d.network, clusterDomain: d.clusterDomain, target: info.target, request, peer, srcWorkload: info.srcWorkload, random: d.random, pickEndpoint: true });
+    const input = { state: d.state, config: d.config(), waypoint: d.waypoint, network: d.network, clusterDomain: d.clusterDomain, target: info.target, request, peer, srcWorkload: info.srcWorkload, random: d.random, pickEndpoint: true };
+    const dec = decideRequest(input);
+    // A VirtualService may route a Service without endpoints of its own elsewhere: traffic management picks the endpoint then.
+    if (dec.kind === 'local' && dec.flags === 'UH' && dec.route === null && d.traffic && info.target.kind === 'service' && virtualServiceFor(input.config.traffic.virtualServices, info.target.service, d.clusterDomain)) return decideRequest({ ...input, pickEndpoint: false });
+    return dec;
   }
 
   get upstreams(): Upstreams {

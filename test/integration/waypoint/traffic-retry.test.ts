@@ -20,7 +20,8 @@ test.before(async () => {
   v2 = await new FailingBackend(m.V2, 8080, 'v2').start();
   m.track(v1);
   m.track(v2);
-  await m.start('');
+  // "virtual": a Service with no endpoints of its own, reachable only through a VirtualService.
+  await m.start('', {}, { services: [{ name: 'virtual', hostname: 'virtual.default.svc.cluster.local', vip: m.ip(105), ports: { 80: 8080 }, waypoint: m.WP }] });
   fwd = await m.forwarder({ host: m.VIP, port: 80 });
 });
 
@@ -216,4 +217,12 @@ test.serial('/debug/explain names the VirtualService route, retry policy and tim
     retry: { attempts: 4, perTryTimeoutMs: 1000, retryOn: ['5xx', 'reset'] },
     timeoutMs: 3000,
   });
+});
+
+test.serial('a VirtualService routes a Service that has no endpoints of its own to another Service', async (t) => {
+  const virt = await m.forwarder({ host: m.ip(105), port: 80 });
+  await applyL7(m, vsTo('server-v1', '', 'virtual'));
+  const r = await get(virt, '/virtual', { host: 'virtual.default.svc.cluster.local' });
+  t.is(r.status, 200);
+  t.is(v1.requests, 1);
 });
