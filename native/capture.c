@@ -20,6 +20,7 @@
 #endif
 #define _GNU_SOURCE
 #include <node_api.h>
+#include "napi-errors.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,54 +57,6 @@
 #endif
 
 /* errno -> symbolic name; the few a socket call here can return, then a numeric fallback. */
-static const char *errno_name(int e, char *buf, size_t len) {
-  switch (e) {
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case EBADF: return "EBADF";
-    case EACCES: return "EACCES";
-    case EFAULT: return "EFAULT";
-    case EINVAL: return "EINVAL";
-    case EMFILE: return "EMFILE";
-    case ENFILE: return "ENFILE";
-    case ENOMEM: return "ENOMEM";
-    case ENOTSOCK: return "ENOTSOCK";
-    case ENOPROTOOPT: return "ENOPROTOOPT";
-    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case EAFNOSUPPORT: return "EAFNOSUPPORT";
-    case EADDRINUSE: return "EADDRINUSE";
-    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-    case ENOTCONN: return "ENOTCONN";
-    default:
-      snprintf(buf, len, "ERRNO_%d", e);
-      return buf;
-  }
-}
-
-/* Throws Error(`${syscall}: ${name} (${strerror})`) with .code and .errno set. Returns NULL. */
-static napi_value throw_errno(napi_env env, const char *syscall, int e) {
-  char nbuf[32];
-  char msg[256];
-  const char *name = errno_name(e, nbuf, sizeof nbuf);
-  snprintf(msg, sizeof msg, "%s: %s (%s)", syscall, name, strerror(e));
-  napi_value code, message, err, num, sc;
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &err);
-  napi_create_int32(env, -e, &num);
-  napi_set_named_property(env, err, "errno", num);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
-  napi_set_named_property(env, err, "syscall", sc);
-  napi_throw(env, err);
-  return NULL;
-}
-
-static napi_value throw_type(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
-  return NULL;
-}
-
 /* Reads argument i as an int32 (fd, family, port, ...); throws a TypeError otherwise. */
 static int arg_int(napi_env env, napi_value *argv, size_t argc, size_t i, const char *what, int32_t *out) {
   napi_valuetype t;

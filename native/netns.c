@@ -37,6 +37,7 @@
 #endif
 #define _GNU_SOURCE
 #include <node_api.h>
+#include "napi-errors.h"
 #include <uv.h>
 
 #include <arpa/inet.h>
@@ -54,32 +55,6 @@
 
 #define MAX_RECV_FDS 16
 
-
-static napi_value fail_errno(napi_env env, const char *syscall, int e) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(e));
-  napi_value code, message, err, sc, num;
-  char cbuf[24];
-  snprintf(cbuf, sizeof cbuf, "%d", e);
-  const char *name = e == EPERM ? "EPERM" : e == ENOENT ? "ENOENT" : e == EBADF ? "EBADF" : e == EINVAL ? "EINVAL"
-                   : e == EADDRINUSE ? "EADDRINUSE" : e == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : e == ECONNREFUSED ? "ECONNREFUSED"
-                   : e == EAGAIN ? "EAGAIN" : e == EPIPE ? "EPIPE" : e == ENOTSOCK ? "ENOTSOCK" : e == EMFILE ? "EMFILE"
-                   : e == ECONNRESET ? "ECONNRESET" : e == ENOTCONN ? "ENOTCONN" : e == EACCES ? "EACCES" : cbuf;
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &err);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
-  napi_set_named_property(env, err, "syscall", sc);
-  napi_create_int32(env, -e, &num);
-  napi_set_named_property(env, err, "errno", num);
-  napi_throw(env, err);
-  return NULL;
-}
-
-static napi_value fail_arg(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
-  return NULL;
-}
 
 static int get_i32(napi_env env, napi_value v, int32_t *out) {
   napi_valuetype t;
@@ -238,9 +213,9 @@ static napi_value run_ns_job(napi_env env, struct ns_job *j) {
   j->err = 0;
   j->syscall = NULL;
   int rc = pthread_create(&t, NULL, ns_thread, j);
-  if (rc != 0) return fail_errno(env, "pthread_create", rc);
+  if (rc != 0) return throw_errno(env, "pthread_create", rc);
   pthread_join(t, NULL);
-  if (j->fd < 0) return fail_errno(env, j->syscall ? j->syscall : "socket", j->err ? j->err : EINVAL);
+  if (j->fd < 0) return throw_errno(env, j->syscall ? j->syscall : "socket", j->err ? j->err : EINVAL);
   return fd_value(env, j->fd);
 }
 
@@ -283,7 +258,7 @@ static napi_value netns_bound_socket(napi_env env, napi_callback_info info) {
   enum sock_kind kind = data == NULL ? KIND_TCP_LISTENER : KIND_UDP;
   if (argc < 5 || !get_i32(env, argv[0], &ns_fd) || !get_str(env, argv[1], host, sizeof host) || !get_i32(env, argv[2], &port) ||
       !get_u32(env, argv[3], &mark) || !get_bool(env, argv[4], &reuse))
-    return fail_arg(env, "netnsTcpListener / netnsUdpSocket(nsFd: number, host: string, port: number, mark: number, reusePort: boolean)");
+    return throw_type(env, "netnsTcpListener / netnsUdpSocket(nsFd: number, host: string, port: number, mark: number, reusePort: boolean)");
   struct ns_job j;
   memset(&j, 0, sizeof j);
   j.ns_fd = ns_fd;
@@ -291,7 +266,7 @@ static napi_value netns_bound_socket(napi_env env, napi_callback_info info) {
   j.mark = mark;
   j.reuse_port = reuse;
   j.backlog = 511;
-  if (port < 0 || port > 65535 || !job_addr(&j, host, port)) return fail_arg(env, "host must be an IP literal and port 0-65535");
+  if (port < 0 || port > 65535 || !job_addr(&j, host, port)) return throw_type(env, "host must be an IP literal and port 0-65535");
   return run_ns_job(env, &j);
 }
 
@@ -310,7 +285,7 @@ static napi_value netns_tcp_socket(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 5 || !get_i32(env, argv[0], &ns_fd) || !get_i32(env, argv[1], &family) || !get_u32(env, argv[2], &mark) || (family != 4 && family != 6) ||
       napi_typeof(env, argv[3], &t) != napi_ok || (t != napi_null && !get_str(env, argv[3], ip, sizeof ip)) || !get_bool(env, argv[4], &transparent))
-    return fail_arg(env, "netnsTcpSocket(nsFd: number, family: 4 | 6, mark: number, bindIp: string | null, transparent: boolean)");
+    return throw_type(env, "netnsTcpSocket(nsFd: number, family: 4 | 6, mark: number, bindIp: string | null, transparent: boolean)");
   struct ns_job j;
   memset(&j, 0, sizeof j);
   j.ns_fd = ns_fd;
@@ -318,8 +293,8 @@ static napi_value netns_tcp_socket(napi_env env, napi_callback_info info) {
   j.mark = mark;
   j.transparent = transparent;
   if (t == napi_string) {
-    if (!job_addr(&j, ip, 0)) return fail_arg(env, "netnsTcpSocket: bindIp must be an IP literal");
-    if (j.family != (family == 6 ? AF_INET6 : AF_INET)) return fail_arg(env, "netnsTcpSocket: bindIp is not of the given family");
+    if (!job_addr(&j, ip, 0)) return throw_type(env, "netnsTcpSocket: bindIp must be an IP literal");
+    if (j.family != (family == 6 ? AF_INET6 : AF_INET)) return throw_type(env, "netnsTcpSocket: bindIp is not of the given family");
   } else {
     j.family = family == 6 ? AF_INET6 : AF_INET;
   }
@@ -337,7 +312,7 @@ static napi_value netns_sysctl(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 3 || !get_i32(env, argv[0], &ns_fd) || !get_str(env, argv[1], name, sizeof name) || !get_str(env, argv[2], j.sysctl_value, sizeof j.sysctl_value) ||
       strncmp(name, "net/", 4) != 0 || strstr(name, "..") != NULL)
-    return fail_arg(env, "netnsSysctl(nsFd: number, name: 'net/...', value: string)");
+    return throw_type(env, "netnsSysctl(nsFd: number, name: 'net/...', value: string)");
   snprintf(j.sysctl_path, sizeof j.sysctl_path, "/proc/sys/%s", name);
   j.ns_fd = ns_fd;
   j.kind = KIND_SYSCTL;
@@ -369,14 +344,14 @@ static napi_value seqpacket_open(napi_env env, napi_callback_info info) {
   void *listening = NULL;
   napi_get_cb_info(env, info, &argc, argv, NULL, &listening);
   if (argc < 1 || !unix_addr(env, argv[0], &sa) || (listening && (argc < 2 || !get_i32(env, argv[1], &backlog))))
-    return fail_arg(env, "seqpacketConnect(path: string) / seqpacketListen(path: string, backlog: number) (path at most 107 bytes)");
+    return throw_type(env, "seqpacketConnect(path: string) / seqpacketListen(path: string, backlog: number) (path at most 107 bytes)");
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return fail_errno(env, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
+  if (fd < 0) return throw_errno(env, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
   int rc = listening ? (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? listen(fd, backlog) : -1) : connect(fd, (struct sockaddr *)&sa, sizeof sa);
   if (rc != 0) {
     int e = errno;
     close(fd);
-    return fail_errno(env, listening ? "bind/listen" : "connect", e);
+    return throw_errno(env, listening ? "bind/listen" : "connect", e);
   }
   return fd_value(env, fd);
 }
@@ -386,11 +361,11 @@ static napi_value seqpacket_accept(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int32_t fd;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1 || !get_i32(env, argv[0], &fd)) return fail_arg(env, "seqpacketAccept(fd: number)");
+  if (argc < 1 || !get_i32(env, argv[0], &fd)) return throw_type(env, "seqpacketAccept(fd: number)");
   int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (c < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED) return fd_value(env, -1);
-    return fail_errno(env, "accept4", errno);
+    return throw_errno(env, "accept4", errno);
   }
   return fd_value(env, c);
 }
@@ -407,15 +382,15 @@ static napi_value seqpacket_send(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 3 || !get_i32(env, argv[0], &fd) || napi_is_buffer(env, argv[1], &is_buf) != napi_ok || !is_buf ||
       napi_is_array(env, argv[2], &is_arr) != napi_ok || !is_arr)
-    return fail_arg(env, "seqpacketSend(fd: number, data: Buffer, fds: number[])");
+    return throw_type(env, "seqpacketSend(fd: number, data: Buffer, fds: number[])");
   napi_get_buffer_info(env, argv[1], &data, &len);
   napi_get_array_length(env, argv[2], &nfds);
-  if (nfds > MAX_RECV_FDS) return fail_arg(env, "seqpacketSend: too many descriptors");
+  if (nfds > MAX_RECV_FDS) return throw_type(env, "seqpacketSend: too many descriptors");
   int fds[MAX_RECV_FDS];
   for (uint32_t i = 0; i < nfds; i++) {
     napi_value el;
     napi_get_element(env, argv[2], i, &el);
-    if (!get_i32(env, el, &fds[i])) return fail_arg(env, "seqpacketSend: fds must be numbers");
+    if (!get_i32(env, el, &fds[i])) return throw_type(env, "seqpacketSend: fds must be numbers");
   }
   struct iovec iov = {.iov_base = data, .iov_len = len};
   union {
@@ -437,7 +412,7 @@ static napi_value seqpacket_send(napi_env env, napi_callback_info info) {
     memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
   }
   ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (n < 0) return fail_errno(env, "sendmsg", errno);
+  if (n < 0) return throw_errno(env, "sendmsg", errno);
   return fd_value(env, (int)n);
 }
 
@@ -449,9 +424,9 @@ static napi_value seqpacket_recv(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 3 || !get_i32(env, argv[0], &fd) || !get_i32(env, argv[1], &max_bytes) || !get_i32(env, argv[2], &max_fds) || max_bytes <= 0 ||
       max_bytes > (1 << 20) || max_fds < 0 || max_fds > MAX_RECV_FDS)
-    return fail_arg(env, "seqpacketRecv(fd: number, maxBytes: 1..1048576, maxFds: 0..16)");
+    return throw_type(env, "seqpacketRecv(fd: number, maxBytes: 1..1048576, maxFds: 0..16)");
   char *buf = malloc((size_t)max_bytes);
-  if (!buf) return fail_errno(env, "malloc", ENOMEM);
+  if (!buf) return throw_errno(env, "malloc", ENOMEM);
   union {
     char buf[CMSG_SPACE(sizeof(int) * MAX_RECV_FDS)];
     struct cmsghdr align;
@@ -475,7 +450,7 @@ static napi_value seqpacket_recv(napi_env env, napi_callback_info info) {
       napi_get_null(env, &nul);
       return nul;
     }
-    return fail_errno(env, "recvmsg", e);
+    return throw_errno(env, "recvmsg", e);
   }
   int got[MAX_RECV_FDS];
   int ngot = 0;
@@ -576,15 +551,15 @@ static napi_value poll_start(napi_env env, napi_callback_info info) {
   napi_valuetype t;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 2 || !get_i32(env, argv[0], &fd) || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function)
-    return fail_arg(env, "pollStart(fd: number, callback: function)");
+    return throw_type(env, "pollStart(fd: number, callback: function)");
   uv_loop_t *loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return fail_errno(env, "napi_get_uv_event_loop", EINVAL);
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return throw_errno(env, "napi_get_uv_event_loop", EINVAL);
   struct poll_ctx *p = calloc(1, sizeof *p);
-  if (!p) return fail_errno(env, "calloc", ENOMEM);
+  if (!p) return throw_errno(env, "calloc", ENOMEM);
   int rc = uv_poll_init(loop, &p->handle, fd);
   if (rc != 0) {
     free(p);
-    return fail_errno(env, "uv_poll_init", -rc);
+    return throw_errno(env, "uv_poll_init", -rc);
   }
   p->handle.data = p;
   p->env = env;
@@ -598,7 +573,7 @@ static napi_value poll_start(napi_env env, napi_callback_info info) {
   if (rc != 0) {
     p->finalized = 1; /* no external will exist */
     poll_stop_ctx(env, p);
-    return fail_errno(env, "uv_poll_start", -rc);
+    return throw_errno(env, "uv_poll_start", -rc);
   }
   napi_value ext;
   napi_create_external(env, p, poll_finalize, NULL, &ext);
@@ -611,7 +586,7 @@ static napi_value poll_stop(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   void *data = NULL;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok || !data) return fail_arg(env, "pollStop(handle)");
+  if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok || !data) return throw_type(env, "pollStop(handle)");
   poll_stop_ctx(env, data);
   return NULL;
 }
