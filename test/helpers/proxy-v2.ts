@@ -48,7 +48,7 @@ export interface TestServer {
 
 /** The Python reader as a server on host:port: it answers each connection with one JSON line about its header, then echoes. */
 export async function startPythonReader(host: string, port: number): Promise<TestServer> {
-  const child = spawn(PYTHON, [PP2_SCRIPT, 'serve', host, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = killedWithUs(spawn(PYTHON, [PP2_SCRIPT, 'serve', host, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   child.stdout!.setEncoding('utf8');
   child.stderr!.setEncoding('utf8');
@@ -73,7 +73,7 @@ export async function startHaproxyReader(host: string, port: number): Promise<Te
   const cfg = join(dir, 'haproxy.cfg');
   const bind = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   writeFileSync(cfg, haproxyConfig(bind));
-  const child = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = killedWithUs(spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let log = '';
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -119,6 +119,14 @@ function accepts(host: string, port: number): Promise<boolean> {
     });
     s.once('error', () => res(false));
   });
+}
+
+/** A test worker that dies (a timeout) skips its after-hooks: its servers must not outlive it. */
+function killedWithUs(child: ChildProcess): ChildProcess {
+  const kill = (): void => void child.kill('SIGKILL');
+  process.once('exit', kill);
+  child.once('exit', () => process.off('exit', kill));
+  return child;
 }
 
 async function stop(child: ChildProcess): Promise<void> {
