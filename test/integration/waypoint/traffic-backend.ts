@@ -1,7 +1,8 @@
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import type { SocketAddr } from '../../../src/util/socket-addr';
-import { waitUntil } from '../../helpers/node-harness';
+import type { TestFn } from 'ava';
+import { waitUntil, type LocalConfigDoc } from '../../helpers/node-harness';
 import { get, type WaypointMesh } from './harness';
 
 /** What the backend does with the next request: answer a status, reset the connection, or wait first. */
@@ -122,4 +123,27 @@ spec:
   http:
   - route: [{ destination: { host: ${dest}, port: { number: 80 } } }]
 ${extra}`;
+}
+
+/**
+ * The traffic tests' setup: failing backends for server-v1 and server-v2, the mesh started
+ * (with `extra` services), a forwarder to the `server` VIP, and the backends' counters reset
+ * before each test. Returns the live handles (filled in by test.before).
+ */
+export function trafficMesh(test: TestFn, m: WaypointMesh, extra: Partial<LocalConfigDoc> = {}): { fwd: SocketAddr; v1: FailingBackend; v2: FailingBackend } {
+  const h = {} as { fwd: SocketAddr; v1: FailingBackend; v2: FailingBackend };
+  test.before(async () => {
+    h.v1 = await new FailingBackend(m.V1, 8080, 'v1').start();
+    h.v2 = await new FailingBackend(m.V2, 8080, 'v2').start();
+    m.track(h.v1);
+    m.track(h.v2);
+    await m.start('', {}, extra);
+    h.fwd = await m.forwarder({ host: m.VIP, port: 80 });
+  });
+  test.after.always(() => m.close());
+  test.beforeEach(() => {
+    h.v1.reset();
+    h.v2.reset();
+  });
+  return h;
 }

@@ -1,18 +1,14 @@
 import test from 'ava';
 import * as http from 'node:http';
 import { WaypointMesh, get } from './harness';
-import { FailingBackend, adminJson, applyL7, logsSince } from './traffic-backend';
+import { trafficMesh, adminJson, applyL7, logsSince } from './traffic-backend';
 import { sumSamples } from '../../helpers/prom-text';
-import type { SocketAddr } from '../../../src/util/socket-addr';
 
 /**
  * DestinationRule subsets and load balancers, and LocalRateLimit, end to end. `server`
  * has two endpoints: server-v1 (canonical name server-v1-app) and server-v2.
  */
 const m = new WaypointMesh();
-let fwd: SocketAddr;
-let v1: FailingBackend;
-let v2: FailingBackend;
 
 const SUBSETS = `apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -33,26 +29,12 @@ spec:
     loadBalancer: ${lb}
 `;
 
-test.before(async () => {
-  v1 = await new FailingBackend(m.V1, 8080, 'v1').start();
-  v2 = await new FailingBackend(m.V2, 8080, 'v2').start();
-  m.track(v1);
-  m.track(v2);
-  await m.start('');
-  fwd = await m.forwarder({ host: m.VIP, port: 80 });
-});
-
-test.after.always(() => m.close());
-
-test.beforeEach(() => {
-  v1.reset();
-  v2.reset();
-});
+const h = trafficMesh(test, m);
 
 /** Which app answered each of `n` sequential requests. */
 async function apps(n: number, headers: Record<string, string> = {}, path = '/lb'): Promise<string[]> {
   const out: string[] = [];
-  for (let i = 0; i < n; i++) out.push((await get(fwd, `${path}${i}`, headers)).text.split(' ')[0] as string);
+  for (let i = 0; i < n; i++) out.push((await get(h.fwd, `${path}${i}`, headers)).text.split(' ')[0] as string);
   return out;
 }
 
@@ -96,7 +78,7 @@ spec:
 `,
   );
   const from = m.requestLogs().length;
-  t.is((await get(fwd, '/nc')).status, 503);
+  t.is((await get(h.fwd, '/nc')).status, 503);
   t.is(logsSince(m, from).at(-1)!['response_flags'], 'NC');
 });
 
@@ -116,19 +98,19 @@ test.serial('RANDOM spreads over both endpoints', async (t) => {
 
 test.serial('LEAST_REQUEST sends each request to the endpoint with fewer in flight', async (t) => {
   await applyL7(m, DR_LB('{ simple: LEAST_REQUEST }'));
-  v1.fallback = { status: 200, delayMs: 400 };
-  v2.fallback = { status: 200, delayMs: 400 };
+  h.v1.fallback = { status: 200, delayMs: 400 };
+  h.v2.fallback = { status: 200, delayMs: 400 };
   const rs = await Promise.all(
     Array.from({ length: 10 }, async (_, i) => {
       // Staggered so each pick sees the requests already in flight.
       await new Promise((r) => setTimeout(r, i * 20));
-      return get(fwd, `/lr${i}`, {}, { agent: new http.Agent({ keepAlive: false }) });
+      return get(h.fwd, `/lr${i}`, {}, { agent: new http.Agent({ keepAlive: false }) });
     }),
   );
   t.true(rs.every((r) => r.status === 200));
-  t.is(v1.requests, 5);
-  t.is(v2.requests, 5);
-  t.is(v1.maxActive, 5);
+  t.is(h.v1.requests, 5);
+  t.is(h.v2.requests, 5);
+  t.is(h.v1.maxActive, 5);
 });
 
 test.serial('consistent hash on a header, a cookie and the source IP: the same key always reaches the same endpoint', async (t) => {
@@ -166,7 +148,7 @@ test.serial('a LocalRateLimit on the Service: a burst gets maxTokens through, th
   await applyL7(m, LIMIT('{ kind: Service, name: server }', '{ maxTokens: 5, tokensPerFill: 5, fillInterval: 10s }'));
   const from = m.requestLogs().length;
   const rs: { status: number; headers: http.IncomingHttpHeaders; text: string }[] = [];
-  for (let i = 0; i < 12; i++) rs.push(await get(fwd, `/rl${i}`));
+  for (let i = 0; i < 12; i++) rs.push(await get(h.fwd, `/rl${i}`));
   t.deepEqual(
     rs.map((r) => r.status),
     [...Array(5).fill(200), ...Array(7).fill(429)],
@@ -190,7 +172,7 @@ test.serial('the token bucket admits the configured rate over time within tolera
   const start = Date.now();
   while (Date.now() - start < 2500) {
     total++;
-    if ((await get(fwd, `/rate${total}`)).status === 200) ok++;
+    if ((await get(h.fwd, `/rate${total}`)).status === 200) ok++;
     await new Promise((r) => setTimeout(r, 10));
   }
   const elapsed = (Date.now() - start) / 1000;
@@ -219,9 +201,9 @@ spec:
 `,
   );
   const api: number[] = [];
-  for (let i = 0; i < 4; i++) api.push((await get(fwd, `/api/${i}`)).status);
+  for (let i = 0; i < 4; i++) api.push((await get(h.fwd, `/api/${i}`)).status);
   t.deepEqual(api, [200, 200, 429, 429]);
-  for (let i = 0; i < 6; i++) t.is((await get(fwd, `/other${i}`)).status, 200);
+  for (let i = 0; i < 6; i++) t.is((await get(h.fwd, `/other${i}`)).status, 200);
   const ex = await adminJson(m, `/debug/explain?dst=${m.VIP}:80&path=/api/x`);
   t.deepEqual(ex.traffic.rateLimits, [{ limit: 'default/rl', target: 'VirtualService default/server#api', maxTokens: 2, tokensPerFill: 2, fillIntervalMs: 10000 }]);
 });

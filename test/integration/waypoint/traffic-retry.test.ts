@@ -1,9 +1,8 @@
 import test from 'ava';
 import * as http from 'node:http';
 import { WaypointMesh, get } from './harness';
-import { FailingBackend, adminJson, applyL7, logsSince, vsTo } from './traffic-backend';
+import { trafficMesh, adminJson, applyL7, logsSince, vsTo } from './traffic-backend';
 import { sumSamples } from '../../helpers/prom-text';
-import type { SocketAddr } from '../../../src/util/socket-addr';
 
 /**
  * Retries and timeouts end to end (client → node-a → waypoint → node-b → app), configured
@@ -11,38 +10,21 @@ import type { SocketAddr } from '../../../src/util/socket-addr';
  * command: 503s, connection resets, slow answers, and a closed port.
  */
 const m = new WaypointMesh();
-let fwd: SocketAddr;
-let v1: FailingBackend;
-let v2: FailingBackend;
 
-test.before(async () => {
-  v1 = await new FailingBackend(m.V1, 8080, 'v1').start();
-  v2 = await new FailingBackend(m.V2, 8080, 'v2').start();
-  m.track(v1);
-  m.track(v2);
-  // "virtual": a Service with no endpoints of its own, reachable only through a VirtualService.
-  await m.start('', {}, { services: [{ name: 'virtual', hostname: 'virtual.default.svc.cluster.local', vip: m.ip(105), ports: { 80: 8080 }, waypoint: m.WP }] });
-  fwd = await m.forwarder({ host: m.VIP, port: 80 });
-});
-
-test.after.always(() => m.close());
-
-test.beforeEach(() => {
-  v1.reset();
-  v2.reset();
-});
+// "virtual": a Service with no endpoints of its own, reachable only through a VirtualService.
+const h = trafficMesh(test, m, { services: [{ name: 'virtual', hostname: 'virtual.default.svc.cluster.local', vip: m.ip(105), ports: { 80: 8080 }, waypoint: m.WP }] });
 
 test.serial('a flaky backend is recovered by retries; attempts exhausted → the last answer with URX', async (t) => {
   await applyL7(m, vsTo('server-v1', '    retries: { attempts: 3, retryOn: 5xx }\n'));
-  v1.script = [{ status: 503 }, { status: 500 }];
-  const r = await get(fwd, '/flaky');
+  h.v1.script = [{ status: 503 }, { status: 500 }];
+  const r = await get(h.fwd, '/flaky');
   t.is(r.status, 200);
-  t.is(v1.requests, 3, 'two failed tries, then the one that answered');
+  t.is(h.v1.requests, 3, 'two failed tries, then the one that answered');
   const from = m.requestLogs().length;
-  v1.fallback = { status: 503 };
-  const r2 = await get(fwd, '/down');
+  h.v1.fallback = { status: 503 };
+  const r2 = await get(h.fwd, '/down');
   t.is(r2.status, 503);
-  t.is(v1.requests, 3 + 4, 'first try + 3 retries');
+  t.is(h.v1.requests, 3 + 4, 'first try + 3 retries');
   const log = logsSince(m, from).at(-1)!;
   t.is(log['response_flags'], 'URX');
   t.is(log['response_code'], 503);
@@ -53,40 +35,40 @@ test.serial('a flaky backend is recovered by retries; attempts exhausted → the
 
 test.serial('reset and gRPC/status conditions: only the listed retryOn conditions are retried', async (t) => {
   await applyL7(m, vsTo('server-v1', '    retries: { attempts: 2, retryOn: reset }\n'));
-  v1.script = ['reset'];
-  t.is((await get(fwd, '/reset')).status, 200);
-  t.is(v1.requests, 2);
-  v1.reset();
+  h.v1.script = ['reset'];
+  t.is((await get(h.fwd, '/reset')).status, 200);
+  t.is(h.v1.requests, 2);
+  h.v1.reset();
   // A 503 is not a reset: relayed as is, no retry.
-  v1.script = [{ status: 503 }];
-  t.is((await get(fwd, '/503')).status, 503);
-  t.is(v1.requests, 1);
-  v1.reset();
+  h.v1.script = [{ status: 503 }];
+  t.is((await get(h.fwd, '/503')).status, 503);
+  t.is(h.v1.requests, 1);
+  h.v1.reset();
   await applyL7(m, vsTo('server-v1', '    retries: { attempts: 2, retryOn: "retriable-status-codes,409,418" }\n'));
-  v1.script = [{ status: 418 }, { status: 409 }];
-  t.is((await get(fwd, '/codes')).status, 200);
-  t.is(v1.requests, 3);
-  v1.reset();
+  h.v1.script = [{ status: 418 }, { status: 409 }];
+  t.is((await get(h.fwd, '/codes')).status, 200);
+  t.is(h.v1.requests, 3);
+  h.v1.reset();
   await applyL7(m, vsTo('server-v1', '    retries: { attempts: 2, retryOn: gateway-error }\n'));
-  v1.script = [{ status: 500 }];
-  t.is((await get(fwd, '/500')).status, 500, '500 is not a gateway error');
-  v1.script = [{ status: 504 }, { status: 502 }];
-  t.is((await get(fwd, '/gw')).status, 200);
+  h.v1.script = [{ status: 500 }];
+  t.is((await get(h.fwd, '/500')).status, 500, '500 is not a gateway error');
+  h.v1.script = [{ status: 504 }, { status: 502 }];
+  t.is((await get(h.fwd, '/gw')).status, 200);
 });
 
 test.serial("a VirtualService route without retries gets Istio's default (2 retries on 503, connect-failure…)", async (t) => {
   await applyL7(m, vsTo('server-v1', ''));
-  v1.script = [{ status: 503 }, { status: 503 }];
-  t.is((await get(fwd, '/default')).status, 200);
-  t.is(v1.requests, 3);
-  v1.reset();
-  v1.script = [{ status: 500 }];
-  t.is((await get(fwd, '/default500')).status, 500, '500 is not in the default policy');
+  h.v1.script = [{ status: 503 }, { status: 503 }];
+  t.is((await get(h.fwd, '/default')).status, 200);
+  t.is(h.v1.requests, 3);
+  h.v1.reset();
+  h.v1.script = [{ status: 500 }];
+  t.is((await get(h.fwd, '/default500')).status, 500, '500 is not in the default policy');
   await applyL7(m, vsTo('server-v1', '    retries: { attempts: 0 }\n'));
-  v1.reset();
-  v1.script = [{ status: 503 }];
-  t.is((await get(fwd, '/off')).status, 503, 'attempts: 0 turns retries off');
-  t.is(v1.requests, 1);
+  h.v1.reset();
+  h.v1.script = [{ status: 503 }];
+  t.is((await get(h.fwd, '/off')).status, 503, 'attempts: 0 turns retries off');
+  t.is(h.v1.requests, 1);
 });
 
 test.serial('the retry budget (maxRetries) stops a failing backend from being multiplied: overflow → UO', async (t) => {
@@ -101,12 +83,12 @@ spec:
   trafficPolicy: { connectionPool: { http: { maxRetries: 1 } } }
 `,
   );
-  v1.fallback = { status: 503, delayMs: 300 };
+  h.v1.fallback = { status: 503, delayMs: 300 };
   const from = m.requestLogs().length;
-  const rs = await Promise.all(Array.from({ length: 6 }, (_, i) => get(fwd, `/budget${i}`)));
+  const rs = await Promise.all(Array.from({ length: 6 }, (_, i) => get(h.fwd, `/budget${i}`)));
   t.true(rs.every((r) => r.status === 503));
   // One request holds the only retry slot and uses its 5 retries; the other five are not retried.
-  t.is(v1.requests, 6 + 5, `backend saw ${v1.requests} requests`);
+  t.is(h.v1.requests, 6 + 5, `backend saw ${h.v1.requests} requests`);
   const flags = logsSince(m, from).map((l) => l['response_flags']);
   t.is(flags.filter((f) => f === 'UO').length, 5, flags.join(' '));
   t.is(flags.filter((f) => f === 'URX').length, 1, flags.join(' '));
@@ -116,70 +98,70 @@ spec:
 
 test.serial('per-try timeout: a slow try is abandoned and retried; all tries slow → 504 UT', async (t) => {
   await applyL7(m, vsTo('server-v1', '    retries: { attempts: 2, perTryTimeout: 200ms, retryOn: 5xx }\n'));
-  v1.script = [{ status: 200, delayMs: 1500 }];
+  h.v1.script = [{ status: 200, delayMs: 1500 }];
   let t0 = Date.now();
-  t.is((await get(fwd, '/pertry')).status, 200);
+  t.is((await get(h.fwd, '/pertry')).status, 200);
   const took = Date.now() - t0;
   t.true(took >= 200 && took < 1400, `took ${took}ms`);
-  t.is(v1.requests, 2);
-  v1.reset();
-  v1.fallback = { status: 200, delayMs: 1500 };
+  t.is(h.v1.requests, 2);
+  h.v1.reset();
+  h.v1.fallback = { status: 200, delayMs: 1500 };
   const from = m.requestLogs().length;
   t0 = Date.now();
-  const r = await get(fwd, '/allslow');
+  const r = await get(h.fwd, '/allslow');
   const took2 = Date.now() - t0;
   t.is(r.status, 504);
   t.is(r.text, 'upstream request timeout');
   t.true(took2 >= 600 && took2 < 1400, `three 200ms tries took ${took2}ms`);
-  t.is(v1.requests, 3);
+  t.is(h.v1.requests, 3);
   t.true(String(logsSince(m, from).at(-1)!['response_flags']).split(',').includes('UT'));
 });
 
 test.serial('overall timeout bounds the request including retries: 504 UT', async (t) => {
   await applyL7(m, vsTo('server-v1', '    timeout: 300ms\n    retries: { attempts: 5, perTryTimeout: 200ms, retryOn: 5xx }\n'));
-  v1.fallback = { status: 200, delayMs: 1500 };
+  h.v1.fallback = { status: 200, delayMs: 1500 };
   const from = m.requestLogs().length;
   const t0 = Date.now();
-  const r = await get(fwd, '/overall');
+  const r = await get(h.fwd, '/overall');
   const took = Date.now() - t0;
   t.is(r.status, 504);
   t.true(took >= 300 && took < 1000, `took ${took}ms`);
-  t.true(v1.requests <= 2, `the 300ms budget allows at most two 200ms tries (saw ${v1.requests})`);
+  t.true(h.v1.requests <= 2, `the 300ms budget allows at most two 200ms tries (saw ${h.v1.requests})`);
   t.is(logsSince(m, from).at(-1)!['response_flags'], 'UT');
 });
 
 test.serial('a request body within the buffer is replayed in full; one past the buffer limit is never replayed', async (t) => {
   await applyL7(m, vsTo('server-v1', '    retries: { attempts: 2, retryOn: 5xx }\n'));
-  v1.script = [{ status: 503 }];
+  h.v1.script = [{ status: 503 }];
   const small = 'x'.repeat(10_000);
-  t.is((await get(fwd, '/small', { 'content-type': 'text/plain' }, { method: 'POST', body: small })).status, 200);
-  t.deepEqual(v1.bodies, [10_000, 10_000]);
-  v1.reset();
-  v1.script = [{ status: 503 }];
+  t.is((await get(h.fwd, '/small', { 'content-type': 'text/plain' }, { method: 'POST', body: small })).status, 200);
+  t.deepEqual(h.v1.bodies, [10_000, 10_000]);
+  h.v1.reset();
+  h.v1.script = [{ status: 503 }];
   const big = 'y'.repeat(200_000);
-  const r = await get(fwd, '/big', { 'content-type': 'text/plain' }, { method: 'POST', body: big });
+  const r = await get(h.fwd, '/big', { 'content-type': 'text/plain' }, { method: 'POST', body: big });
   t.is(r.status, 503, 'the first answer is relayed: the body cannot be sent again');
-  t.deepEqual(v1.bodies, [200_000]);
+  t.deepEqual(h.v1.bodies, [200_000]);
 });
 
 test.serial('connect failure (closed port) is retried on another endpoint; without retries it is 503 UF', async (t) => {
-  await v2.stop();
+  await h.v2.stop();
   t.teardown(async () => {
-    await v2.start();
+    await h.v2.start();
   });
   await applyL7(m, vsTo('server', '    retries: { attempts: 2, retryOn: connect-failure }\n'));
   const agent = new http.Agent({ keepAlive: false });
   // One at a time: ten concurrent failures would also meet the retry budget (20% of active requests, at least 3).
   const ok = [];
-  for (let i = 0; i < 10; i++) ok.push(await get(fwd, `/cf${i}`, {}, { agent }));
+  for (let i = 0; i < 10; i++) ok.push(await get(h.fwd, `/cf${i}`, {}, { agent }));
   t.deepEqual(
     ok.map((r) => r.status),
     Array(10).fill(200),
   );
-  t.is(v1.requests, 10);
+  t.is(h.v1.requests, 10);
   await applyL7(m, vsTo('server', '    retries: { attempts: 0 }\n'));
   const from = m.requestLogs().length;
-  const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => get(fwd, `/nocf${i}`, {}, { agent })));
+  const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => get(h.fwd, `/nocf${i}`, {}, { agent })));
   const failed = rs.filter((r) => r.status === 503);
   t.true(failed.length > 0, 'some requests went to the closed endpoint');
   t.true(logsSince(m, from).filter((l) => l['response_flags'] === 'UF').length === failed.length);
@@ -199,9 +181,9 @@ spec:
     timeouts: { request: 2s, backendRequest: 200ms }
 `,
   );
-  v1.script = [{ status: 503 }, { status: 200, delayMs: 1500 }];
-  t.is((await get(fwd, '/gw-retry')).status, 200);
-  t.is(v1.requests, 3, '503, then a slow try cut at 200ms, then a good one');
+  h.v1.script = [{ status: 503 }, { status: 200, delayMs: 1500 }];
+  t.is((await get(h.fwd, '/gw-retry')).status, 200);
+  t.is(h.v1.requests, 3, '503, then a slow try cut at 200ms, then a good one');
   const ex = await adminJson(m, `/debug/explain?dst=${m.VIP}:80&path=/gw-retry`);
   t.like(ex.traffic, { applies: true, timeoutMs: 2000, retry: { attempts: 2, perTryTimeoutMs: 200, backoffBaseMs: 10 } });
   t.true(ex.traffic.retry.retryOn.includes('503'));
@@ -224,5 +206,5 @@ test.serial('a VirtualService routes a Service that has no endpoints of its own 
   await applyL7(m, vsTo('server-v1', '', 'virtual'));
   const r = await get(virt, '/virtual', { host: 'virtual.default.svc.cluster.local' });
   t.is(r.status, 200);
-  t.is(v1.requests, 1);
+  t.is(h.v1.requests, 1);
 });
