@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { SpiffeId } from '../identity/spiffe';
 import type { Workload } from '../state/types';
 import type { SocketAddr } from '../util/socket-addr';
@@ -38,10 +39,18 @@ export function requestId(incoming: string | undefined): string {
   return incoming && incoming.length > 0 && incoming.length <= 256 ? incoming : randomUUID();
 }
 
-/** `for=<ip>` of an RFC 7239 Forwarded header (the first element), or null. */
+/**
+ * The address of `for=` in an RFC 7239 Forwarded header (its first element), without the
+ * port, or null. The node proxy sends `for="ip:port"` (IPv6 as `"[ip]:port"`); a port left
+ * on the address would make every remoteIpBlocks check and the source-IP hash miss.
+ */
 export function forwardedFor(h: string | string[] | undefined): string | null {
   const v = Array.isArray(h) ? h[0] : h;
   if (!v) return null;
-  const m = /(?:^|[;,\s])for="?\[?([0-9a-fA-F:.]+)\]?(?::\d+)?"?/i.exec(v);
-  return m ? (m[1] as string) : null;
+  const m = /(?:^|[;,\s])for=("[^"]*"|[^;,\s]*)/i.exec(v);
+  if (!m) return null;
+  let node = (m[1] as string).replace(/^"|"$/g, '');
+  if (node.startsWith('[')) node = node.slice(1, node.indexOf(']') > 0 ? node.indexOf(']') : undefined);
+  else if (isIP(node) === 0 && node.indexOf(':') === node.lastIndexOf(':')) node = node.split(':')[0] as string;
+  return isIP(node) !== 0 ? node : null;
 }

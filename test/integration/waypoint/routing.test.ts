@@ -187,3 +187,19 @@ spec:
   await apply(SPLIT);
   t.is((await get(fwd, '/admin/users')).status, 200);
 });
+
+test.serial('L7 AuthorizationPolicy remoteIpBlocks: the original client address from the node proxy decides (its port does not spoil the match)', async (t) => {
+  await apply(`${SPLIT}---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: only-client-ip, namespace: default }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: server }]
+  action: ALLOW
+  rules: [{ from: [{ source: { remoteIpBlocks: ["${m.CLIENT}/32"] } }] }]
+`);
+  t.is((await get(fwd, '/public')).status, 200, 'the client inside the block is allowed');
+  const other = await m.forwarder({ host: m.VIP, port: 80 }, m.OTHER_CLIENT);
+  t.is((await get(other, '/public')).status, 403, 'a client outside the block is denied');
+  await apply(SPLIT);
+});
