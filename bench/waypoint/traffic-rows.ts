@@ -9,7 +9,10 @@ import type { FeatureWaypoint } from './request-identity';
  *  - `wp-circuit-breaker`: a DestinationRule connectionPool with limits never reached;
  *  - `wp-outlier`: DestinationRule outlierDetection with thresholds never reached;
  *  - `wp-lb-round-robin`: DestinationRule loadBalancer ROUND_ROBIN;
- *  - `wp-rate-limit`: a LocalRateLimit on the Service whose bucket never runs dry.
+ *  - `wp-rate-limit`: a LocalRateLimit on the Service whose bucket never runs dry;
+ *  - `wp-fault`: a VirtualService (in place of the HTTPRoute, which would take precedence)
+ *    whose route injects a delay and an abort at 0%, with retries off so that Istio's
+ *    default retry policy (which buffers bodies) does not add its own cost to the row.
  */
 export function trafficRows(l7For: (service: string) => readonly Record<string, unknown>[]): FeatureWaypoint[] {
   const dr = (name: string, trafficPolicy: Record<string, unknown>): Record<string, unknown> => ({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name, namespace: 'bench' }, spec: { host: 'reviews', trafficPolicy } });
@@ -31,6 +34,18 @@ export function trafficRows(l7For: (service: string) => readonly Record<string, 
     row('rate-limit', 4, (s) => [
       ...l7For(s),
       { apiVersion: 'traffic.ztunnel-ts.io/v1alpha1', kind: 'LocalRateLimit', metadata: { name: `rl-${s}`, namespace: 'bench' }, spec: { targetRefs: [{ kind: 'Service', name: s }], tokenBucket: { maxTokens: 1_000_000_000, fillInterval: '1s' } } },
+    ]),
+    row('fault', 5, (s) => [
+      ...l7For(s).filter((o) => o['kind'] !== 'HTTPRoute'),
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'VirtualService',
+        metadata: { name: `fault-${s}`, namespace: 'bench' },
+        spec: {
+          hosts: [`${s}.bench.svc.cluster.local`],
+          http: [{ match: [{ uri: { prefix: '/bench' } }], route: [{ destination: { host: 'reviews.bench.svc.cluster.local', port: { number: 80 } } }], retries: { attempts: 0 }, fault: { delay: { fixedDelay: '1s', percentage: { value: 0 } }, abort: { httpStatus: 503, percentage: { value: 0 } } } }],
+        },
+      },
     ]),
   ];
 }
