@@ -260,6 +260,7 @@ export class HttpProxy {
       rec.upstreamIdentity = (ur.socket as unknown as StreamSocket).peerIdentity ?? null;
       const h = responseHeaders(ur.headers);
       for (const m of dec.responseHeaders) applyHeaderModifier(h, m);
+      if (t?.rateLimitHeaders) Object.assign(h, t.rateLimitHeaders);
       if (res.headersSent || res.destroyed) {
         ur.destroy();
         return;
@@ -315,6 +316,7 @@ export class HttpProxy {
           if (t?.onResponse(tryNo, status, uh['grpc-status'])) return void up.close(http2.constants.NGHTTP2_CANCEL);
           const h = responseHeaders(uh);
           for (const m of dec.responseHeaders) applyHeaderModifier(h, m);
+          if (t?.rateLimitHeaders) Object.assign(h, t.rateLimitHeaders);
           if (res.headersSent || res.destroyed) {
             up.close();
             return;

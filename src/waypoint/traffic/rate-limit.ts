@@ -27,6 +27,12 @@ export class TokenBucket {
   }
 
   /** The `x-ratelimit-*` headers (limit, remaining, seconds until the next fill). */
+  /** Tokens left now (after a lazy refill). */
+  remaining(now: number): number {
+    this.refill(now);
+    return Math.floor(this.tokens);
+  }
+
   headers(now: number): Record<string, string> {
     this.refill(now);
     const window = Math.max(1, Math.round(this.spec.fillIntervalMs / 1000));

@@ -68,6 +68,8 @@ export class TrafficRun {
   private overall: NodeJS.Timeout | null = null;
   private current: CurrentTry | null = null;
   private done = false;
+  /** The `x-ratelimit-*` headers for an admitted response, when a rate limit applies. */
+  rateLimitHeaders: Readonly<Record<string, string>> | null = null;
   private lastError: string | undefined;
   private hooks!: TrafficHooks;
   readonly cluster: Cluster;
@@ -84,13 +86,18 @@ export class TrafficRun {
   start(hooks: TrafficHooks): void {
     this.hooks = hooks;
     const now = this.m.o.now();
+    let tightest: ReturnType<TrafficManager['bucket']> | null = null;
     for (const l of this.plan.limits) {
       const b = this.m.bucket(l.key, l.limit);
       if (!b.take(now)) {
         this.m.rateLimited.labels(l.key).inc();
         return this.answer({ status: 429, body: 'local_rate_limited', flags: 'RL', details: `local_rate_limited (${l.limit.meta.namespace}/${l.limit.meta.name} on ${l.what})`, headers: b.headers(now) });
       }
+      if (!tightest || b.remaining(now) < tightest.remaining(now)) tightest = b;
     }
+    // Admitted responses carry the limit too (as Envoy's local rate limit with x-ratelimit
+    // headers on), from the bucket closest to running dry, so clients can pace themselves.
+    if (tightest) this.rateLimitHeaders = tightest.headers(now);
     const delay = this.plan.fault?.delay;
     if (delay && this.m.o.random() * 100 < delay.percent) {
       this.flags.push('DI');

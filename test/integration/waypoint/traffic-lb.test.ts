@@ -153,6 +153,11 @@ test.serial('a LocalRateLimit on the Service: a burst gets maxTokens through, th
     rs.map((r) => r.status),
     [...Array(5).fill(200), ...Array(7).fill(429)],
   );
+  // Admitted answers carry the limit as well, counting down.
+  t.deepEqual(
+    rs.slice(0, 5).map((r) => [r.headers['x-ratelimit-limit'], r.headers['x-ratelimit-remaining']]),
+    [4, 3, 2, 1, 0].map((n) => ['5, 5;w=10', String(n)]),
+  );
   const limited = rs[5]!;
   t.is(limited.text, 'local_rate_limited');
   t.is(limited.headers['x-ratelimit-limit'], '5, 5;w=10');
