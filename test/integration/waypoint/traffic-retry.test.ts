@@ -1,8 +1,19 @@
 import test from 'ava';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { WaypointMesh, get } from './harness';
 import { trafficMesh, adminJson, applyL7, logsSince, vsTo } from './traffic-backend';
 import { sumSamples } from '../../helpers/prom-text';
+import { waitUntil } from '../../helpers/node-harness';
+import { blackhole } from '../../helpers/blackhole';
+
+function canBind(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, host, () => probe.close(() => resolve(true)));
+  });
+}
 
 /**
  * Retries and timeouts end to end (client → node-a → waypoint → node-b → app), configured
@@ -165,6 +176,37 @@ test.serial('connect failure (closed port) is retried on another endpoint; witho
   const failed = rs.filter((r) => r.status === 503);
   t.true(failed.length > 0, 'some requests went to the closed endpoint');
   t.true(logsSince(m, from).filter((l) => l['response_flags'] === 'UF').length === failed.length);
+});
+
+test.serial('DestinationRule tcp.connectTimeout: an endpoint that never completes the connection gets 503 UF, retried elsewhere with connect-failure', async (t) => {
+  await h.v2.stop();
+  // Registered before the black hole: teardowns run last-in first-out, so the black hole is
+  // gone (its process killed) before server-v2 takes its port back.
+  t.teardown(async () => {
+    for (let i = 0; i < 60 && !(await canBind(m.V2, 8080)); i++) await new Promise((r) => setTimeout(r, 50));
+    await h.v2.start();
+  });
+  // The port of server-v2 drops SYNs (a full accept queue): node-b's dial hangs, so the
+  // tunnel to the endpoint never opens and only the connect timeout ends the try.
+  await blackhole(t, m.V2, 8080);
+  const dr = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: ct, namespace: default }
+spec:
+  host: server
+  trafficPolicy: { connectionPool: { tcp: { connectTimeout: 300ms } } }
+`;
+  await applyL7(m, `${vsTo('server-v2', '    retries: { attempts: 0 }\n')}---\n${dr.replace('host: server', 'host: server-v2')}`);
+  const from = m.requestLogs().length;
+  const r = await get(h.fwd, '/ct');
+  t.is(r.status, 503);
+  await waitUntil(() => logsSince(m, from).length > 0, 5000, () => 'request log');
+  t.like(logsSince(m, from)[0], { response_flags: 'UF', response_code_details: 'upstream_reset_before_response_started{connection_failure}', upstream_host: `${m.V2}:8080` });
+  // With a retry on connect-failure the request reaches server-v1 instead.
+  await applyL7(m, `${vsTo('server', '    retries: { attempts: 3, retryOn: connect-failure }\n')}---\n${dr}`);
+  const ok = [];
+  for (let i = 0; i < 6; i++) ok.push((await get(h.fwd, `/ct-retry${i}`, {}, { agent: new http.Agent({ keepAlive: false }) })).status);
+  t.deepEqual(ok, Array(6).fill(200));
 });
 
 test.serial('Gateway API HTTPRoute retry (codes, attempts) and timeouts.backendRequest as the per-try timeout', async (t) => {
