@@ -65,6 +65,9 @@ function findToken(rules: readonly JwtRule[], headers: Readonly<Record<string, s
       if (loc.kind === 'header') {
         const v = headers[loc.name];
         if (v !== undefined && v.startsWith(loc.prefix)) token = v.slice(loc.prefix.length).trim();
+      } else if (loc.kind === 'cookie') {
+        const c = headers['cookie'];
+        if (c !== undefined) token = cookieValue(c, loc.name);
       } else if (query !== '') {
         params ??= new URLSearchParams(query);
         token = params.get(loc.name);
@@ -76,7 +79,16 @@ function findToken(rules: readonly JwtRule[], headers: Readonly<Record<string, s
 }
 
 function sameLocation(a: TokenLocation, b: TokenLocation): boolean {
-  return a.kind === b.kind && a.name === b.name && (a.kind === 'param' || a.prefix === (b as typeof a).prefix);
+  return a.kind === b.kind && a.name === b.name && (a.kind !== 'header' || a.prefix === (b as typeof a).prefix);
+}
+
+/** The value of cookie `name` in a Cookie header (`a=1; b=2`, several headers joined), or null. */
+function cookieValue(header: string, name: string): string | null {
+  for (const part of header.split(/[;,]/)) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1') || null;
+  }
+  return null;
 }
 
 async function verify(f: Found, jwks: JwksStore): Promise<AuthnResult> {
@@ -153,5 +165,5 @@ function fail(rule: string | null, failure: JwtFailure, message: string): AuthnR
 }
 
 function describe(l: TokenLocation): string {
-  return l.kind === 'header' ? `header ${l.name}` : `query parameter ${l.name}`;
+  return l.kind === 'header' ? `header ${l.name}` : l.kind === 'cookie' ? `cookie ${l.name}` : `query parameter ${l.name}`;
 }

@@ -69,8 +69,12 @@ function parseRule(r: YamlReader, n: YNode, p: string, id: string): JwtRule | un
       const name = r.string(vn, vp, { required: true });
       return name === undefined ? undefined : { kind: 'param' as const, name };
     }),
+    ...r.list(o.get('fromCookies'), o.at('fromCookies'), 'cookie names', (vn, vp) => {
+      const name = r.string(vn, vp, { required: true });
+      if (name !== undefined && !TOKEN.test(name)) r.error(vn, vp, `${JSON.stringify(name)} is not a valid cookie name`);
+      return name === undefined ? undefined : { kind: 'cookie' as const, name };
+    }),
   ];
-  if (!r.isNull(o.get('fromCookies'))) r.error(o.get('fromCookies'), o.at('fromCookies'), 'fromCookies is not supported by this waypoint; use fromHeaders or fromParams');
   // Istio uses inline jwks when both are set; without either, OpenID discovery from the issuer.
   let keys: KeySource | null = null;
   if (jwksText) {

@@ -1,7 +1,10 @@
 import type { JSONWebKeySet } from 'jose';
 
 /** Where a rule looks for its token: a header (with a prefix to strip) or a query parameter. */
-export type TokenLocation = { readonly kind: 'header'; readonly name: string; readonly prefix: string } | { readonly kind: 'param'; readonly name: string };
+export type TokenLocation =
+  | { readonly kind: 'header'; readonly name: string; readonly prefix: string }
+  | { readonly kind: 'param'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string };
 
 export type KeySource =
   | { readonly kind: 'inline'; readonly jwks: JSONWebKeySet }
@@ -19,7 +22,7 @@ export interface JwtRule {
   readonly keys: KeySource;
   /** JWKS fetch timeout (the rule's `timeout`), ms. */
   readonly timeoutMs: number;
-  /** Where the token is looked for: `fromHeaders` + `fromParams`, or Istio's defaults (Authorization: Bearer, ?access_token). */
+  /** Where the token is looked for: `fromHeaders` + `fromParams` + `fromCookies`, or Istio's defaults (Authorization: Bearer, ?access_token). */
   readonly locations: readonly TokenLocation[];
   readonly forwardOriginalToken: boolean;
   /** Lower-case header name, or null. */

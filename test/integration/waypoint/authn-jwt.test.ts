@@ -49,6 +49,7 @@ spec:
     jwksUri: JWKS_URL
     fromHeaders: [{ name: x-token, prefix: "Token " }]
     fromParams: [tok]
+    fromCookies: [session]
     forwardOriginalToken: true
 ${extra}`;
 
@@ -144,6 +145,9 @@ test.serial('jwksUri (ES256, EdDSA) with fromHeaders prefix and fromParams; forw
   t.is(h.status, 200);
   t.is(h.body.headers['x-token'], `Token ${es}`, 'forwardOriginalToken: true');
   t.is((await get(fwd, `/ed?tok=${ed}`)).status, 200, 'EdDSA from the query parameter');
+  const fromCookie = await get(fwd, '/ed-cookie', { cookie: `theme=dark; session=${ed}` });
+  t.is(fromCookie.status, 200, 'EdDSA from the session cookie');
+  t.is((await get(fwd, '/bad-cookie', { cookie: `session=${ed}x` })).status, 401, 'a bad signature in the cookie is refused');
   t.is((await get(fwd, '/es-wrong-prefix', { 'x-token': `Bearer ${es}` })).status, 200, 'a header without the prefix holds no token: passes without a principal');
   t.is((await get(fwd, '/es-in-bearer', bearer(es))).status, 401, 'the rule does not read Authorization: that issuer is not configured there');
 });

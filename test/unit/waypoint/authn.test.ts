@@ -78,14 +78,14 @@ test('RequestAuthentication: bad rules are rejected with line and reason', (t) =
   - issuer: y
     jwks: '{nope'
   - jwksUri: ftp://keys.example.com/
-    fromCookies: [session]
+    fromCookies: ["bad cookie"]
     outputClaimToHeaders: [{ header: "bad header", claim: sub }]
 `);
   t.true(errs.some((e) => e.startsWith('7:') && e.includes('set jwks or jwksUri: issuer "not-a-url" is not an http(s) URL')), errs.join('\n'));
   t.true(errs.some((e) => e.includes('jwks must be a JSON Web Key Set')), errs.join('\n'));
   t.true(errs.some((e) => e.includes('jwks is not valid JSON')), errs.join('\n'));
   t.true(errs.some((e) => e.includes('only https:// and http:// JWKS URIs are supported')), errs.join('\n'));
-  t.true(errs.some((e) => e.includes('fromCookies is not supported')), errs.join('\n'));
+  t.true(errs.some((e) => e.includes('"bad cookie" is not a valid cookie name')), errs.join('\n'));
   t.true(errs.some((e) => e.includes('"bad header" is not a valid header name')), errs.join('\n'));
   t.true(errs.some((e) => e.startsWith('12:') && e.includes('required field is missing')), errs.join('\n'));
   const sel = errors(`apiVersion: security.istio.io/v1
