@@ -125,3 +125,47 @@ test.serial('maxEjectionPercent caps ejections (one endpoint is always allowed);
   for (let i = 0; i < 20; i++) await get(h.fwd, `/panic${i}`);
   t.true(h.v1.requests > 0 && h.v2.requests > 0, `v1 ${h.v1.requests} v2 ${h.v2.requests}`);
 });
+
+test.serial('a subset-level connectionPool applies to that subset only: v1 overflows at its limit, v2 in the same burst does not', async (t) => {
+  await applyL7(
+    m,
+    `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: server, namespace: default }
+spec:
+  host: server
+  subsets:
+  - name: v1
+    labels: { app: server-v1-app }
+    trafficPolicy: { connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } } }
+  - { name: v2, labels: { service.istio.io/canonical-name: server-v2-app } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: server, namespace: default }
+spec:
+  hosts: [server]
+  http:
+  - match: [{ uri: { prefix: /sub-v1 } }]
+    route: [{ destination: { host: server, subset: v1 } }]
+    retries: { attempts: 0 }
+  - route: [{ destination: { host: server, subset: v2 } }]
+    retries: { attempts: 0 }
+`,
+  );
+  h.v1.fallback = { status: 200, delayMs: 300 };
+  h.v2.fallback = { status: 200, delayMs: 300 };
+  const [v1, v2] = await Promise.all([burst(5, '/sub-v1-'), burst(5, '/sub-v2-')]);
+  t.deepEqual(
+    v1.map((r) => r.status).sort(),
+    [200, 200, 503, 503, 503],
+    'subset v1: one in flight, one queued, three overflow',
+  );
+  t.deepEqual(
+    v2.map((r) => r.status),
+    Array(5).fill(200),
+    'subset v2 has no limit',
+  );
+  t.is(h.v1.maxActive, 1);
+  t.true(h.v2.maxActive > 1, 'v2 served requests concurrently');
+});
