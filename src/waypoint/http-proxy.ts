@@ -138,6 +138,12 @@ export class HttpProxy {
     return this.d.upstreams;
   }
 
+  /** Starts the request's trace span when tracing is on (plain requests and upgrades alike). */
+  startSpan(rec: Run, target: string, request: L7Request, info: ConnInfo): void {
+    const tracer = this.d.tracer?.();
+    if (tracer) rec.span = tracer.start(httpSpanStart({ method: request.method, host: request.host, target, protocol: rec.httpVersion, headers: request.headers, peerIp: info.peerAddr.ip, peerIdentity: info.peerIdentity.toString(), destination: spanDestination(info), requestId: rec.requestId, tunnelTraceparent: info.tunnelTraceparent }));
+  }
+
   private onRequest(req: DownReq, res: DownRes, info: ConnInfo | null): void {
     if (!info) {
       res.destroy();
@@ -152,8 +158,7 @@ export class HttpProxy {
     // Counting made the body flow; hold it until it is piped upstream (the HTTP/2 session may still be opening).
     req.pause();
     res.once('close', () => rec.finish(res.writableFinished ? null : 'DC'));
-    const tracer = this.d.tracer?.();
-    if (tracer) rec.span = tracer.start(httpSpanStart({ method: request.method, host: request.host, target: req.url ?? '/', protocol: rec.httpVersion, headers: request.headers, peerIp: info.peerAddr.ip, peerIdentity: info.peerIdentity.toString(), destination: spanDestination(info), requestId: xrid, tunnelTraceparent: info.tunnelTraceparent }));
+    this.startSpan(rec, req.url ?? '/', request, info);
     const { applies, result: authn } = this.authenticate(request, info);
     if (authn instanceof Promise) {
       authn.then(

@@ -17,6 +17,7 @@ export interface UpgradeHost {
   view(req: http.IncomingMessage, info: ConnInfo): { request: L7Request; peer: L7Peer };
   decide(request: L7Request, peer: L7Peer, info: ConnInfo): L7Decision;
   authenticate(request: L7Request, info: ConnInfo): { applies: ApplicableAuthn | null; result: AuthnResult | Promise<AuthnResult> | null };
+  startSpan(rec: ReturnType<RequestRecorder['begin']>, target: string, request: L7Request, info: ConnInfo): void;
   readonly recorder: RequestRecorder;
   readonly upstreams: Upstreams;
 }
@@ -42,6 +43,7 @@ export function handleUpgrade(proxy: UpgradeHost, req: http.IncomingMessage, soc
 function upgrade(proxy: UpgradeHost, req: http.IncomingMessage, socket: StreamSocket, head: Buffer, info: ConnInfo, request: L7Request, peer: L7Peer, applies: ApplicableAuthn | null, authn: AuthnResult | null): void {
   const rec = proxy.recorder.begin(info, request, false, `HTTP/${req.httpVersion}`);
   rec.requestId = requestId(request.headers['x-request-id']);
+  proxy.startSpan(rec, req.url ?? '/', request, info);
   rec.authn = authn;
   if (authn?.kind === 'fail') {
     const body = authnFailureBody(authn);
@@ -76,6 +78,8 @@ function upgrade(proxy: UpgradeHost, req: http.IncomingMessage, socket: StreamSo
   if (applies && authn) applyAuthnHeaders(headers, applies, authn);
   for (const m of dec.requestHeaders) applyHeaderModifier(headers, m);
   headers['host'] = dec.host;
+  // The endpoint's request is a child of this span, as for any request.
+  if (rec.span) Object.assign(headers, rec.span.upstream);
   headers['connection'] = 'Upgrade';
   headers['upgrade'] = String(req.headers['upgrade'] ?? '');
   proxy.upstreams.connect(ep).then(

@@ -120,3 +120,22 @@ spec:
   t.is(attr(span, 'response.code_details'), 'route_not_found');
   t.is(span.status?.code, 2, 'STATUS_CODE_ERROR');
 });
+
+test.serial('a WebSocket upgrade gets its span too (status 101), parented on the incoming traceparent, ended when the connection closes', async (t) => {
+  const traceId = 'dddddddddddddddd0123456789abcdef';
+  const res = await new Promise<{ status: number; socket: import('node:net').Socket }>((resolve, reject) => {
+    const req = http.request({ host: fwd.ip, port: fwd.port, path: '/only', headers: { host: 'server', connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13', traceparent: `00-${traceId}-3333333333333333-01` } });
+    req.on('upgrade', (r, socket) => resolve({ status: r.statusCode ?? 0, socket }));
+    req.on('response', (r) => reject(new Error(`no upgrade: ${r.statusCode}`)));
+    req.on('error', reject);
+    req.end();
+  });
+  t.is(res.status, 101);
+  res.socket.destroy();
+  await waitUntil(() => received.some((x) => x.span.traceId === traceId), 10_000, () => 'upgrade span exported');
+  const got = received.filter((x) => x.span.traceId === traceId);
+  t.is(got.length, 1);
+  t.is(got[0]!.span.parentSpanId, '3333333333333333');
+  t.is(attr(got[0]!.span, 'url.path'), '/only', 'routed by the HTTPRoute the previous test left (Exact /only)');
+  t.is(Number(attr(got[0]!.span, 'http.response.status_code')), 101);
+});
