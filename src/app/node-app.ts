@@ -233,6 +233,7 @@ export class NodeApp {
       return sendJson(res, 200, { queued: this.certs.reissueAll() });
     });
 
+    this.runtime.admin.addHandler('/debug/state-index', 'what each state lookup index holds (address → workload, VIP → service, identity, node, endpoints, policies by namespace)', (_req, res) => sendJson(res, 200, this.updater.indexSnapshot()));
     this.runtime.admin.addHandler('/debug/explain', 'which route and policy decide a connection: ?src=<ip>&dst=<ip:port>[&identity=<spiffe|none>]', explainHandler(this.state, network));
   }
 

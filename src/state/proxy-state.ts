@@ -321,7 +321,11 @@ export class StateUpdater {
     return change;
   }
 
-  /** Index contents for consistency checks (tests compare against a from-scratch rebuild). */
+  /**
+   * What every lookup index holds, sorted (GET /debug/state-index): answers "why does this
+   * address resolve to that workload" on a live proxy, and equals a from-scratch rebuild's
+   * after any sequence of incremental updates.
+   */
   indexSnapshot(): unknown {
     return this.idx.snapshot();
   }

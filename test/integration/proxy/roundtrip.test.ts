@@ -310,6 +310,10 @@ test.serial('/debug/connections lists a live connection with bytes from the sock
   t.truthy(dump['hbone_server']);
   t.truthy(dump['listeners']);
   t.false(JSON.stringify(dump).includes('PRIVATE KEY'));
+  const index = (await (await fetch(`http://${admin.ip}:${admin.port}/debug/state-index`)).json()) as { workloads: string[]; workloadByAddr: Record<string, string[]> };
+  t.is(index.workloads.length, 3);
+  t.is(Object.values(index.workloadByAddr).filter((uids) => uids.length === 1).length, Object.keys(index.workloadByAddr).length, 'every indexed address names exactly one workload');
+  t.true(Object.keys(index.workloadByAddr).some((k) => k.endsWith(SERVER)), 'the server workload is indexed by its address');
   s.destroy();
 });
 
