@@ -57,7 +57,12 @@ export function run(cmd: string, args: readonly string[], opts: { timeoutMs?: nu
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) + (err && code === 1 && !stderr ? String(err.message) : '') });
     });
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
+    if (opts.input !== undefined) {
+      // A program may exit without reading all of its input (EPIPE on our side): its exit
+      // code and stderr, resolved above, say how it went; the pipe error says nothing more.
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(opts.input);
+    }
   });
 }
 
