@@ -1,6 +1,7 @@
 /*
  * ztunnel_capture: the Linux socket options Node's net module does not expose, for
- * transparent capture (ztunnel-wire.md §1 and §11 item 1).
+ * transparent capture: the original destination of a redirected connection, the packet mark
+ * that keeps the proxy's own sockets out of the redirect rules, and transparent/freebind dials.
  *
  *   getOriginalDst(fd)            SO_ORIGINAL_DST, then IP6T_SO_ORIGINAL_DST -> {ip, port, family} | null
  *   setMark(fd, mark)             SO_MARK, so the pod's iptables rules skip the proxy's own sockets
