@@ -1,16 +1,13 @@
 import { RoleLifecycle } from './role-lifecycle';
 import type { DestinationStream, Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { createLogger } from '../logging/logger';
-import { createRegistry } from '../metrics/registry';
 import type { Runtime, RuntimeAddresses } from './runtime';
-import { roleRuntime } from './role-settings';
+import { pickDefined, roleCore } from './role-settings';
 import type { NodeConfig } from '../config/node-config';
 import { NODE_KEYS } from '../config/keys-node';
-import { redactedConfig } from '../config/load';
 import { systemClock, type Clock } from '../util/clock';
 import type { Component } from './component';
-import { StateUpdater } from '../state/proxy-state';
+import type { StateUpdater } from '../state/proxy-state';
 import { LocalConfigSource } from '../state/local-source';
 import { createXdsSource } from '../xds/create';
 import type { XdsSource } from '../xds/xds-source';
@@ -85,16 +82,10 @@ export class NodeApp {
   constructor(readonly opts: NodeAppOptions) {
     const c = opts.config;
     this.clock = opts.clock ?? systemClock;
-    this.logger = createLogger({ level: c.logLevel, format: c.logFormat, base: { component: 'node', node: c.nodeName || undefined }, ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
-    this.registry = createRegistry({ component: 'ztunnel', processMetrics: opts.processMetrics ?? true });
-    this.runtime = roleRuntime(this.logger, this.registry, c, opts.onStopped);
-    this.runtime.admin.addDumpSection('config', () => redactedConfig(NODE_KEYS, c));
+    const core = roleCore({ keys: NODE_KEYS, config: c, logBase: { component: 'node', node: c.nodeName || undefined }, metricsComponent: 'ztunnel', ...pickDefined(opts) });
+    ({ logger: this.logger, registry: this.registry, runtime: this.runtime, updater: this.updater } = core);
     const readiness = this.runtime.readiness;
-    const stateReady = readiness.register('state');
-    const certsReady = readiness.register('certificates');
-    const listenersReady = readiness.register('listeners');
-
-    this.updater = new StateUpdater(this.logger.child({ scope: 'state' }));
+    const { state: stateReady, certificates: certsReady, listeners: listenersReady } = core.ready;
     this.state = this.updater.view;
     this.lifecycle = new RoleLifecycle(this.runtime, this.state, (ch) => this.onStateChange(ch));
     this.localConfig = new LocalConfigSource({
