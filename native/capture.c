@@ -289,6 +289,25 @@ static napi_value create_dial_socket(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * dupFd(fd): a close-on-exec duplicate of a descriptor (F_DUPFD_CLOEXEC). The node proxy's
+ * accept loop hands an accepted connection to a data-path worker thread this way: the
+ * duplicate refers to the same socket, so the accepting thread can close its own handle
+ * while the worker adopts the duplicate; the connection lives until the last one closes.
+ */
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (!arg_int(env, argv, argc, 0, "fd", &fd)) return NULL;
+  int out_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (out_fd < 0) return throw_errno(env, "fcntl(F_DUPFD_CLOEXEC)", errno);
+  napi_value out;
+  napi_create_int32(env, out_fd, &out);
+  return out;
+}
+
 /* native/netns.c: in-pod sockets and the ZDS transport, registered on the same module. */
 void ztunnel_netns_init(napi_env env, napi_value exports);
 
@@ -300,6 +319,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"setTransparent", NULL, set_transparent, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setFreebind", NULL, set_freebind, NULL, NULL, NULL, napi_enumerable, NULL},
     {"createDialSocket", NULL, create_dial_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dupFd", NULL, dup_fd, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   ztunnel_netns_init(env, exports);

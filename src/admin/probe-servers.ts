@@ -5,19 +5,26 @@ import type { Readiness } from './readiness';
 import { listen, closeServer } from './listen';
 import { sendText } from './http-util';
 
-/** :15020 — /metrics and /stats/prometheus from the root's own registry. */
+/** :15020 — /metrics and /stats/prometheus from the root's own registry (merged with the node's worker threads' when it has them). */
 export class MetricsServer {
   private readonly server: Server;
+  private collect: () => Promise<string>;
   constructor(registry: Registry) {
+    this.collect = () => registry.metrics();
     this.server = createServer((req, res) => {
       const path = new URL(req.url ?? '/', 'http://stats').pathname;
       if (path !== '/metrics' && path !== '/stats/prometheus') return sendText(res, 404, 'not found; use /metrics\n');
-      registry.metrics().then(
+      this.collect().then(
         (body) => sendText(res, 200, body, registry.contentType),
         (err: unknown) => sendText(res, 500, `metrics collection failed: ${String(err)}\n`),
       );
     });
   }
+  /** Replaces what a scrape returns (the node with worker threads: every thread's families, merged). */
+  setSource(collect: () => Promise<string>): void {
+    this.collect = collect;
+  }
+
   start(addr: ListenAddr): Promise<SocketAddr> {
     return listen(this.server, addr, 'stats');
   }

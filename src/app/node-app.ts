@@ -16,27 +16,23 @@ import { DemandLookup } from '../state/demand';
 import { createStateMetrics } from '../metrics/state-metrics';
 import { registerPoolMetrics } from '../metrics/pool-metrics';
 import type { StateChange, StateView } from '../state/view';
-import type { Workload } from '../state/types';
 import { createIdentityManager } from '../identity/create';
 import type { CertManager } from '../identity/cert-manager';
 import type { SpiffeId } from '../identity/spiffe';
 import { describeCapture, loadCapture, type Capture } from '../native/capture';
 import { detectOrigSrc, type OrigSrcMode } from '../native/orig-src';
-import { createDryRunReporter } from '../proxy/dry-run';
 import { ztunnelCertificates } from '../admin/cert-dump';
-import { authorizeWithState } from '../policy/authorize';
-import { reauthorizationScope } from '../policy/reauthorize';
-import { peersToEvict } from '../state/change';
-import { Telemetry } from '../telemetry/telemetry';
-import { NodeProxy } from '../proxy/node-proxy';
-import { createInboundResolver, createOutboundRouter } from '../proxy/routing';
+import type { Telemetry } from '../telemetry/telemetry';
+import type { NodeProxy } from '../proxy/node-proxy';
 import { workloadIdentity } from '../identity/spiffe';
-import { findLocalWorkload } from '../proxy/local-source';
 import { registerDebugConnections } from '../admin/debug-connections';
 import { sendJson, sendText } from '../admin/http-util';
 import { explainHandler } from '../policy/explain-render';
-import { createSplicer } from '../transport/splice-outcome';
-import { createNodeTransport, nodeTcpTuning, type NodeTransport } from '../proxy/node-transport';
+import type { NodeTransport } from '../proxy/node-transport';
+import { buildDataPath, type DataPath } from './node-data-path';
+import { DataWorkers } from '../workers/data-workers';
+import { mergedMetrics } from '../workers/relay';
+import { logDestinationOf } from '../logging/logger';
 import { createInpodMode, splitInpodAddrs, type InpodMode, type PodState } from '../inpod/inpod-mode';
 import { DnsProxy, type PodNamespace } from '../dns/dns-proxy';
 
@@ -76,7 +72,10 @@ export class NodeApp {
   readonly xds: XdsSource | null;
   /** DNS_CAPTURE: the DNS proxy on DNS_PROXY_ADDR; null when off. */
   readonly dns: DnsProxy | null;
+  /** ZTUNNEL_WORKER_THREADS > 1: the data-path worker threads; null when the main thread serves everything. */
+  readonly workers: DataWorkers | null;
   private readonly transport: NodeTransport;
+  private readonly dataPath: DataPath;
   private readonly lifecycle: RoleLifecycle;
 
   constructor(readonly opts: NodeAppOptions) {
@@ -103,31 +102,15 @@ export class NodeApp {
       stateReady();
       void this.certs.waitForIdentities(this.localIdentities()).then(certsReady);
     });
-    this.certs = createIdentityManager({ config: c, logger: this.logger.child({ scope: 'identity' }), registry: this.registry, clock: this.clock, mode: 'node' });
+    this.certs = createIdentityManager({ config: c, logger: this.logger.child({ scope: 'identity' }), registry: this.registry, clock: this.clock, mode: 'node', shareKey: (cert, key) => this.workers?.shareKey(cert, key) });
     readiness.describe('certificates', () => this.certs.missingSummary(this.localIdentities()));
     this.capture = loadCapture();
     this.origSrc = detectOrigSrc(this.capture, c.enableOrigSrc);
-    this.telemetry = new Telemetry({ registry: this.registry, logger: this.logger, clock: this.clock, accessLogUpdateIntervalMs: c.accessLogUpdateInterval });
 
     const network = c.network;
     // XDS_ON_DEMAND: the data path's lookups ask the control plane on a miss.
     const xds = this.xds;
     const demand = xds && c.xdsOnDemand ? new DemandLookup(this.state, (name) => xds.demand(name)) : null;
-    const illegalPorts = (): ReadonlySet<number> => this.proxy.listenerManager.illegalPorts();
-    const splice = createSplicer(c.idleTimeout);
-    this.transport = createNodeTransport({
-      config: c,
-      logger: this.logger,
-      clock: this.clock,
-      certs: this.certs,
-      capture: this.capture,
-      onConnect: (req) => void this.proxy.inboundHandler.onConnect(req),
-      onFailure: (reason) => this.telemetry.metrics.earlyFailure('inbound', reason),
-      resolveCert: async (localAddr) => {
-        const w = findLocalWorkload(this.state, network, c.nodeName, localAddr.ip);
-        return w ? this.certs.fetchCertificate(workloadIdentity(w), 'realtime') : undefined;
-      },
-    });
     this.dns = c.dnsCapture
       ? new DnsProxy({
           state: this.state,
@@ -145,6 +128,8 @@ export class NodeApp {
         })
       : null;
     const dns = this.dns;
+    this.workers = this.buildWorkers(xds && c.xdsOnDemand ? (name) => xds.demand(name) : null);
+    const workers = this.workers;
     const addrs = { outbound: c.outboundAddr, inboundPlaintext: c.inboundPlaintextAddr, inbound: c.inboundAddr, socks5: c.socks5Addr };
     const split = c.inpodEnabled ? splitInpodAddrs(addrs) : null;
     let zdsPending: (() => void) | null = c.inpodEnabled ? readiness.register('workload_manager') : null;
@@ -160,45 +145,38 @@ export class NodeApp {
               if (ready) zdsPending?.();
               zdsPending = ready ? null : (zdsPending ?? readiness.register('workload_manager'));
             },
-            onPodsChanged: () => this.certs.syncLocalIdentities(this.localIdentities()),
+            onPodsChanged: () => {
+              this.certs.syncLocalIdentities(this.localIdentities());
+              workers?.syncPods();
+            },
             ...(dns && c.dnsProxyAddr.host === null ? { podExtras: (uid: string, info: { name: string; namespace: string }, netns: PodNamespace) => dns.startPod(uid, info, netns) } : {}),
           },
           split.pod,
         )
       : null;
-    this.proxy = new NodeProxy({
+    this.dataPath = buildDataPath({
+      config: c,
       logger: this.logger,
+      registry: this.registry,
+      clock: this.clock,
       state: this.state,
-      nodeName: c.nodeName,
+      certs: this.certs,
+      capture: this.capture,
+      origSrc: this.origSrc,
+      demand,
       addrs: split ? split.fixed : addrs,
       ...(this.inpod ? { podSockets: this.inpod.podSockets } : {}),
-      capture: this.capture,
-      telemetry: this.telemetry,
-      hboneClient: this.transport.client,
-      hboneServer: this.transport.server,
-      tcp: nodeTcpTuning(c),
-      outbound: {
-        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, localWorkloadWaitMs: c.localWorkloadWait, socksHandshakeTimeoutMs: c.headersTimeout, clusterDomain: c.clusterDomain },
-        certs: this.certs,
-        route: createOutboundRouter(this.state, network, illegalPorts),
-        ...(demand ? { demand } : {}),
-        splice,
-        prepareDial: this.transport.prepareDial,
-      },
-      inbound: {
-        settings: { network, nodeName: c.nodeName, connectTimeoutMs: c.connectTimeout, origSrc: this.origSrc.enabled, localhostAppTunnel: c.localhostAppTunnel },
-        resolveTarget: createInboundResolver(this.state, network, illegalPorts),
-        authorize: (ctx) => authorizeWithState(this.state, ctx),
-        reportDryRun: createDryRunReporter(this.registry, this.logger),
-        ...(demand ? { demand } : {}),
-        splice,
-        prepareDial: this.transport.prepareDial,
-      },
+      ...(workers ? { handOff: workers.dispatch, onListenersChanged: () => workers.notifyListeners() } : {}),
     });
+    ({ telemetry: this.telemetry, transport: this.transport, proxy: this.proxy } = this.dataPath);
 
     this.runtime.add(this.localConfig);
     if (this.xds) this.runtime.add(this.xds);
     this.runtime.add(certComponent(this.certs));
+    if (workers) {
+      this.runtime.add(workers);
+      this.runtime.setMetricsSource(async () => mergedMetrics(this.registry, (await workers.reports()).map((r) => r.metrics)));
+    }
     this.runtime.add({
       name: 'proxy',
       start: async () => {
@@ -218,7 +196,7 @@ export class NodeApp {
     this.runtime.admin.addDumpSection('pools', () => this.transport.client.dump());
     registerPoolMetrics(this.registry, this.transport.client);
     this.runtime.admin.addDumpSection('hbone_server', () => this.transport.server.dump());
-    registerDebugConnections(this.runtime.admin, this.telemetry.tracker);
+    registerDebugConnections(this.runtime.admin, this.telemetry.tracker, workers ? async () => (await workers.reports()).flatMap((r) => r.connections) : undefined);
     this.runtime.admin.addHandler('/certificates/reissue', 'POST: re-issue every workload certificate now (after a CA rotation)', (req, res) => {
       if (req.method !== 'POST') return sendText(res, 405, 'method not allowed; use POST\n');
       return sendJson(res, 200, { queued: this.certs.reissueAll() });
@@ -255,20 +233,38 @@ export class NodeApp {
     return [...seen.values()];
   }
 
-  /** Follows state changes: certificates, metric series, pooled connections, late rejection. */
+  /** Follows state changes: certificates, then this thread's data path (metric series, pooled connections, late rejection). */
   private onStateChange(change: StateChange): void {
     this.certs.syncLocalIdentities(this.localIdentities());
-    const gone: Workload[] = [...change.workloadsRemoved];
-    for (const w of gone) this.telemetry.metrics.removeWorkload(w);
-    // Only peers whose identity or address moved lose their pooled connections.
-    for (const uid of peersToEvict(change)) this.transport.client.evictPeer(uid);
-    // Only connections to destinations a changed policy selects are re-authorized.
-    const scope = reauthorizationScope(change, this.state);
-    if (scope) {
-      const r = this.telemetry.tracker.recheckPolicies((ctx) => ctx.dstWorkload !== null && scope(ctx.dstWorkload));
-      this.logger.debug({ ...r, version: change.version, policies: change.changedPolicies.map((d) => d.key) }, 'live connections re-authorized after a state change');
-      if (r.closed > 0) this.logger.info({ closed: r.closed, version: change.version }, 'policy change closed connections that are no longer allowed');
+    this.dataPath.followChange(change);
+  }
+
+  /**
+   * ZTUNNEL_WORKER_THREADS > 1: the worker threads beside this one. Handing a connection
+   * over duplicates its descriptor, which needs the native addon; without it the main
+   * thread serves everything (said once at start).
+   */
+  private buildWorkers(demand: ((name: string) => Promise<boolean>) | null): DataWorkers | null {
+    const c = this.opts.config;
+    if (c.workerThreads <= 1) return null;
+    const dest = logDestinationOf(this.logger);
+    if (!this.capture.available || !dest) {
+      this.logger.warn({ workerThreads: c.workerThreads, reason: this.capture.available ? 'no log destination' : this.capture.reason }, 'ZTUNNEL_WORKER_THREADS > 1 needs the native addon; the data path runs on the main thread only');
+      return null;
     }
+    const addon = this.capture.addon;
+    return new DataWorkers({
+      threads: c.workerThreads - 1,
+      config: c,
+      logger: this.logger,
+      logDestination: dest,
+      state: this.state,
+      certs: this.certs,
+      dupFd: (fd) => addon.dupFd(fd),
+      listenerFacts: () => ({ illegalPorts: [...this.proxy.listenerManager.illegalPorts()], bound: this.proxy.listenerManager.boundAddresses() }),
+      demand,
+      pods: () => this.inpod?.pods() ?? [],
+    });
   }
 
   async start(): Promise<RuntimeAddresses> {

@@ -55,6 +55,11 @@ export class Runtime {
     return this.opts.registry;
   }
 
+  /** What /metrics serves instead of the registry alone (the node merges its worker threads' registries in). */
+  setMetricsSource(collect: () => Promise<string>): void {
+    this.metricsServer.setSource(collect);
+  }
+
   /** Adds a component; components start in order and stop in reverse order. */
   add<C extends Component>(c: C): C {
     this.components.push(c);

@@ -32,6 +32,12 @@ export interface CertManagerOptions {
   readonly backoff?: BackoffOptions;
   /** Key + CSR source (default: a fresh P-256 key per request, generateCsr). */
   readonly csrFactory?: (id: SpiffeId) => CsrBundle;
+  /**
+   * The node's data-path worker threads build their own SecureContext from the same key
+   * and chain (a SecureContext cannot cross threads): called with every new certificate's
+   * key, in memory only, before the certificate is served.
+   */
+  readonly shareKey?: (cert: WorkloadCertificate, keyPem: string) => void;
 }
 
 /** Called with each new certificate (previous is undefined for an identity's first one). */
@@ -47,7 +53,8 @@ export type RotateListener = (cert: WorkloadCertificate, previous: WorkloadCerti
  * - every failure schedules a retry with capped backoff, so the manager recovers alone;
  * - a new certificate is a new WorkloadCertificate (new SecureContext); old ones are never
  *   mutated, so connections already established keep theirs;
- * - private keys exist only as a local in fetch() and inside the SecureContext.
+ * - private keys exist only as a local in fetch() and inside the SecureContext (and, with
+ *   data-path worker threads, in the shareKey hand-off to them).
  */
 export class CertManager implements CertificateSource, Component {
   readonly name = 'certificates';
@@ -247,6 +254,7 @@ export class CertManager implements CertificateSource, Component {
       const { csrPem, keyPem } = (this.opts.csrFactory ?? generateCsr)(e.id);
       const res = await this.opts.caClient.createCertificate({ identity: e.id, csrPem, impersonate: this.opts.impersonate(e.id), validitySeconds: this.opts.validitySeconds });
       cert = buildWorkloadCertificate({ identity: e.id, keyPem, chainPem: res.chainPem, rootsPem: res.rootsPem, now: this.opts.clock.now(), source: this.opts.caAddress });
+      if (this.isLive(e)) this.opts.shareKey?.(cert, keyPem);
     } catch (err) {
       if (this.isLive(e)) this.onFailed(e, this.asProxyError(e, err));
       return;

@@ -25,6 +25,8 @@ export interface IdentityManagerOptions {
   readonly backoff?: BackoffOptions;
   readonly maxConcurrent?: number;
   readonly csrFactory?: CertManagerOptions['csrFactory'];
+  /** Node with data-path worker threads: every new certificate's key goes to them too. */
+  readonly shareKey?: CertManagerOptions['shareKey'];
 }
 
 /** Builds the certificate manager for a composition root (node or waypoint). */
@@ -44,5 +46,6 @@ export function createIdentityManager(o: IdentityManagerOptions): CertManager {
     ...(o.backoff ? { backoff: o.backoff } : {}),
     ...(o.maxConcurrent ? { maxConcurrent: o.maxConcurrent } : {}),
     ...(o.csrFactory ? { csrFactory: o.csrFactory } : {}),
+    ...(o.shareKey ? { shareKey: o.shareKey } : {}),
   });
 }

@@ -16,6 +16,7 @@ import { WorkloadManager } from './workload-manager';
 import { ZdsClient } from './zds-client';
 import { ZdsCodec, type ZdsWorkloadInfo } from './zds-codec';
 import type { PodNetns } from './pod-netns';
+import type { PodEntry } from '../workers/messages';
 
 export interface InpodModeDeps {
   readonly config: NodeConfig;
@@ -43,6 +44,8 @@ export interface InpodMode {
   fallbackIdentities(known: (uid: string) => boolean): SpiffeId[];
   /** /config_dump `workloadState`: every pod the agent handed us, as ztunnel reports it. */
   workloadState(): Record<string, PodState>;
+  /** The enrolled pods with their namespace descriptors (the node's worker threads borrow duplicates). */
+  pods(): PodEntry[];
 }
 
 /** ztunnel's per-pod admin state: `Up` once the pod's listeners run, `Pending` while its start is retried. */
@@ -115,6 +118,7 @@ export function createInpodMode(d: InpodModeDeps, podSpecs: readonly PodListener
   };
   return {
     component,
+    pods: () => listeners.podNamespaces().map(({ uid, info, netns }) => ({ uid, nsFd: netns.fd, mark: c.packetMark, name: info.name, namespace: info.namespace })),
     podSockets: { forPod: (uid) => listeners.socketsForPod(uid), forWorkload: (w) => listeners.socketsForWorkload(w) },
     workloadState: () => {
       const out: Record<string, PodState> = {};

@@ -145,6 +145,11 @@ export class PodListeners {
     return undefined;
   }
 
+  /** Every enrolled pod with its namespace. */
+  podNamespaces(): { uid: string; info: ZdsWorkloadInfo; netns: PodNetns }[] {
+    return [...this.pods.values()].map((p) => ({ uid: p.uid, info: p.info, netns: p.netns }));
+  }
+
   /** The pods' workload infos (the certificate fallback when the state does not know a pod yet). */
   podInfos(): Map<string, ZdsWorkloadInfo> {
     return new Map([...this.pods.values()].map((p) => [p.uid, p.info]));

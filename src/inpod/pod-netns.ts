@@ -21,7 +21,17 @@ export class PodNetns {
     /** The namespace's inode: the same pod re-added with the same namespace is a no-op, a new one replaces it. */
     readonly inode: number,
     private readonly mark: number,
+    /** False for a borrowed descriptor: close() then only stops this object from using it. */
+    private readonly owns = true,
   ) {}
+
+  /**
+   * Uses a descriptor another owner keeps open (a data-path worker thread dials with the
+   * main thread's duplicate, which the main thread closes after the pod left every worker).
+   */
+  static borrow(addon: NetnsAddon, fd: number, mark: number): PodNetns {
+    return new PodNetns(addon, fd, netnsInode(fd), mark, false);
+  }
 
   /**
    * Adopts a descriptor received from the agent. Throws (and closes it) when it is not a
@@ -109,7 +119,7 @@ export class PodNetns {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    closeQuietly(this.fd);
+    if (this.owns) closeQuietly(this.fd);
   }
 
   private assertOpen(): void {

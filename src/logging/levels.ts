@@ -45,6 +45,8 @@ export class LogLevels {
   private readonly children = new Set<WeakRef<Logger>>();
   private base: LogLevel;
   private scopes: ReadonlyMap<string, LogLevel> = new Map();
+  /** Told of every applied filter (the node's data-path worker threads follow the main thread's /logging). */
+  private readonly watchers = new Set<(spec: LevelSpec) => void>();
 
   constructor(
     private readonly root: Logger,
@@ -79,6 +81,30 @@ export class LogLevels {
     for (const s of spec.scopes.keys()) {
       if (!known.has(s)) return { ok: false, error: `unknown scope ${JSON.stringify(s)}; known scopes: ${[...known].join(', ')}` };
     }
+    this.set(spec);
+    return { ok: true };
+  }
+
+  /**
+   * Applies a filter without the known-scope check: a worker thread mirrors the filter the
+   * main thread accepted, even for scopes the worker has not created yet.
+   */
+  mirror(spec: LevelSpec): void {
+    this.set(spec);
+  }
+
+  /** The filter in force (a new worker thread starts from it). */
+  current(): LevelSpec {
+    return { base: this.base, scopes: this.scopes };
+  }
+
+  /** Calls `fn` after every applied filter; returns the unsubscribe function. */
+  watch(fn: (spec: LevelSpec) => void): () => void {
+    this.watchers.add(fn);
+    return () => this.watchers.delete(fn);
+  }
+
+  private set(spec: LevelSpec): void {
     this.base = spec.base ?? this.base;
     this.scopes = new Map(spec.scopes);
     this.root.level = this.base;
@@ -87,7 +113,7 @@ export class LogLevels {
       if (child) child.level = this.levelFor(scopeOf(child));
       else this.children.delete(ref);
     }
-    return { ok: true };
+    for (const w of this.watchers) w({ base: this.base, scopes: this.scopes });
   }
 
   /** Back to the start-up level, no overrides. */

@@ -36,10 +36,21 @@ export function createLogger(opts: LoggerOptions): Logger {
   );
   holder.levels = new LogLevels(root, opts.level);
   (root as Logger & { [LEVELS]?: LogLevels })[LEVELS] = holder.levels;
+  (root as Logger & { [DEST]?: DestinationStream })[DEST] = dest;
   return root;
 }
 
 const LEVELS = Symbol('ztunnel-ts.logLevels');
+const DEST = Symbol('ztunnel-ts.logDestination');
+
+/**
+ * Where a root logger made by createLogger writes: the node's worker threads send their
+ * finished JSON lines to the main thread, which writes them here, so one process has one
+ * log stream (and the plain format, when chosen, formats every thread's lines alike).
+ */
+export function logDestinationOf(root: Logger): DestinationStream | undefined {
+  return (root as Logger & { [DEST]?: DestinationStream })[DEST];
+}
 
 /**
  * The per-scope level control of a root logger made by createLogger (the admin /logging

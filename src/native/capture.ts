@@ -29,6 +29,8 @@ export interface CaptureAddon {
    * before bind/connect. The caller hands it to Node (see src/transport/socket-opts.ts).
    */
   createDialSocket(family: 4 | 6, mark: number, bindIp: string | null, transparent: boolean): number;
+  /** F_DUPFD_CLOEXEC: a second descriptor of the same socket (hands an accepted connection to a worker thread). */
+  dupFd(fd: number): number;
 }
 
 /** The addon loaded: its functions are usable. */
@@ -50,7 +52,7 @@ export type Capture = CaptureAvailable | CaptureUnavailable;
 /** node-gyp's output name (binding.gyp target `ztunnel_capture`). */
 export const ADDON_FILE = 'build/Release/ztunnel_capture.node';
 
-const EXPORTS: readonly (keyof CaptureAddon)[] = ['getOriginalDst', 'setMark', 'getMark', 'setTransparent', 'setFreebind', 'createDialSocket'];
+const EXPORTS: readonly (keyof CaptureAddon)[] = ['getOriginalDst', 'setMark', 'getMark', 'setTransparent', 'setFreebind', 'createDialSocket', 'dupFd'];
 
 /**
  * Where the addon may be: the package root seen from dist/src/native (compiled, the normal

@@ -33,6 +33,8 @@ export interface ListenerManagerOptions {
   readonly state: StateView;
   readonly nodeName: string;
   readonly specs: readonly ListenerSpec[];
+  /** Called after a listener was bound or closed (the node's worker threads get the new facts). */
+  readonly onChange?: () => void;
 }
 
 interface Bound {
@@ -98,12 +100,11 @@ export class ListenerManager implements Component {
    * The interface list is read only when a wildcard listener's port matches.
    */
   isOwnAddress(a: SocketAddr): boolean {
-    for (const b of this.bound.values()) {
-      if (b.address.port !== a.port) continue;
-      if (b.address.ip === a.ip) return true;
-      if ((b.address.ip === '0.0.0.0' || b.address.ip === '::') && isLocalInterfaceIp(a.ip)) return true;
-    }
-    return false;
+    return isOwnAddressIn(this.boundAddresses(), a);
+  }
+
+  boundAddresses(): SocketAddr[] {
+    return [...this.bound.values()].map((b) => b.address);
   }
 
   listeners(): readonly BoundListener[] {
@@ -165,6 +166,7 @@ export class ListenerManager implements Component {
       this.bound.delete(k);
       b.server.close();
       this.opts.logger.info({ listener: b.spec.name, address: formatSocketAddr(b.address), workload: b.workloadUid }, 'listener closed (workload left this node)');
+      this.opts.onChange?.();
     }
     for (const k of [...this.failures.keys()]) if (!wanted.has(k)) this.failures.delete(k);
     await Promise.all(
@@ -189,6 +191,7 @@ export class ListenerManager implements Component {
       server.on('error', (err) => this.opts.logger.error({ err, listener: spec.name, address: formatSocketAddr(address) }, 'listener error'));
       this.bound.set(key, { key, server, spec, address, workloadUid: uid });
       this.failures.delete(key);
+      this.opts.onChange?.();
       this.opts.logger.debug({ listener: spec.name, address: formatSocketAddr(address), workload: uid }, 'listener bound');
     } catch (err) {
       server.close();
@@ -229,5 +232,15 @@ function listenOn(server: Server, host: string, port: number): Promise<SocketAdd
 function isLocalInterfaceIp(ip: string): boolean {
   if (isLoopback(ip)) return true;
   for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) if (canonicalIp(i.address) === ip) return true;
+  return false;
+}
+
+/** isOwnAddress over a list of bound addresses (a worker thread asks it of the main thread's list). */
+export function isOwnAddressIn(bound: Iterable<SocketAddr>, a: SocketAddr): boolean {
+  for (const b of bound) {
+    if (b.port !== a.port) continue;
+    if (b.ip === a.ip) return true;
+    if ((b.ip === '0.0.0.0' || b.ip === '::') && isLocalInterfaceIp(a.ip)) return true;
+  }
   return false;
 }

@@ -24,6 +24,12 @@ export interface HboneSocketServer {
   destroy(): void;
 }
 
+/** What the data path asks of the listeners: ztunnel's illegal ports and "is this one of ours" (self-calls). */
+export interface ListenerFacts {
+  illegalPorts(): ReadonlySet<number>;
+  isOwnAddress(a: SocketAddr): boolean;
+}
+
 export interface NodeProxyAddrs {
   readonly outbound: ListenAddr | null;
   readonly inboundPlaintext: ListenAddr | null;
@@ -45,6 +51,12 @@ export interface NodeProxyOptions {
   /** Everything but the shared pieces above, built by the composition root. */
   /** In-pod mode: the pods' own sockets (listeners are bound by the in-pod listener set, which hands accepted sockets to accept()). */
   readonly podSockets?: PodSocketSource;
+  /** A worker thread binds nothing: the main thread's listener facts stand in for its own. */
+  readonly listenerFacts?: ListenerFacts;
+  /** Main thread with worker threads: each accepted socket is offered here first; true = given away. */
+  readonly handOff?: (socket: Socket, info: AcceptInfo) => boolean;
+  /** Called after a listener was bound or closed. */
+  readonly onListenersChanged?: () => void;
   readonly outbound: Omit<OutboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'hbone' | 'illegalPorts' | 'isOwnAddress' | 'headers'>;
   readonly inbound: Omit<InboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'isOwnAddress'>;
 }
@@ -65,9 +77,13 @@ export class NodeProxy implements Component {
   /** Accepted sockets not yet closed, so a forced stop reaches the ones still in their early phase. */
   private readonly accepted = new Set<Socket>();
 
+  /** The listener facts the data path uses: the injected ones (worker thread) or this proxy's listener manager's. */
+  readonly listenerFacts: ListenerFacts;
+
   constructor(private readonly opts: NodeProxyOptions) {
-    const illegalPorts = (): ReadonlySet<number> => this.listenerManager.illegalPorts();
-    const isOwnAddress = (a: SocketAddr): boolean => this.listenerManager.isOwnAddress(a);
+    this.listenerFacts = opts.listenerFacts ?? { illegalPorts: () => this.listenerManager.illegalPorts(), isOwnAddress: (a) => this.listenerManager.isOwnAddress(a) };
+    const illegalPorts = (): ReadonlySet<number> => this.listenerFacts.illegalPorts();
+    const isOwnAddress = (a: SocketAddr): boolean => this.listenerFacts.isOwnAddress(a);
     this.outboundDeps = { ...opts.outbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, hbone: opts.hboneClient, illegalPorts, isOwnAddress, headers: new OutboundHeaders(), ...(opts.podSockets ? { podSockets: opts.podSockets } : {}) };
     this.inboundDeps = { ...opts.inbound, logger: opts.logger, state: opts.state, telemetry: opts.telemetry, capture: opts.capture, isOwnAddress, ...(opts.podSockets ? { podSockets: opts.podSockets } : {}) };
     this.inboundHandler = new InboundHboneHandler(this.inboundDeps);
@@ -76,6 +92,7 @@ export class NodeProxy implements Component {
       logger: opts.logger,
       state: opts.state,
       nodeName: opts.nodeName,
+      ...(opts.onListenersChanged ? { onChange: opts.onListenersChanged } : {}),
       specs: [
         { name: 'outbound', addr: a.outbound, onSocket: (s, i) => this.accept(s, i) },
         { name: 'inbound_plaintext', addr: a.inboundPlaintext, onSocket: (s, i) => this.accept(s, i) },
@@ -121,12 +138,13 @@ export class NodeProxy implements Component {
   }
 
   /**
-   * Every listener's accepted sockets come here (the in-pod listener set calls it too); takes
-   * ownership. App-side sockets (15001, 15006, SOCKS5) get NODELAY and keepalive, as ztunnel's
+   * Every listener's accepted sockets come here (the in-pod listener set calls it too, and a
+   * worker thread for the sockets handed to it); takes ownership. App-side sockets (15001, 15006, SOCKS5) get NODELAY and keepalive, as ztunnel's
    * capture listeners set them; an HBONE connection (15008) gets NODELAY only, its liveness
    * is the HTTP/2 PING (HBONE_PING_INTERVAL).
    */
   readonly accept = (socket: Socket, info: AcceptInfo): void => {
+    if (this.opts.handOff?.(socket, info)) return;
     this.accepted.add(socket);
     socket.once('close', () => this.accepted.delete(socket));
     applySocketOptions(socket, info.listener === 'inbound' ? { ...this.opts.tcp, keepalive: false } : this.opts.tcp);

@@ -245,13 +245,14 @@ export class StateUpdater {
     const touchW = (uid: string): void => void (beforeW.has(uid) || beforeW.set(uid, idx.workloads.get(uid)));
     const beforeP = new Map<string, Authorization | undefined>();
     const touchP = (key: string): void => void (beforeP.has(key) || beforeP.set(key, idx.policies.get(key)));
-    let servicesChanged = false;
+    const servicesUpserted: Service[] = [];
+    const servicesRemoved: string[] = [];
 
     for (const uid of batch.workloads?.remove ?? []) {
       touchW(uid);
       idx.removeWorkload(uid);
     }
-    for (const key of batch.services?.remove ?? []) servicesChanged = idx.removeService(key) !== undefined || servicesChanged;
+    for (const key of batch.services?.remove ?? []) if (idx.removeService(key) !== undefined) servicesRemoved.push(key);
     for (const key of batch.policies?.remove ?? []) {
       touchP(key);
       idx.removePolicy(key);
@@ -269,7 +270,7 @@ export class StateUpdater {
       if (old && deepEqual(old, s)) continue;
       if (old) idx.removeService(serviceKey(s));
       idx.addService(s);
-      servicesChanged = true;
+      servicesUpserted.push(s);
     }
     for (const p of batch.policies?.upsert ?? []) {
       const key = policyKey(p);
@@ -298,6 +299,7 @@ export class StateUpdater {
       const after = idx.policies.get(key);
       if (before !== after && !deepEqual(before, after)) changedPolicies.push({ key, before, after });
     }
+    const servicesChanged = servicesUpserted.length + servicesRemoved.length > 0;
     if (added.length + removed.length + updated.length + changedPolicies.length === 0 && !servicesChanged) return null;
 
     this.feed.version++;
@@ -308,6 +310,8 @@ export class StateUpdater {
       workloadsUpdated: updated,
       workloadsBefore,
       servicesChanged,
+      servicesUpserted,
+      servicesRemoved,
       policiesChanged: changedPolicies.length > 0,
       changedPolicies,
     };

@@ -10,6 +10,9 @@ export interface StateChange {
   /** The version each updated workload had before this batch, by uid (what changed decides what to redo). */
   readonly workloadsBefore: ReadonlyMap<string, Workload>;
   readonly servicesChanged: boolean;
+  /** Services added or changed, and the keys (`ns/hostname`) of removed ones: the node's worker threads replay them. */
+  readonly servicesUpserted: readonly Service[];
+  readonly servicesRemoved: readonly string[];
   readonly policiesChanged: boolean;
   /** Policies added, changed or removed, with both versions (`before` absent when added, `after` when removed). */
   readonly changedPolicies: readonly PolicyDelta[];

@@ -10,6 +10,7 @@ import { createLogger } from '../../src/logging/logger';
 import { LogCollector } from './log-collector';
 import type { SocketAddr } from '../../src/util/socket-addr';
 import { parsePrometheusText, type ParsedMetrics } from './prom-text';
+import { httpRequest } from './http';
 
 /** A workload in ztunnel's local-config format (only what the tests use). */
 export interface LocalWorkload {
@@ -187,7 +188,8 @@ export async function startTestNode(name: string, env: Record<string, string>, o
       if (!l) throw new Error(`${name}: no ${lname} listener${ip ? ` on ${ip}` : ''}`);
       return l.address;
     },
-    metrics: async () => parsePrometheusText(await app.registry.metrics()),
+    // The stats server's /metrics (with worker threads, every thread's families merged), else the registry.
+    metrics: async () => parsePrometheusText(addrs.stats ? (await httpRequest(addrs.stats, '/metrics')).body : await app.registry.metrics()),
     access: (msg) => logs.find((l) => l['scope'] === 'access' && l['msg'] === msg),
     recordedTwice: () => logs.find((l) => l['msg'] === RECORDED_TWICE).length,
     close: () => app.close(),

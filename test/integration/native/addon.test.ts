@@ -48,7 +48,7 @@ test('stale addon missing functions is reported as such', (t) => {
   fs.writeFileSync(file, 'module.exports = { getOriginalDst() { return null; } };');
   const c = loadCapture({ candidates: [file] });
   t.false(c.available);
-  if (!c.available) t.regex(c.reason, /stale or foreign: missing setMark, getMark, setTransparent, setFreebind, createDialSocket \(rebuild/);
+  if (!c.available) t.regex(c.reason, /stale or foreign: missing setMark, getMark, setTransparent, setFreebind, createDialSocket, dupFd \(rebuild/);
 });
 
 test('non-Linux platforms report capture as Linux-only', (t) => {
