@@ -73,10 +73,13 @@ export class AdminServer {
     return closeServer(this.server);
   }
 
-  configDump(): Record<string, unknown> {
+  /** A section may answer later (the node's worker threads report their share by message). */
+  async configDump(): Promise<Record<string, unknown>> {
     const out: Record<string, unknown> = {};
     for (const fn of this.fields) Object.assign(out, fn());
-    for (const [name, fn] of this.sections) out[name] = fn();
+    const names = [...this.sections.keys()];
+    const values = await Promise.all([...this.sections.values()].map((fn) => fn()));
+    names.forEach((name, i) => (out[name] = values[i]));
     return out;
   }
 
@@ -85,7 +88,7 @@ export class AdminServer {
       case '/':
         return sendText(res, 200, this.index(), 'text/html; charset=utf-8');
       case '/config_dump':
-        return sendJson(res, 200, this.configDump());
+        return sendJson(res, 200, await this.configDump());
       case '/logging':
         return this.logging(method, url, res);
       case '/debug/pprof/profile':

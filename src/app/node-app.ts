@@ -31,7 +31,7 @@ import { explainHandler } from '../policy/explain-render';
 import type { NodeTransport } from '../proxy/node-transport';
 import { buildDataPath, type DataPath } from './node-data-path';
 import { DataWorkers } from '../workers/data-workers';
-import { mergedMetrics } from '../workers/relay';
+import { mergeDumps, mergedMetrics } from '../workers/relay';
 import { logDestinationOf } from '../logging/logger';
 import { createInpodMode, splitInpodAddrs, type InpodMode, type PodState } from '../inpod/inpod-mode';
 import { DnsProxy, type PodNamespace } from '../dns/dns-proxy';
@@ -186,16 +186,16 @@ export class NodeApp {
       close: () => this.proxy.close(),
       destroy: () => this.proxy.destroy(),
       listeners: () => this.proxy.listeners(),
-      dump: () => this.proxy.dump(),
+      dump: this.threadsDump('proxy', () => this.proxy.dump()),
     });
     if (this.dns) this.runtime.add(this.dns);
     if (this.inpod) this.runtime.add(this.inpod.component);
     this.runtime.admin.addDumpFields(() => stateDump(this.state));
     this.runtime.admin.addDumpSection('certificates', () => ztunnelCertificates(this.certs.dump()));
     this.runtime.admin.addDumpSection('workloadState', () => this.workloadState());
-    this.runtime.admin.addDumpSection('pools', () => this.transport.client.dump());
+    this.runtime.admin.addDumpSection('pools', this.threadsDump('pools', () => this.transport.client.dump()));
     registerPoolMetrics(this.registry, this.transport.client);
-    this.runtime.admin.addDumpSection('hbone_server', () => this.transport.server.dump());
+    this.runtime.admin.addDumpSection('hbone_server', this.threadsDump('hbone_server', () => this.transport.server.dump()));
     registerDebugConnections(this.runtime.admin, this.telemetry.tracker, workers ? async () => (await workers.reports()).flatMap((r) => r.connections) : undefined);
     this.runtime.admin.addHandler('/certificates/reissue', 'POST: re-issue every workload certificate now (after a CA rotation)', (req, res) => {
       if (req.method !== 'POST') return sendText(res, 405, 'method not allowed; use POST\n');
@@ -237,6 +237,13 @@ export class NodeApp {
   private onStateChange(change: StateChange): void {
     this.certs.syncLocalIdentities(this.localIdentities());
     this.dataPath.followChange(change);
+  }
+
+  /** A data-path /config_dump section: this thread's own, merged with every worker thread's when there are any. */
+  private threadsDump(key: 'proxy' | 'pools' | 'hbone_server', own: () => unknown): () => unknown {
+    const workers = this.workers;
+    if (!workers) return own;
+    return async () => mergeDumps([own(), ...(await workers.reports()).map((r) => (r.dump as Record<string, unknown>)[key])]);
   }
 
   /**

@@ -122,7 +122,7 @@ export const NODE_KEYS = {
   inpodEnabled: key({ env: 'INPOD_ENABLED', doc: 'in-pod mode: one node proxy serves every pod the node agent (istio-cni) enrols over ZDS, with listeners inside each pod network namespace; host-less listener addresses then mean "this port in every enrolled pod"', default: 'false', parse: p.bool }),
   inpodUds: key({ env: 'INPOD_UDS', doc: "the node agent's ZDS socket (in-pod mode)", default: '/var/run/ztunnel/ztunnel.sock', parse: p.string }),
   inpodPortReuse: key({ env: 'INPOD_PORT_REUSE', doc: 'SO_REUSEPORT on in-pod listeners, so a new node proxy takes over while the old one drains (rolling update)', default: 'true', parse: p.bool }),
-  workerThreads: key({ env: 'ZTUNNEL_WORKER_THREADS', doc: "data-path threads in the node process: the main thread (which also owns the state, certificates, xDS, ZDS and admin) plus N-1 worker threads; accepted connections are spread over them round-robin (needs the native addon; 1 without it)", default: '1', parse: p.int(1, 64) }),
+  workerThreads: key({ env: 'ZTUNNEL_WORKER_THREADS', doc: "data-path threads in the node process: the main thread (which also owns the state, certificates, xDS, ZDS and admin) plus N-1 worker threads; accepted connections are spread over them round-robin (needs the native addon; 1 without it)", default: '2', parse: p.int(1, 64) }),
   podNamespace: key({ env: 'POD_NAMESPACE', doc: 'downward API', default: '', parse: p.string }),
   instanceIp: key({ env: 'INSTANCE_IP', doc: 'downward API', default: '', parse: p.string }),
   xdsOnDemand: key({ env: 'XDS_ON_DEMAND', doc: 'fetch Address resources only when a connection needs one (bounded wait), instead of all of them', default: 'false', parse: p.bool }),

@@ -66,7 +66,8 @@ export class DataWorkers implements Component {
   /** Lent descriptors of pods that left, closed once every thread applied that pod set. */
   private readonly retired: { seq: number; fds: number[] }[] = [];
   private podsSeq = 0;
-  private turn = 0;
+  /** Round-robin position; the first connection goes to the main thread. */
+  private turn = -1;
   /** Connections the main thread served itself (its turn, or no worker could take one). */
   private kept = 0;
   private nextReport = 1;

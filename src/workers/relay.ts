@@ -73,3 +73,20 @@ export async function mergedMetrics(own: Registry, workers: readonly MetricJson[
   const all = [mine.map((m) => (shared.has(m.name) ? asSum(m) : { ...m, aggregator: 'first' as const })), ...workers.map((w) => w.map(asSum))];
   return AggregatorRegistry.aggregate(all).metrics();
 }
+
+/**
+ * One /config_dump section from every thread's own: numbers add up (counters, live
+ * connections), lists are joined (pool keys, sessions), objects merge key by key, and
+ * anything else is the main thread's (the first value).
+ */
+export function mergeDumps(values: readonly unknown[]): unknown {
+  const present = values.filter((v) => v !== undefined);
+  const first = present[0];
+  if (present.every((v) => typeof v === 'number')) return (present as number[]).reduce((a, b) => a + b, 0);
+  if (present.every((v) => Array.isArray(v))) return (present as unknown[][]).flat();
+  if (present.every((v) => v !== null && typeof v === 'object' && !Array.isArray(v))) {
+    const keys = new Set(present.flatMap((v) => Object.keys(v as object)));
+    return Object.fromEntries([...keys].map((k) => [k, mergeDumps(present.map((v) => (v as Record<string, unknown>)[k]))]));
+  }
+  return first;
+}

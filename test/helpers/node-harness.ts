@@ -79,7 +79,10 @@ export interface TestNode {
   readonly addrs: RuntimeAddresses;
   /** Bound address of a listener by name (and workload IP for per-workload ones). */
   listener(name: string, ip?: string): SocketAddr;
+  /** /metrics of the running node (every thread's families); after close, the main thread's registry. */
   metrics(): Promise<ParsedMetrics>;
+  /** Live proxied connections on every thread (/debug/connections). */
+  liveConnections(): Promise<number>;
   access(msg: string): Record<string, unknown>[];
   /** Connections whose owner recorded them more than once (each logs one error line). */
   recordedTwice(): number;
@@ -189,7 +192,12 @@ export async function startTestNode(name: string, env: Record<string, string>, o
       return l.address;
     },
     // The stats server's /metrics (with worker threads, every thread's families merged), else the registry.
-    metrics: async () => parsePrometheusText(addrs.stats ? (await httpRequest(addrs.stats, '/metrics')).body : await app.registry.metrics()),
+    metrics: async () => {
+      // The stats server is gone after close (and so are the worker threads' registries).
+      const body = addrs.stats ? await httpRequest(addrs.stats, '/metrics').then((r) => r.body, () => null) : null;
+      return parsePrometheusText(body ?? (await app.registry.metrics()));
+    },
+    liveConnections: async () => (JSON.parse((await httpRequest(addrs.admin!, '/debug/connections')).body) as { count: number }).count,
     access: (msg) => logs.find((l) => l['scope'] === 'access' && l['msg'] === msg),
     recordedTwice: () => logs.find((l) => l['msg'] === RECORDED_TWICE).length,
     close: () => app.close(),
@@ -197,9 +205,9 @@ export async function startTestNode(name: string, env: Record<string, string>, o
 }
 
 /** Polls `cond` every 20ms until true; throws `what()` after `timeoutMs`. */
-export async function waitUntil(cond: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
+export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
   const until = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > until) throw new Error(`timed out: ${what()}`);
     await new Promise((r) => setTimeout(r, 20));
   }

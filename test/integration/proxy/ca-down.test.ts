@@ -150,6 +150,6 @@ test.serial('state without the source workload yet (a pod the proxy has not lear
   await waitUntil(() => a.app.state.findWorkloadByUid('cluster1//v1/Pod/default/client') !== undefined, 5000, () => 'client workload applied');
   const s = await socksConnect(a.listener('socks5'), { host: ip(30), port: 8080 }, ip(10));
   t.is((await exchange(s, Buffer.from('now meshed'))).toString(), 'now meshed');
-  await waitUntil(() => a.access('connection complete').some((l) => l['direction'] === 'inbound'), 5000, () => 'inbound access line');
+  await waitUntil(() => ['inbound', 'outbound'].every((d) => a.access('connection complete').some((l) => l['direction'] === d)), 5000, () => 'inbound and outbound access lines');
   t.like(a.access('connection complete').find((l) => l['direction'] === 'outbound'), { 'src.identity': 'spiffe://cluster.local/ns/default/sa/client', 'dst.hbone_addr': `${ip(30)}:8080` });
 });

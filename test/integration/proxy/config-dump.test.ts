@@ -14,7 +14,7 @@ import { httpRequest } from '../../helpers/http';
  */
 type Shape = Record<string, string>;
 const FIXTURE = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../../test/fixtures/config-dump/ztunnel-shape.json'), 'utf8')) as Record<string, Shape | string>;
-const OUR_EXTRAS = ['listeners', 'pools', 'hbone_server', 'proxy', 'local_config', 'stateVersion'];
+const OUR_EXTRAS = ['listeners', 'pools', 'hbone_server', 'proxy', 'local_config', 'stateVersion', 'workers'];
 
 /** Problems of `value` against a type spec ('string', 'array:cert', 'map:x', 'gateway?', ...). */
 function check(value: unknown, spec: string, at: string): string[] {

@@ -26,7 +26,7 @@ test('a node whose only HBONE connections are idle pooled peers stops in well un
   const { ip, a, b } = await twoNodes(t);
   const s = await socksConnect(a.listener('socks5'), { host: ip(20), port: 8080 }, ip(10));
   t.is((await exchange(s, Buffer.from('warm the pool'))).toString(), 'warm the pool');
-  await waitUntil(() => a.app.telemetry.tracker.size === 0 && b.app.telemetry.tracker.size === 0, 5000, () => 'connection recorded on both nodes');
+  await waitUntil(async () => (await a.liveConnections()) === 0 && (await b.liveConnections()) === 0, 5000, () => 'connection recorded on both nodes');
   t.is(await pooledSessions(a), 1, 'node-a keeps one idle pooled connection to node-b');
 
   const t0 = Date.now();

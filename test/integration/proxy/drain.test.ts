@@ -37,5 +37,5 @@ test('drain on close: listeners stop, an in-flight connection gets the deadline,
   c.destroy();
   t.is(err?.code, 'ECONNREFUSED');
   // The peer side saw the HBONE stream end; it records once, without leaking a live entry.
-  await waitUntil(() => b.app.telemetry.tracker.size === 0, 5000, () => 'node-b recorded the stream');
+  await waitUntil(async () => (await b.liveConnections()) === 0, 5000, () => 'node-b recorded the stream');
 });

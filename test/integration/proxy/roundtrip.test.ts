@@ -285,7 +285,7 @@ test.serial('connect then immediate RST: recorded once with reason RESET at INFO
   const line = a.access('connection complete').at(-1)!;
   t.is(line['level'], 'info');
   t.is(line['reason'], 'RESET');
-  await waitUntil(() => a.app.telemetry.tracker.size === 0 && b.app.telemetry.tracker.size === 0, 5000, () => 'both sides recorded');
+  await waitUntil(async () => (await a.liveConnections()) === 0 && (await b.liveConnections()) === 0, 5000, () => 'both sides recorded');
   t.is(a.logs.find((l) => l['level'] === 'error').length + b.logs.find((l) => l['level'] === 'error').length, errorsBefore);
   t.is(a.recordedTwice() + b.recordedTwice(), 0);
 });
@@ -326,7 +326,7 @@ test.serial('connection rate: 200 sequential SOCKS5 connections through two prox
   }
   const secs = (Date.now() - t0) / 1000;
   t.log(`${N} connections in ${secs.toFixed(2)}s = ${(N / secs).toFixed(0)} conn/s (open + 1-byte echo + close, both proxies in one process)`);
-  await waitUntil(() => a.app.telemetry.tracker.size === 0 && b.app.telemetry.tracker.size === 0, 5000, () => 'all recorded');
+  await waitUntil(async () => (await a.liveConnections()) === 0 && (await b.liveConnections()) === 0, 5000, () => 'all recorded');
   t.is(a.recordedTwice() + b.recordedTwice(), 0);
 });
 
@@ -371,7 +371,7 @@ test.serial('latency: 64-byte request/response round trips through two proxies v
 test.serial('a workload that leaves the state: its metric series and listeners go, its certificate is forgotten', async (t) => {
   const s = await socksConnect(a.listener('socks5'), { host: SERVER, port: 8080 }, CLIENT);
   await exchange(s, Buffer.from('series'));
-  await waitUntil(() => a.app.telemetry.tracker.size === 0, 5000, () => 'recorded');
+  await waitUntil(async () => (await a.liveConnections()) === 0, 5000, () => 'recorded');
   const before = await a.metrics();
   t.true(before.samples.some((s) => s.name === 'istio_tcp_connections_opened_total' && s.labels['source_workload'] === 'client-deploy'));
   mesh.writeConfig({

@@ -5,6 +5,7 @@ import { loopbackBlock } from '../../helpers/loopback';
 import { startEchoServer, exchange, waitClosed, type EchoServer } from '../../helpers/echo-server';
 import { socksConnect } from '../../helpers/socks-client';
 import { sumSamples } from '../../helpers/prom-text';
+import { httpRequest } from '../../helpers/http';
 
 /**
  * What a state update costs on a live node: through two real node proxies and the real
@@ -114,19 +115,28 @@ test.serial('a policy change in one namespace re-checks only connections to that
   };
   const toAlpha = await open(ALPHA);
   const toBeta = await open(BETA);
-  await waitUntil(() => b.app.telemetry.tracker.size === 2, 5000, () => `two inbound connections on node-b (${b.app.telemetry.tracker.size})`);
+  await waitUntil(async () => (await b.liveConnections()) === 2, 5000, () => 'two inbound connections on node-b');
   const rechecks = (): Record<string, unknown>[] => b.logs.find((l) => l['msg'] === 'live connections re-authorized after a state change');
+  // Every data-path thread of node-b re-checks its own connections and logs one line.
+  const threads = (JSON.parse((await httpRequest(b.addrs.admin!, '/config_dump')).body) as { workers?: { threads: number } }).workers?.threads ?? 1;
+  const recheckAfter = async (from: number): Promise<{ rechecked: number; closed: number; policies: unknown[] }> => {
+    await waitUntil(() => rechecks().length >= from + threads, 5000, () => `a re-authorization log line from each of ${threads} threads`);
+    const lines = rechecks().slice(from);
+    t.is(lines.length, threads);
+    for (const l of lines) t.deepEqual(l['policies'], lines[0]!['policies']);
+    return { rechecked: lines.reduce((n, l) => n + Number(l['rechecked']), 0), closed: lines.reduce((n, l) => n + Number(l['closed']), 0), policies: lines[0]!['policies'] as unknown[] };
+  };
   const before = rechecks().length;
 
   await apply({ workloads, policies: [never] });
-  await waitUntil(() => rechecks().length > before, 5000, () => 'a re-authorization log line');
-  t.like(rechecks().at(-1), { rechecked: 1, closed: 0, policies: ['alpha/deny-nobody'] }, 'only the connection to namespace alpha was re-checked');
+  t.deepEqual(await recheckAfter(before), { rechecked: 1, closed: 0, policies: ['alpha/deny-nobody'] }, 'only the connection to namespace alpha was re-checked');
 
   // Denying the client in alpha closes that connection and leaves the one to beta alone.
   const alphaClosed = waitClosed(toAlpha, 10_000);
+  const beforeDeny = rechecks().length;
   await apply({ workloads, policies: [never, denyClient] });
   await alphaClosed;
-  t.like(rechecks().at(-1), { rechecked: 1, closed: 1, policies: ['alpha/deny-client'] });
+  t.deepEqual(await recheckAfter(beforeDeny), { rechecked: 1, closed: 1, policies: ['alpha/deny-client'] });
   t.is(await echo(toBeta, 'still here'), 'still here');
 
   // A workload-only update (no policy, no selection change) re-checks nothing.
