@@ -182,13 +182,16 @@ test.serial('outbound listener with an explicit destination (fixed OUTBOUND_ADDR
   const before = await totals(b, { reporter: 'destination' });
   const s = connect({ host: VIP, port: 80, localAddress: CLIENT, allowHalfOpen: true });
   await once(s, 'connect');
+  const src = `${CLIENT}:${s.localPort}`;
   const echoed = await exchange(s, Buffer.from('hello via the service VIP'));
   t.is(echoed.toString(), 'hello via the service VIP');
   await waitUntil(() => b.access('connection complete').length >= 2, 5000, () => 'inbound log');
   const after = await totals(b, { reporter: 'destination' });
   t.is(after.opened - before.opened, 1);
   t.is(after.received - before.received, 25);
-  const line = a.access('connection complete').at(-1)!;
+  // This connection's line, by its client address (threads write their lines in their own order).
+  await waitUntil(() => a.access('connection complete').some((l) => l['src.addr'] === src), 5000, () => `outbound line of ${src}`);
+  const line = a.access('connection complete').find((l) => l['src.addr'] === src)!;
   t.is(line['dst.service'], 'echo.default.svc.cluster.local');
   t.is(line['dst.hbone_addr'], `${SERVER}:8080`);
 });
@@ -280,9 +283,10 @@ test.serial('connect then immediate RST: recorded once with reason RESET at INFO
   const errorsBefore = a.logs.find((l) => l['level'] === 'error').length + b.logs.find((l) => l['level'] === 'error').length;
   const n = a.access('connection complete').length;
   const s = await socksConnect(a.listener('socks5'), { host: SERVER, port: 8080 }, CLIENT);
+  const src = `${CLIENT}:${s.localPort}`;
   s.resetAndDestroy();
   await waitUntil(() => a.access('connection complete').length === n + 1, 5000, () => 'reset recorded');
-  const line = a.access('connection complete').at(-1)!;
+  const line = a.access('connection complete').find((l) => l['src.addr'] === src)!;
   t.is(line['level'], 'info');
   t.is(line['reason'], 'RESET');
   await waitUntil(async () => (await a.liveConnections()) === 0 && (await b.liveConnections()) === 0, 5000, () => 'both sides recorded');

@@ -7,7 +7,7 @@ import { loopbackBlock } from '../../helpers/loopback';
 import { startEchoServer, exchange, type EchoServer } from '../../helpers/echo-server';
 import { socksConnect } from '../../helpers/socks-client';
 import { sumSamples } from '../../helpers/prom-text';
-import { endOf } from '../../helpers/two-nodes';
+import { endOf, startTwoNodes } from '../../helpers/two-nodes';
 import { loadCapture } from '../../../src/native/capture';
 
 /**
@@ -165,4 +165,57 @@ test.serial('a policy change closes live connections that a worker thread holds 
       { name: 'server', ips: [SERVER], node: 'node-b' },
     ],
   });
+  // Lifted once every thread of node-b has the policy removal: one connection per thread works again.
+  await waitUntil(async () => (await b.metrics()).samples.length > 0 && b.app.state.allPolicies().length === 0, 5000, () => 'policy removed on node-b');
+  let ok = 0;
+  for (let i = 0; i < 50 && ok < THREADS; i++) {
+    const s = await openTunnel().catch(() => null);
+    const echoed = s ? await exchange(s, Buffer.from('again')).catch(() => null) : null;
+    if (echoed?.toString() === 'again') ok++;
+    else await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(ok, THREADS);
+});
+
+test.serial('/logging reaches the worker threads: at error level no thread writes access lines; reset brings them back', async (t) => {
+  if (!capture.available) return t.log(`skipped: worker threads need the native addon (${capture.reason})`);
+  const set = await httpRequest(a.addrs.admin!, '/logging?level=error', 'POST');
+  t.is(set.status, 200);
+  const before = a.access('connection complete').length;
+  for (let i = 0; i < THREADS; i++) {
+    const s = await openTunnel();
+    t.deepEqual(await exchange(s, Buffer.from('quiet')), Buffer.from('quiet'));
+  }
+  // Round-robin gave one of these to each thread; none may log at info.
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(a.access('connection complete').length, before);
+  t.is((await httpRequest(a.addrs.admin!, '/logging?reset', 'POST')).status, 200);
+  for (let i = 0; i < THREADS; i++) {
+    const s = await openTunnel();
+    t.deepEqual(await exchange(s, Buffer.from('loud')), Buffer.from('loud'));
+  }
+  await waitUntil(() => a.access('connection complete').length - before >= THREADS, 5000, () => 'access lines after reset');
+});
+
+test('drain reaches every thread: live connections on the main thread and on workers are reset at the deadline and recorded DRAINED once each', async (t) => {
+  if (!capture.available) return t.log(`skipped: worker threads need the native addon (${capture.reason})`);
+  const env = { ZTUNNEL_WORKER_THREADS: String(THREADS), CONNECTION_TERMINATION_DEADLINE: '600ms', LOG_LEVEL: 'info' };
+  const two = await startTwoNodes(t, { a: env, b: env });
+  const live: Socket[] = [];
+  for (let i = 0; i < THREADS; i++) {
+    const s = await socksConnect(two.a.listener('socks5'), { host: two.ip(20), port: 8080 }, two.ip(10));
+    s.write('in flight');
+    await new Promise<void>((r) => s.once('data', () => r()));
+    live.push(s);
+  }
+  const dump = JSON.parse((await httpRequest(two.a.addrs.admin!, '/config_dump')).body) as { workers: WorkersDump };
+  t.deepEqual(dump.workers.workers.map((w) => w.handedOff), [1, 1], 'one live connection on each worker thread, one on the main thread');
+  const ends = live.map((s) => endOf(s, 10_000));
+  const t0 = Date.now();
+  await two.a.close();
+  t.true(Date.now() - t0 >= 550, 'close waited for the deadline');
+  t.deepEqual(await Promise.all(ends), live.map(() => 'ECONNRESET'));
+  const drained = two.a.access('connection complete').filter((l) => l['reason'] === 'DRAINED');
+  t.is(drained.length, THREADS, 'each thread recorded its own connection, and its lines reached the log before the thread ended');
+  t.is(two.a.recordedTwice(), 0);
 });

@@ -5,7 +5,7 @@ import { DemandLookup } from '../../../src/state/demand';
 import { ADDRESS_TYPE, AUTHORIZATION_TYPE } from '../../../src/xds/proto';
 import { exchange, startEchoServer, type EchoServer } from '../../helpers/echo-server';
 import { loopbackBlock } from '../../helpers/loopback';
-import { renderLocalConfig, type LocalConfigDoc } from '../../helpers/node-harness';
+import { renderLocalConfig, waitUntil, type LocalConfigDoc } from '../../helpers/node-harness';
 import { socksConnect, SocksReplyError } from '../../helpers/socks-client';
 import { XdsMesh, type XdsNode } from './harness';
 
@@ -95,8 +95,14 @@ async function send(host: string, port: number, from = CLIENT): Promise<string> 
   }
 }
 
-function lastAccess(n: XdsNode): Record<string, unknown> {
-  return n.logs.find((l) => l['scope'] === 'access' && l['msg'] === 'connection complete').at(-1)!;
+/**
+ * The access line of `n` with all these fields, waited for: each data-path thread writes its
+ * own lines, so the newest line in the log need not be the newest connection's.
+ */
+async function accessLine(n: XdsNode, fields: Record<string, string>): Promise<Record<string, unknown> | undefined> {
+  const find = (): Record<string, unknown> | undefined => n.logs.find((l) => l['scope'] === 'access' && l['msg'] === 'connection complete').find((l) => Object.entries(fields).every(([k, v]) => l[k] === v));
+  await waitUntil(() => find() !== undefined, 5000, () => `an access line with ${JSON.stringify(fields)}`).catch(() => undefined);
+  return find();
 }
 
 test.serial('on-demand: nothing pushed at start, readiness from Authorization only, local workloads from the file', (t) => {
@@ -117,11 +123,11 @@ test.serial('outbound asks for an unknown destination by network/ip; inbound ask
   t.is(await send(SERVER, 8080), 'hello');
   t.truthy(a.app.state.findWorkloadByAddr({ network: '', ip: SERVER }));
   t.deepEqual(subscribed('node-a')[ADDRESS_TYPE]!.names, [`/${SERVER}`]);
-  t.like(lastAccess(a), { 'dst.workload': 'server', 'dst.hbone_addr': `${SERVER}:8080` });
+  t.truthy(await accessLine(a, { 'dst.workload': 'server', 'dst.hbone_addr': `${SERVER}:8080` }));
   // node-b knew only its own workload (from its file); the peer was fetched for telemetry.
   t.deepEqual(subscribed('node-b')[ADDRESS_TYPE]!.names, [`/${CLIENT}`]);
   t.truthy(b.app.state.findWorkloadByAddr({ network: '', ip: CLIENT }));
-  t.like(lastAccess(b), { 'src.workload': 'client', 'dst.workload': 'server' });
+  t.truthy(await accessLine(b, { 'src.workload': 'client', 'dst.workload': 'server' }));
 });
 
 test.serial('an address the control plane does not know is answered as removed at once (no wait for the timeout)', async (t) => {
@@ -137,8 +143,8 @@ test.serial("outbound asks for the local client's own workload when the state do
   t.is(a.app.state.findWorkloadByAddr({ network: '', ip: CLIENT2 }), undefined);
   t.is(await send(SERVER, 8080, CLIENT2), 'hello');
   t.true(subscribed('node-a')[ADDRESS_TYPE]!.names.includes(`/${CLIENT2}`));
-  t.like(lastAccess(a), { 'src.workload': 'client2', 'dst.workload': 'server' });
-  t.like(lastAccess(b), { 'src.workload': 'client2' });
+  t.truthy(await accessLine(a, { 'src.workload': 'client2', 'dst.workload': 'server' }));
+  t.truthy(await accessLine(b, { 'src.workload': 'client2' }));
 });
 
 test.serial('a SOCKS5 Kubernetes hostname is asked for as namespace/hostname; the service comes with its endpoints', async (t) => {
@@ -147,13 +153,13 @@ test.serial('a SOCKS5 Kubernetes hostname is asked for as namespace/hostname; th
   t.true(subscribed('node-a')[ADDRESS_TYPE]!.names.includes(`default/${ECHO_HOST}`));
   t.truthy(a.app.state.findServiceByHostname('default', ECHO_HOST));
   t.truthy(a.app.state.findWorkloadByAddr({ network: '', ip: SERVER2 }), 'the endpoint arrived with its service');
-  t.like(lastAccess(a), { 'dst.workload': 'server2', 'dst.service': ECHO_HOST });
+  t.truthy(await accessLine(a, { 'dst.workload': 'server2', 'dst.service': ECHO_HOST }));
 });
 
 test.serial("a hostname that names no namespace (ServiceEntry-style) is asked for in the client's namespace", async (t) => {
   t.is(await send('api.example.com', 8080), 'hello');
   t.true(subscribed('node-a')[ADDRESS_TYPE]!.names.includes('default/api.example.com'));
-  t.like(lastAccess(a), { 'dst.workload': 'server3' });
+  t.truthy(await accessLine(a, { 'dst.workload': 'server3' }));
 });
 
 test.serial('a hostname nobody serves fails with SOCKS_UNKNOWN_HOST once the control plane said so', async (t) => {
@@ -170,7 +176,7 @@ test.serial("a service whose waypoint is named by hostname: the waypoint is fetc
   t.is(await send(VIP_GUARDED, 8080), 'hello');
   const names = subscribed('node-a')[ADDRESS_TYPE]!.names;
   t.true(names.includes(`/${VIP_GUARDED}`) && names.includes(`default/${WP_HOST}`), JSON.stringify(names));
-  t.like(lastAccess(a), { 'dst.workload': 'wp', 'dst.service': 'guarded.default.svc.cluster.local' });
+  t.truthy(await accessLine(a, { 'dst.workload': 'wp', 'dst.service': 'guarded.default.svc.cluster.local' }));
 });
 
 test.serial('a workload by uid (what an in-pod connection names its pod by) is fetched on demand', async (t) => {
