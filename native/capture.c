@@ -71,6 +71,14 @@ static int arg_int(napi_env env, napi_value *argv, size_t argc, size_t i, const 
   return 1;
 }
 
+/* The descriptor of a call whose only argument is `fd` (0 after throwing a TypeError). */
+static int only_fd_arg(napi_env env, napi_callback_info info, int32_t *fd) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return arg_int(env, argv, argc, 0, "fd", fd);
+}
+
 static int arg_bool(napi_env env, napi_value *argv, size_t argc, size_t i, const char *what, int *out) {
   napi_valuetype t;
   bool b = false;
@@ -118,11 +126,8 @@ static int no_orig_dst(int e) {
  * when neither knows the connection (TPROXY or explicit connections); throws on EBADF etc.
  */
 static napi_value get_original_dst(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!arg_int(env, argv, argc, 0, "fd", &fd)) return NULL;
+  if (!only_fd_arg(env, info, &fd)) return NULL;
 
   struct sockaddr_in v4;
   socklen_t len4 = sizeof v4;
@@ -166,13 +171,10 @@ static napi_value set_mark(napi_env env, napi_callback_info info) {
 }
 
 static napi_value get_mark(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
   uint32_t mark = 0;
   socklen_t len = sizeof mark;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!arg_int(env, argv, argc, 0, "fd", &fd)) return NULL;
+  if (!only_fd_arg(env, info, &fd)) return NULL;
   if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) != 0) return throw_errno(env, "getsockopt(SO_MARK)", errno);
   napi_value out;
   napi_create_uint32(env, mark, &out);
@@ -207,11 +209,8 @@ static napi_value set_transparent(napi_env env, napi_callback_info info) {
 }
 
 static napi_value set_freebind(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!arg_int(env, argv, argc, 0, "fd", &fd)) return NULL;
+  if (!only_fd_arg(env, info, &fd)) return NULL;
   return set_family_flag(env, fd, 1, IP_FREEBIND, IPV6_FREEBIND, "setsockopt(IP_FREEBIND)", "setsockopt(IPV6_FREEBIND)");
 }
 
@@ -296,11 +295,8 @@ static napi_value create_dial_socket(napi_env env, napi_callback_info info) {
  * while the worker adopts the duplicate; the connection lives until the last one closes.
  */
 static napi_value dup_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!arg_int(env, argv, argc, 0, "fd", &fd)) return NULL;
+  if (!only_fd_arg(env, info, &fd)) return NULL;
   int out_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (out_fd < 0) return throw_errno(env, "fcntl(F_DUPFD_CLOEXEC)", errno);
   napi_value out;

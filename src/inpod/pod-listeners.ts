@@ -139,10 +139,7 @@ export class PodListeners {
    * own pod). Matched by uid (the agent's uid is the workload uid), else by name/namespace.
    */
   socketsForWorkload(w: Workload): SocketFactory | undefined {
-    const byUid = this.pods.get(w.uid);
-    if (byUid) return byUid.dial;
-    for (const p of this.pods.values()) if (p.info.name === w.name && p.info.namespace === w.namespace) return p.dial;
-    return undefined;
+    return podOfWorkload(this.pods, w, (p) => p.info)?.dial;
   }
 
   /** Every enrolled pod with its namespace. */
@@ -173,4 +170,15 @@ export class PodListeners {
   forget(p: PodProxy): void {
     if (this.pods.get(p.uid) === p) this.pods.delete(p.uid);
   }
+}
+
+/** The pod that runs a workload: by uid (the agent's uid is the workload uid), else by name and namespace. */
+export function podOfWorkload<P>(pods: ReadonlyMap<string, P>, w: Workload, info: (p: P) => { readonly name: string; readonly namespace: string }): P | undefined {
+  const byUid = pods.get(w.uid);
+  if (byUid) return byUid;
+  for (const p of pods.values()) {
+    const i = info(p);
+    if (i.name === w.name && i.namespace === w.namespace) return p;
+  }
+  return undefined;
 }

@@ -4,6 +4,7 @@ import type { PodSocketSource, SocketFactory } from '../transport/dial';
 import { applySocketOptions, type TcpTuning } from '../transport/socket-opts';
 import type { NetnsAddon } from '../inpod/netns-addon';
 import { PodNetns } from '../inpod/pod-netns';
+import { podOfWorkload } from '../inpod/pod-listeners';
 import type { PodEntry } from './messages';
 
 interface WorkerPod {
@@ -59,10 +60,7 @@ export class WorkerPods implements PodSocketSource {
   }
 
   forWorkload(w: Workload): SocketFactory | undefined {
-    const byUid = this.pods.get(w.uid);
-    if (byUid) return byUid.dial;
-    for (const p of this.pods.values()) if (p.entry.name === w.name && p.entry.namespace === w.namespace) return p.dial;
-    return undefined;
+    return podOfWorkload(this.pods, w, (p) => p.entry)?.dial;
   }
 
   private podOf(e: PodEntry, addon: NetnsAddon): WorkerPod {

@@ -22,6 +22,10 @@ const NODE_A = ip(1);
 const CLIENT = ip(10);
 const SERVER = ip(20);
 const THREADS = 3;
+const WORKLOADS = [
+  { name: 'client', ips: [CLIENT], node: 'node-a' },
+  { name: 'server', ips: [SERVER], node: 'node-b' },
+];
 const capture = loadCapture();
 
 let mesh: TestMesh;
@@ -56,13 +60,9 @@ const DENY_CLIENT = { name: 'deny-client', namespace: 'default', scope: 'Namespa
 
 test.before(async () => {
   if (!capture.available) return;
+  // Hooks cannot use the per-test mesh helpers (their teardown runs when the hook ends).
   mesh = new TestMesh(['node-a', 'node-b']);
-  mesh.writeConfig({
-    workloads: [
-      { name: 'client', ips: [CLIENT], node: 'node-a' },
-      { name: 'server', ips: [SERVER], node: 'node-b' },
-    ],
-  });
+  mesh.writeConfig({ workloads: WORKLOADS });
   await mesh.startCa();
   app = await startEchoServer(SERVER, 8080);
   const env = { ZTUNNEL_WORKER_THREADS: String(THREADS), LOG_LEVEL: 'info' };
@@ -150,21 +150,10 @@ test.serial('a policy change closes live connections that a worker thread holds 
   const open: Socket[] = [];
   for (let i = 0; i < THREADS; i++) open.push(await openLive());
   const ends = open.map((s) => endOf(s, 15_000));
-  mesh.writeConfig({
-    workloads: [
-      { name: 'client', ips: [CLIENT], node: 'node-a' },
-      { name: 'server', ips: [SERVER], node: 'node-b' },
-    ],
-    policies: [DENY_CLIENT],
-  });
+  mesh.writeConfig({ workloads: WORKLOADS, policies: [DENY_CLIENT] });
   // node-b re-authorizes its inbound connections in every thread and resets the denied ones.
   t.deepEqual(await Promise.all(ends), open.map(() => 'ECONNRESET'));
-  mesh.writeConfig({
-    workloads: [
-      { name: 'client', ips: [CLIENT], node: 'node-a' },
-      { name: 'server', ips: [SERVER], node: 'node-b' },
-    ],
-  });
+  mesh.writeConfig({ workloads: WORKLOADS });
   // Lifted once every thread of node-b has the policy removal: one connection per thread works again.
   await waitUntil(async () => (await b.metrics()).samples.length > 0 && b.app.state.allPolicies().length === 0, 5000, () => 'policy removed on node-b');
   let ok = 0;
