@@ -7,8 +7,12 @@ import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { runBench } from './lib/harness';
+import { pathDef, runBench } from './lib/harness';
 import { TINY } from './scenarios';
+import { parseBenchArgs } from './lib/args';
+import { finishMetric, htmlReport, terminalReport } from './lib/report';
+import { workersSweep } from './lib/sweep';
+import type { MetricResult } from './lib/results';
 import { summarize } from './lib/stats';
 import { summarizeProfile } from './profile-summary';
 import { ALL_SCENARIOS, type RunResult } from './lib/results';
@@ -87,6 +91,75 @@ function checkSoakReport(): void {
   assert.ok(html.includes('<polyline') && !/\b(src|href)="http/.test(html), 'inline SVG lines, no external assets');
 }
 
+/** The command line: defaults unchanged without --workers; the sweep's paths, scenarios and bad counts. */
+function checkArgs(): void {
+  const root = '/repo';
+  const plain = parseBenchArgs([], root);
+  assert.deepEqual(plain.paths, ['direct', 'haproxy', 'stunnel', 'mesh', 'mesh-nopool', 'passthrough']);
+  assert.deepEqual(plain.scenarios, ['throughput', 'latency', 'connrate', 'memory']);
+  assert.equal(plain.workers, undefined);
+  assert.equal(plain.outDir, path.join(root, 'bench', 'results'));
+  const sweep = parseBenchArgs(['--workers', '2,1', '--trials', '1'], root);
+  assert.deepEqual(sweep.workers, [1, 2]);
+  assert.deepEqual(sweep.paths, ['direct', 'haproxy', 'mesh-w1', 'mesh-w2']);
+  assert.deepEqual(sweep.scenarios, ['throughput', 'latency', 'connrate']);
+  assert.equal(sweep.trials, 1);
+  const chosen = parseBenchArgs(['--scenarios=throughput', '--workers=4,1,4', '--paths', 'stunnel,mesh'], root);
+  assert.deepEqual(chosen.paths, ['direct', 'stunnel', 'mesh', 'mesh-w1', 'mesh-w4']);
+  assert.deepEqual(chosen.scenarios, ['throughput']);
+  for (const [argv, msg] of [
+    [['--workers'], /--workers needs a value/],
+    [['--workers', '0'], /"0" is not a worker count 1\.\.16/],
+    [['--workers', '1,x'], /"x" is not a worker count/],
+    [['--workers', '17'], /"17" is not a worker count/],
+    [['--workers', '1.5'], /"1\.5" is not a worker count/],
+    [['--workers', ','], /at least one worker count/],
+    [['--workers', '2', '--soak'], /--workers sweeps the suite/],
+    [['--paths', 'mesh-w2'], /--paths: unknown "mesh-w2"/],
+  ] as const) {
+    assert.throws(() => parseBenchArgs(argv, root), msg);
+  }
+  assert.equal(pathDef('mesh-w3').id, 'mesh-w3');
+  assert.equal(pathDef('haproxy').id, 'haproxy');
+}
+
+/** The workers sweep's regrouping, ratios and rendering on synthetic trials (no timing). */
+function checkSweepReport(): void {
+  const metric = (id: string, better: 'higher' | 'lower', trials: MetricResult['trials']): MetricResult => {
+    const m: MetricResult = { metric: { id, scenario: 'throughput', label: id, unit: 'u', better }, trials, summary: {}, vsDirect: {}, vsBestPeer: {} };
+    finishMetric(m);
+    return m;
+  };
+  const metrics = [
+    metric('throughput-1', 'higher', { direct: [400], haproxy: [100], 'mesh-w1': [50, 40, 60], 'mesh-w2': [75] }),
+    metric('cpu-per-gib-1', 'lower', { haproxy: [1], 'mesh-w1': [2], 'mesh-w2': [2] }),
+    metric('latency-1-p90', 'lower', { haproxy: [1], 'mesh-w1': [2], 'mesh-w2': [2] }),
+  ];
+  assert.equal(workersSweep(metrics, ['direct', 'haproxy']), undefined, 'no sweep without mesh-wN paths');
+  const sweep = workersSweep(metrics, ['direct', 'haproxy', 'mesh-w2', 'mesh-w1']);
+  assert.ok(sweep);
+  assert.equal(sweep.baseWorkers, 1);
+  assert.deepEqual(sweep.rows.map((r) => [r.workers, r.path, r.figures.map((f) => f.metric)]), [
+    [1, 'mesh-w1', ['throughput-1', 'cpu-per-gib-1']],
+    [2, 'mesh-w2', ['throughput-1', 'cpu-per-gib-1']],
+  ]);
+  assert.deepEqual(sweep.rows[1]!.figures.map((f) => [f.median, f.vsBase, f.vsHaproxy]), [[75, 1.5, 0.75], [2, 1, 2]]);
+  const r: RunResult = {
+    meta: { startedAt: 's', mode: 'custom', trials: 1, machine: { cores: 2, cpuModel: 'm', memTotalBytes: 1, kernel: 'k', loadavgAtStart: [0] }, node: process.version, gitCommit: 'g', peers: {}, bounds: {}, options: {} },
+    paths: [],
+    metrics,
+    sweep,
+    errors: [],
+    raw: [],
+  };
+  const text = terminalReport(r);
+  assert.match(text, /-- workers=2 \(mesh-w2\) --\n.*×workers=1 +×haproxy\n↑ throughput-1 +u +75\.00 +1\.50 +0\.75\n↓ cpu-per-gib-1 +u +2\.00 +1\.00 +2\.00/);
+  const html = htmlReport(r);
+  assert.equal((html.match(/<table>/g) ?? []).length, 2, 'one table per worker count');
+  assert.match(html, /<caption>workers=1 \(mesh-w1\)<\/caption>/);
+  assert.match(html, /fill="hsl\(/, 'sweep paths get their own bar colour');
+}
+
 async function checkDirectRun(): Promise<void> {
   const out = mkdtempSync(path.join(os.tmpdir(), 'ztunnel-ts-bench-selftest-'));
   try {
@@ -124,6 +197,8 @@ async function main(): Promise<void> {
   checkStats();
   checkProfileSummary();
   checkSoakReport();
+  checkArgs();
+  checkSweepReport();
   await checkDirectRun();
   process.stdout.write('bench selftest: ok\n');
 }

@@ -7,13 +7,20 @@ import { finishMetric, terminalReport, htmlReport } from './report';
 import type { HoldArgs, HoldResult } from './load-types';
 import type { RunResult, MetricResult, PathRecord, ScenarioId, TrialError } from './results';
 import { metricDefs, scenarioSteps, type Bounds, type TrialEnv } from '../scenarios';
-import type { PathDef, PathHandle, PathId, BenchOptions } from '../paths/types';
+import { workersOf, type PathDef, type PathHandle, type PathId, type StaticPathId, type BenchOptions } from '../paths/types';
 import { direct } from '../paths/direct';
 import { haproxy } from '../paths/haproxy';
 import { stunnel } from '../paths/stunnel';
-import { mesh, meshBase, meshNoPool, meshNoPoolBase, passthrough } from '../paths/mesh';
+import { mesh, meshBase, meshNoPool, meshNoPoolBase, meshWorkers, passthrough } from '../paths/mesh';
+import { workersSweep } from './sweep';
 
-export const PATH_DEFS: Record<PathId, PathDef> = { direct, haproxy, stunnel, mesh, 'mesh-nopool': meshNoPool, passthrough, 'mesh-base': meshBase, 'mesh-nopool-base': meshNoPoolBase };
+export const PATH_DEFS: Record<StaticPathId, PathDef> = { direct, haproxy, stunnel, mesh, 'mesh-nopool': meshNoPool, passthrough, 'mesh-base': meshBase, 'mesh-nopool-base': meshNoPoolBase };
+
+/** A path's definition; the workers sweep's `mesh-wN` paths are made per worker count. */
+export function pathDef(id: PathId): PathDef {
+  const workers = workersOf(id);
+  return workers === undefined ? PATH_DEFS[id as StaticPathId] : meshWorkers(workers);
+}
 
 /**
  * Scenarios a path runs. The unpooled mesh variant exists to measure handshake-bound
@@ -58,7 +65,10 @@ function stamp(d: Date): string {
  */
 export async function runBench(o: RunOptions): Promise<{ result: RunResult; jsonPath: string; htmlPath: string }> {
   const started = new Date();
-  const session = openBenchSession({ prefix: 'ztunnel-ts-bench-', bench: o.bench, keepTemp: o.keepTemp, progress: o.progress });
+  // The sweep's node pairs come from the paths: their workloads must be in the mesh config the first mesh node reads.
+  const workers = o.paths.flatMap((p) => workersOf(p) ?? []);
+  const bench: BenchOptions = workers.length > 0 ? { ...o.bench, workers } : o.bench;
+  const session = openBenchSession({ prefix: 'ztunnel-ts-bench-', bench, keepTemp: o.keepTemp, progress: o.progress });
   const { server, loadgen, ctx } = session;
   const paths: PathRecord[] = [];
   const handles: PathHandle[] = [];
@@ -69,7 +79,7 @@ export async function runBench(o: RunOptions): Promise<{ result: RunResult; json
   const metrics: MetricResult[] = defs.map((metric) => ({ metric, trials: {}, summary: {}, vsDirect: {}, vsBestPeer: {} }));
   try {
     for (const id of o.paths) {
-      const def = PATH_DEFS[id];
+      const def = pathDef(id);
       const rec: PathRecord = { id, status: 'ok' };
       paths.push(rec);
       const av = await def.available(o.bench.baselineRoot ? { repoRoot: o.bench.repoRoot, baselineRoot: o.bench.baselineRoot } : { repoRoot: o.bench.repoRoot });
@@ -134,6 +144,7 @@ export async function runBench(o: RunOptions): Promise<{ result: RunResult; json
     await session.close(o.bench.cpuProf ? 15_000 : 3000);
   }
   for (const m of metrics) finishMetric(m);
+  const sweep = workersSweep(metrics, o.paths);
   const cpus = os.cpus();
   const result: RunResult = {
     meta: {
@@ -146,10 +157,11 @@ export async function runBench(o: RunOptions): Promise<{ result: RunResult; json
       gitCommit: gitCommit(o.bench.repoRoot),
       peers,
       bounds: o.bounds,
-      options: { paths: o.paths, scenarios: o.scenarios, cpuProf: o.bench.cpuProf, meshLogLevel: o.bench.meshLogLevel },
+      options: { paths: o.paths, scenarios: o.scenarios, cpuProf: o.bench.cpuProf, meshLogLevel: o.bench.meshLogLevel, ...(workers.length > 0 ? { workers } : {}) },
     },
     paths,
     metrics: metrics.filter((m) => Object.keys(m.summary).length > 0),
+    ...(sweep ? { sweep } : {}),
     errors,
     raw,
   };

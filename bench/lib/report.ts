@@ -1,7 +1,8 @@
-import type { RunResult, MetricResult } from './results';
+import type { RunResult, MetricResult, WorkersSweep } from './results';
 import type { PathId } from '../paths/types';
-import { PEER_PATHS } from '../paths/types';
+import { PEER_PATHS, workersOf, type StaticPathId } from '../paths/types';
 import { summarize, fmtNum } from './stats';
+import { sweepCaption, sweepTable } from './sweep';
 
 /** Fills summary, ratio-to-direct and ratio-to-best-peer of one metric from its trials. */
 export function finishMetric(m: MetricResult): void {
@@ -56,6 +57,16 @@ export function terminalReport(r: RunResult): string {
     }
     lines.push('(↑ higher is better, ↓ lower is better; ratios are of medians)');
   }
+  if (r.sweep) {
+    lines.push('');
+    lines.push(`== ${sweepCaption(r.sweep)} ==`);
+    const widths = [36, 10, 9, 11, 9];
+    for (const row of r.sweep.rows) {
+      const t = sweepTable(r.sweep, row);
+      lines.push(`-- ${t.title} --`);
+      for (const cells of [t.head, ...t.cells]) lines.push(cells.map((c, i) => pad(c, widths[i]!, i >= 2)).join(' '));
+    }
+  }
   if (r.errors.length > 0) {
     lines.push('');
     lines.push('trial errors:');
@@ -68,7 +79,7 @@ function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
-const COLORS: Record<PathId, string> = {
+const COLORS: Record<StaticPathId, string> = {
   direct: '#888888',
   haproxy: '#2a7ab0',
   stunnel: '#6aa84f',
@@ -79,6 +90,12 @@ const COLORS: Record<PathId, string> = {
   'mesh-base': '#a0826d',
   'mesh-nopool-base': '#c9b29b',
 };
+
+/** The workers sweep's paths in oranges, darker with more workers. */
+function pathColor(p: PathId): string {
+  const n = workersOf(p);
+  return n === undefined ? COLORS[p as StaticPathId] : `hsl(28, 80%, ${Math.max(25, 70 - 6 * n)}%)`;
+}
 
 /** Horizontal bars (median) with a min–max whisker, one chart per figure. */
 function chart(m: MetricResult): string {
@@ -96,7 +113,7 @@ function chart(m: MetricResult): string {
     const ratio = m.vsDirect[p] !== undefined ? ` ×${m.vsDirect[p]!.toFixed(2)} direct` : '';
     return (
       `<text x="${left - 6}" y="${y + 15}" text-anchor="end" font-size="12">${esc(p)}</text>` +
-      `<rect x="${left}" y="${y + 3}" width="${Math.max(1, x(s.median) - left)}" height="16" fill="${COLORS[p]}"><title>${esc(`${p}: median ${fmtNum(s.median)} ${m.metric.unit}, min ${fmtNum(s.min)}, max ${fmtNum(s.max)}, n=${s.n}`)}</title></rect>` +
+      `<rect x="${left}" y="${y + 3}" width="${Math.max(1, x(s.median) - left)}" height="16" fill="${pathColor(p)}"><title>${esc(`${p}: median ${fmtNum(s.median)} ${m.metric.unit}, min ${fmtNum(s.min)}, max ${fmtNum(s.max)}, n=${s.n}`)}</title></rect>` +
       `<line x1="${x(s.min)}" x2="${x(s.max)}" y1="${y + 11}" y2="${y + 11}" stroke="#000" stroke-width="1.5"/>` +
       `<text x="${x(s.max) + 6}" y="${y + 15}" font-size="11">${esc(fmtNum(s.median) + ratio)}</text>`
     );
@@ -107,17 +124,29 @@ function chart(m: MetricResult): string {
   );
 }
 
+/** The sweep's tables, one per worker count (the per-figure charts show its paths as bars). */
+function sweepHtml(s: WorkersSweep): string {
+  const tr = (cells: readonly string[], tag: string): string => `<tr>${cells.map((c) => `<${tag}>${esc(c)}</${tag}>`).join('')}</tr>`;
+  const tables = s.rows.map((row) => {
+    const t = sweepTable(s, row);
+    return `<table><caption>${esc(t.title)}</caption>${tr(t.head, 'th')}${t.cells.map((c) => tr(c, 'td')).join('')}</table>`;
+  });
+  return `<h2>${esc(sweepCaption(s))}</h2>${tables.join('')}`;
+}
+
 /** Self-contained HTML page: metadata, one inline-SVG chart per figure, raw table. */
 export function htmlReport(r: RunResult): string {
   const scenarios = [...new Set(r.metrics.map((x) => x.metric.scenario))];
   const sections = scenarios.map((sc) => `<h2>${esc(sc)}</h2><div class="grid">${r.metrics.filter((m) => m.metric.scenario === sc).map(chart).join('')}</div>`);
   const pathsList = r.paths.map((p) => `<li><b>${esc(p.id)}</b> — ${esc(p.status)}${p.describe ? `: ${esc(p.describe)}` : ''}${p.reason ? ` (${esc(p.reason.split('\n')[0]!)})` : ''}</li>`).join('');
+  const sweep = r.sweep ? sweepHtml(r.sweep) : '';
   const errs = r.errors.length ? `<h2>trial errors</h2><ul>${r.errors.map((e) => `<li>${esc(`${e.scenario}/${e.path}/trial ${e.trial}: ${e.error.split('\n')[0]}`)}</li>`).join('')}</ul>` : '';
   return `<!doctype html><html><head><meta charset="utf-8"><title>ztunnel-ts bench ${esc(r.meta.startedAt)}</title>
-<style>body{font-family:sans-serif;margin:2em;color:#222}figure{margin:0 2em 1.5em 0;display:inline-block;vertical-align:top}figcaption{font-size:13px;font-weight:bold;margin-bottom:4px}pre{background:#f4f4f4;padding:1em;overflow:auto;font-size:12px}</style></head><body>
+<style>body{font-family:sans-serif;margin:2em;color:#222}figure{margin:0 2em 1.5em 0;display:inline-block;vertical-align:top}figcaption{font-size:13px;font-weight:bold;margin-bottom:4px}pre{background:#f4f4f4;padding:1em;overflow:auto;font-size:12px}table{display:inline-table;border-collapse:collapse;margin:0 2em 1.5em 0;font-size:13px}caption{font-weight:bold;text-align:left}td,th{border:1px solid #ccc;padding:2px 8px}td:nth-child(n+3){text-align:right}</style></head><body>
 <h1>ztunnel-ts benchmark</h1>
 <p>${esc(`${r.meta.startedAt} · ${r.meta.mode} · ${r.meta.trials} trial(s) per figure (bar = median, whisker = min–max) · ${r.meta.machine.cores} cores ${r.meta.machine.cpuModel} · node ${r.meta.node} · git ${r.meta.gitCommit} · ${Object.entries(r.meta.peers).map(([k, v]) => `${k} ${v}`).join(', ')}`)}</p>
 <ul>${pathsList}</ul>
+${sweep}
 ${sections.join('\n')}
 ${errs}
 <h2>tables</h2><pre>${esc(terminalReport(r))}</pre>

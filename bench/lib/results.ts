@@ -51,10 +51,30 @@ export interface RunMeta {
   readonly options: unknown;
 }
 
+/** One figure of one worker count in the `--workers` sweep. */
+export interface SweepFigure {
+  readonly metric: string;
+  readonly label: string;
+  readonly unit: string;
+  readonly better: 'higher' | 'lower';
+  readonly median: number;
+  /** Ratio of medians to the sweep's smallest worker count (workers=1 when swept). */
+  readonly vsBase?: number;
+  readonly vsHaproxy?: number;
+}
+
+/** The `--workers` sweep: the same figures once per ZTUNNEL_WORKER_THREADS value. */
+export interface WorkersSweep {
+  readonly baseWorkers: number;
+  readonly rows: readonly { readonly workers: number; readonly path: PathId; readonly figures: readonly SweepFigure[] }[];
+}
+
 export interface RunResult {
   readonly meta: RunMeta;
   readonly paths: PathRecord[];
   readonly metrics: MetricResult[];
+  /** Present when the run swept worker counts (`--workers`). */
+  readonly sweep?: WorkersSweep;
   readonly errors: TrialError[];
   /** Raw per-trial load-generator results, for anyone re-analysing a run. */
   readonly raw: unknown[];

@@ -1,6 +1,6 @@
 import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { PathDef, PathContext, PathId } from './types';
+import { workersPathId, type BenchOptions, type PathDef, type PathContext, type PathId } from './types';
 import { benchAddr } from './addr';
 import { freePort, waitForTcp, waitForHttp200, sleep, type HostPort } from '../lib/net-util';
 import { ManagedProc } from '../lib/managed';
@@ -11,8 +11,11 @@ const TRUST_DOMAIN = 'cluster.local';
 /** Time a node proxy gets after SIGTERM to drain (and to write its --cpu-prof profile). */
 const PROF_GRACE_MS = 15_000;
 
+type StaticNodeKey = 'a' | 'a2' | 'b' | 'a-base' | 'a2-base' | 'b-base';
+
 interface NodeSpec {
-  readonly key: 'a' | 'a2' | 'b' | 'a-base' | 'a2-base' | 'b-base';
+  /** A static node's key, or `a-wN`/`b-wN` for the workers sweep's node pairs. */
+  readonly key: string;
   readonly nodeName: string;
   /** Extra env (pool settings for the unpooled variant). */
   readonly env: Record<string, string>;
@@ -22,13 +25,15 @@ interface NodeSpec {
   readonly workload: { readonly name: string; readonly ip: number };
   /** Runs the `--baseline` build instead of this tree's. */
   readonly baseline: boolean;
+  /** ZTUNNEL_WORKER_THREADS set for this node (the workers sweep); absent: the node's default. */
+  readonly workers?: number;
 }
 
 // Pooling defeated: one stream per HBONE connection, released at once, so every
 // application connection costs a fresh TCP + TLS 1.3 + HTTP/2 handshake.
 const NO_POOL = { POOL_MAX_STREAMS_PER_CONNECTION: '1', POOL_UNUSED_RELEASE_TIMEOUT: '1ms' };
 
-const NODES: Record<NodeSpec['key'], NodeSpec> = {
+const NODES: Record<StaticNodeKey, NodeSpec> = {
   a: { key: 'a', nodeName: 'bench-node-a', env: {}, host: 1, workload: { name: 'client', ip: 10 }, baseline: false },
   a2: { key: 'a2', nodeName: 'bench-node-a2', env: NO_POOL, host: 2, workload: { name: 'client2', ip: 11 }, baseline: false },
   b: { key: 'b', nodeName: 'bench-node-b', env: {}, host: 3, workload: { name: 'server', ip: 20 }, baseline: false },
@@ -37,6 +42,29 @@ const NODES: Record<NodeSpec['key'], NodeSpec> = {
   'a2-base': { key: 'a2-base', nodeName: 'bench-node-a2-base', env: NO_POOL, host: 5, workload: { name: 'client2-base', ip: 13 }, baseline: true },
   'b-base': { key: 'b-base', nodeName: 'bench-node-b-base', env: {}, host: 6, workload: { name: 'server-base', ip: 21 }, baseline: true },
 };
+
+/** Largest worker count of a sweep: the node pairs' host numbers and workload IPs below are laid out for it. */
+export const MAX_WORKERS = 16;
+
+/**
+ * The node pair of one worker count: both nodes run with ZTUNNEL_WORKER_THREADS=N (the
+ * node's data-path threads), on their own addresses and workloads so every count's pair
+ * runs next to the others and the trials interleave as for any other path.
+ */
+function workersNodes(n: number): { readonly a: NodeSpec; readonly b: NodeSpec } {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new Error(`worker count ${n} is outside 1..${MAX_WORKERS}`);
+  const env = { ZTUNNEL_WORKER_THREADS: String(n) };
+  return {
+    a: { key: `a-w${n}`, nodeName: `bench-node-a-w${n}`, env, host: 40 + n, workload: { name: `client-w${n}`, ip: 80 + n }, baseline: false, workers: n },
+    b: { key: `b-w${n}`, nodeName: `bench-node-b-w${n}`, env, host: 60 + n, workload: { name: `server-w${n}`, ip: 100 + n }, baseline: false, workers: n },
+  };
+}
+
+/** Every node the run may start: the static ones and one pair per swept worker count. */
+function allNodes(opts: BenchOptions): NodeSpec[] {
+  const sweep = (opts.workers ?? []).map(workersNodes);
+  return [...Object.values(NODES), ...sweep.flatMap((p) => [p.a, p.b])];
+}
 
 /** A node's workload IP; the non-mesh host of the passthrough path. */
 const workloadIp = (n: NodeSpec): string => benchAddr(B, n.workload.ip);
@@ -57,7 +85,7 @@ interface NodeInfo {
 
 interface MeshFiles {
   readonly xdsPath: string;
-  readonly tokens: Record<NodeSpec['key'], string>;
+  readonly tokens: Record<string, string>;
 }
 
 function mainJs(repoRoot: string): string {
@@ -96,10 +124,10 @@ function workload(name: string, ip: string, node: string): Record<string, unknow
 function meshFiles(ctx: PathContext): Promise<MeshFiles> {
   return shared(ctx, 'mesh-files', async () => {
     const xdsPath = path.join(ctx.dir, 'mesh-xds.yaml');
-    const nodes = Object.values(NODES);
+    const nodes = allNodes(ctx.opts);
     const config = { workloads: nodes.map((n) => workload(n.workload.name, workloadIp(n), n.nodeName)), policies: [], services: [] };
     writeFileSync(xdsPath, JSON.stringify(config, null, 2));
-    const tokens = Object.fromEntries(nodes.map((n) => [n.key, `bench-token-${n.key}-${process.pid}`])) as Record<NodeSpec['key'], string>;
+    const tokens = Object.fromEntries(nodes.map((n) => [n.key, `bench-token-${n.key}-${process.pid}`]));
     return { xdsPath, tokens };
   });
 }
@@ -110,7 +138,7 @@ function startCa(ctx: PathContext): Promise<CaInfo> {
     const caDir = path.join(ctx.dir, 'mesh-ca');
     mkdirSync(caDir, { recursive: true });
     const port = await freePort('127.0.0.1');
-    const tokens = (Object.keys(NODES) as NodeSpec['key'][]).map((k) => ({ token: files.tokens[k], namespace: 'istio-system', serviceAccount: 'ztunnel', node: NODES[k].nodeName }));
+    const tokens = allNodes(ctx.opts).map((n) => ({ token: files.tokens[n.key], namespace: 'istio-system', serviceAccount: 'ztunnel', node: n.nodeName }));
     // CA_TOKENS names a file (YAML or JSON list), read at start.
     const tokensPath = path.join(ctx.dir, 'mesh-ca-tokens.json');
     writeFileSync(tokensPath, JSON.stringify(tokens), { mode: 0o600 });
@@ -200,7 +228,7 @@ function meshPath(id: PathId, clientNode: NodeSpec, serverNode: NodeSpec, outsid
       const src = workloadIp(clientNode);
       const hops = outside
         ? `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (node A) → plain TCP passthrough → non-mesh server ${target.host}:${target.port}`
-        : `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (${clientNode.nodeName}) → HBONE mTLS ${serverIp}:15008 (${serverNode.nodeName}) → server ${target.port}${clientNode.env === NO_POOL ? ' [pool defeated: 1 stream per HBONE connection]' : ''}`;
+        : `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (${clientNode.nodeName}) → HBONE mTLS ${serverIp}:15008 (${serverNode.nodeName}) → server ${target.port}${clientNode.env === NO_POOL ? ' [pool defeated: 1 stream per HBONE connection]' : ''}${clientNode.workers ? ` [ZTUNNEL_WORKER_THREADS=${clientNode.workers} in both nodes]` : ''}`;
       return {
         id,
         entry: { first: a.socks5, socks5Target: target, localAddress: src },
@@ -222,3 +250,9 @@ export const meshNoPool = meshPath('mesh-nopool', NODES.a2, NODES.b, false);
 export const passthrough = meshPath('passthrough', NODES.a, NODES.b, true);
 export const meshBase = meshPath('mesh-base', NODES['a-base'], NODES['b-base'], false);
 export const meshNoPoolBase = meshPath('mesh-nopool-base', NODES['a2-base'], NODES['b-base'], false);
+
+/** The `mesh` path with ZTUNNEL_WORKER_THREADS=n in both nodes (`--workers`). */
+export function meshWorkers(n: number): PathDef {
+  const pair = workersNodes(n);
+  return meshPath(workersPathId(n), pair.a, pair.b, false);
+}

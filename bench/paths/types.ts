@@ -3,9 +3,20 @@ import type { ProcessSet } from '../lib/proc';
 import type { HostPort } from '../lib/net-util';
 import type { DevPki } from '../lib/certs';
 
-export type PathId = 'direct' | 'haproxy' | 'stunnel' | 'mesh' | 'mesh-nopool' | 'passthrough' | 'mesh-base' | 'mesh-nopool-base';
+export type StaticPathId = 'direct' | 'haproxy' | 'stunnel' | 'mesh' | 'mesh-nopool' | 'passthrough' | 'mesh-base' | 'mesh-nopool-base';
+/** The mesh path with `ZTUNNEL_WORKER_THREADS=N` in both nodes (`--workers`), one per worker count. */
+export type WorkersPathId = `mesh-w${number}`;
+export type PathId = StaticPathId | WorkersPathId;
 
-export const ALL_PATHS: readonly PathId[] = ['direct', 'haproxy', 'stunnel', 'mesh', 'mesh-nopool', 'passthrough', 'mesh-base', 'mesh-nopool-base'];
+export const workersPathId = (n: number): WorkersPathId => `mesh-w${n}`;
+/** The worker count of a `mesh-wN` path; undefined for every other path. */
+export function workersOf(id: PathId): number | undefined {
+  const m = /^mesh-w(\d+)$/.exec(id);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The paths `--paths` can name; the `mesh-wN` paths come from `--workers`. */
+export const ALL_PATHS: readonly StaticPathId[] = ['direct', 'haproxy', 'stunnel', 'mesh', 'mesh-nopool', 'passthrough', 'mesh-base', 'mesh-nopool-base'];
 /** The mesh paths run from another build (`--baseline DIR`): only with that option. */
 export const BASELINE_PATHS: readonly PathId[] = ['mesh-base', 'mesh-nopool-base'];
 /** The non-ztunnel-ts proxies every figure is compared against. */
@@ -24,6 +35,8 @@ export interface BenchOptions {
   readonly repoRoot: string;
   /** Root of an earlier build (its dist/) for the `*-base` mesh paths, so today's and the new figures come from one run. */
   readonly baselineRoot?: string;
+  /** Worker counts of the `--workers` sweep (set by the harness from its `mesh-wN` paths): one node pair each, whose workloads go into the mesh config. */
+  readonly workers?: readonly number[];
 }
 
 export interface PathContext {
