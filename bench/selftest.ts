@@ -153,7 +153,7 @@ function checkSweepReport(): void {
     raw: [],
   };
   const text = terminalReport(r);
-  assert.match(text, /-- workers=2 \(mesh-w2\) --\n.*×workers=1 +×haproxy\n↑ throughput-1 +u +75\.00 +1\.50 +0\.75\n↓ cpu-per-gib-1 +u +2\.00 +1\.00 +2\.00/);
+  assert.match(text, /-- workers=2 \(mesh-w2\) --\n.*×workers=1 +×haproxy\n↑ throughput: throughput-1 +u +75\.00 +1\.50 +0\.75\n↓ throughput: cpu-per-gib-1 +u +2\.00 +1\.00 +2\.00/);
   const html = htmlReport(r);
   assert.equal((html.match(/<table>/g) ?? []).length, 2, 'one table per worker count');
   assert.match(html, /<caption>workers=1 \(mesh-w1\)<\/caption>/);

@@ -2,7 +2,7 @@ import type { RunResult, MetricResult, WorkersSweep } from './results';
 import type { PathId } from '../paths/types';
 import { PEER_PATHS, workersOf, type StaticPathId } from '../paths/types';
 import { summarize, fmtNum } from './stats';
-import { sweepCaption, sweepTable } from './sweep';
+import { SWEEP_NOTE, sweepCaption, sweepTable } from './sweep';
 
 /** Fills summary, ratio-to-direct and ratio-to-best-peer of one metric from its trials. */
 export function finishMetric(m: MetricResult): void {
@@ -60,12 +60,13 @@ export function terminalReport(r: RunResult): string {
   if (r.sweep) {
     lines.push('');
     lines.push(`== ${sweepCaption(r.sweep)} ==`);
-    const widths = [36, 10, 9, 11, 9];
+    const widths = [44, 10, 9, 11, 9];
     for (const row of r.sweep.rows) {
       const t = sweepTable(r.sweep, row);
       lines.push(`-- ${t.title} --`);
       for (const cells of [t.head, ...t.cells]) lines.push(cells.map((c, i) => pad(c, widths[i]!, i >= 2)).join(' '));
     }
+    lines.push(SWEEP_NOTE);
   }
   if (r.errors.length > 0) {
     lines.push('');
@@ -131,7 +132,7 @@ function sweepHtml(s: WorkersSweep): string {
     const t = sweepTable(s, row);
     return `<table><caption>${esc(t.title)}</caption>${tr(t.head, 'th')}${t.cells.map((c) => tr(c, 'td')).join('')}</table>`;
   });
-  return `<h2>${esc(sweepCaption(s))}</h2>${tables.join('')}`;
+  return `<h2>${esc(sweepCaption(s))}</h2><p>${esc(SWEEP_NOTE)}</p>${tables.join('')}`;
 }
 
 /** Self-contained HTML page: metadata, one inline-SVG chart per figure, raw table. */

@@ -54,6 +54,7 @@ export interface RunMeta {
 /** One figure of one worker count in the `--workers` sweep. */
 export interface SweepFigure {
   readonly metric: string;
+  readonly scenario: ScenarioId;
   readonly label: string;
   readonly unit: string;
   readonly better: 'higher' | 'lower';

@@ -31,8 +31,8 @@ export function workersSweep(metrics: readonly MetricResult[], paths: readonly P
       if (!s || !SWEEP_FIGURE.test(m.metric.id)) return [];
       const vsBase = ratio(m, path, base.path);
       const vsHaproxy = ratio(m, path, 'haproxy');
-      const { id, label, unit, better } = m.metric;
-      return [{ metric: id, label, unit, better, median: s.median, ...(vsBase === undefined ? {} : { vsBase }), ...(vsHaproxy === undefined ? {} : { vsHaproxy }) }];
+      const { id, scenario, label, unit, better } = m.metric;
+      return [{ metric: id, scenario, label, unit, better, median: s.median, ...(vsBase === undefined ? {} : { vsBase }), ...(vsHaproxy === undefined ? {} : { vsHaproxy }) }];
     }),
   }));
   return { baseWorkers: base.workers, rows };
@@ -44,11 +44,14 @@ export function sweepTable(s: WorkersSweep, row: WorkersSweep['rows'][number]): 
   return {
     title: `workers=${row.workers} (${row.path})`,
     head: ['figure', 'unit', 'median', `×workers=${s.baseWorkers}`, '×haproxy'],
-    cells: row.figures.map((f) => [`${f.better === 'higher' ? '↑' : '↓'} ${f.label}`, f.unit, fmtNum(f.median), r(f.vsBase), r(f.vsHaproxy)]),
+    cells: row.figures.map((f) => [`${f.better === 'higher' ? '↑' : '↓'} ${f.scenario}: ${f.label}`, f.unit, fmtNum(f.median), r(f.vsBase), r(f.vsHaproxy)]),
   };
 }
 
 /** Caption of the sweep section: what was varied and what the ratios are of. */
 export function sweepCaption(s: WorkersSweep): string {
-  return `workers sweep: ZTUNNEL_WORKER_THREADS=N in both mesh nodes; ratios of medians to workers=${s.baseWorkers} and to haproxy in the same run. CPU per GiB must stay flat; throughput can only rise with free cores.`;
+  return `workers sweep: ZTUNNEL_WORKER_THREADS=N in both mesh nodes, ratios of medians to workers=${s.baseWorkers} and to haproxy`;
 }
+
+/** How to read the sweep (bench/README.md explains what a machine with few cores can show). */
+export const SWEEP_NOTE = '(CPU s/GiB must stay flat across worker counts; throughput can rise only with cores no other process of the run is using)';
