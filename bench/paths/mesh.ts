@@ -4,6 +4,7 @@ import { workersPathId, type BenchOptions, type PathDef, type PathContext, type 
 import { benchAddr } from './addr';
 import { freePort, waitForTcp, waitForHttp200, sleep, type HostPort } from '../lib/net-util';
 import { ManagedProc } from '../lib/managed';
+import { sampleProc } from '../lib/proc';
 
 /** Address block of the mesh (ztunnel-ts) paths. */
 const B = 3;
@@ -216,6 +217,15 @@ function meshAvailable(baseline: boolean): PathDef['available'] {
   };
 }
 
+/**
+ * The sweep's setting and what the OS sees of it: the node processes' thread counts after
+ * start, so a count the node does not honour shows up as equal counts across the sweep.
+ */
+function workersNote(n: number, a: NodeInfo, b: NodeInfo | null): string {
+  const threads = [a, b].map((x) => (x ? (sampleProc(x.proc.pid)?.threads ?? '?') : '?'));
+  return ` [ZTUNNEL_WORKER_THREADS=${n} in both nodes; OS threads per node process after start: A ${threads[0]}, B ${threads[1]}]`;
+}
+
 function meshPath(id: PathId, clientNode: NodeSpec, serverNode: NodeSpec, outside: boolean): PathDef {
   return {
     id,
@@ -228,7 +238,7 @@ function meshPath(id: PathId, clientNode: NodeSpec, serverNode: NodeSpec, outsid
       const src = workloadIp(clientNode);
       const hops = outside
         ? `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (node A) → plain TCP passthrough → non-mesh server ${target.host}:${target.port}`
-        : `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (${clientNode.nodeName}) → HBONE mTLS ${serverIp}:15008 (${serverNode.nodeName}) → server ${target.port}${clientNode.env === NO_POOL ? ' [pool defeated: 1 stream per HBONE connection]' : ''}${clientNode.workers ? ` [ZTUNNEL_WORKER_THREADS=${clientNode.workers} in both nodes]` : ''}`;
+        : `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (${clientNode.nodeName}) → HBONE mTLS ${serverIp}:15008 (${serverNode.nodeName}) → server ${target.port}${clientNode.env === NO_POOL ? ' [pool defeated: 1 stream per HBONE connection]' : ''}${clientNode.workers ? workersNote(clientNode.workers, a, b) : ''}`;
       return {
         id,
         entry: { first: a.socks5, socks5Target: target, localAddress: src },
