@@ -35,10 +35,16 @@ export interface HbonePoolStats {
   readonly dialFailures: number;
 }
 
-/** Sessions of one pool key plus the single dial that may be in flight for it. */
+/** A dial in flight and how many more waiting connects it is planned to serve. */
+interface PendingDial {
+  done: Promise<void>;
+  seats: number;
+}
+
+/** Sessions of one pool key plus the dials in flight for it. */
 interface KeyEntry {
   readonly sessions: PooledSession[];
-  dialing: Promise<void> | null;
+  readonly dialing: Set<PendingDial>;
 }
 
 /** Upper bound on checkout rounds per connect: each round either checks out or waits for one dial. */
@@ -51,9 +57,13 @@ const MAX_ROUNDS = 256;
  * - key = (source identity, sorted expected identities, next hop, local address, peer
  *   uid). The uid is part of the key, so a pod IP reused by another workload never gets a
  *   connection made for the previous one (istio/ztunnel#1637).
- * - at most one dial per key is in flight; callers that find no capacity await it and
- *   retry the (synchronous) checkout, so a burst of N first connects makes one dial
- *   (no stampede). Nothing is held across the handshake for other keys.
+ * - the dials in flight for a key cover the connects waiting for capacity and no more:
+ *   each dial has POOL_MAX_STREAMS_PER_CONNECTION seats; a connect that finds no capacity
+ *   takes a seat on an in-flight dial, or starts a dial when every seat is taken, then
+ *   retries the (synchronous) checkout. A burst of N first connects makes ceil(N / max
+ *   streams) dials: one at the default of 100 (no stampede), N handshakes in parallel when
+ *   each connection carries one stream (instead of N handshakes one after another).
+ *   Nothing is held across the handshake for other keys.
  * - a session is handed out only while `activeStreams < maxStreams`; past the limit a
  *   new session is dialled for the same key, so one key can have N sessions.
  * - GOAWAY, 'error' and 'close' evict synchronously; streams already open finish.
@@ -137,7 +147,7 @@ export class HbonePool implements HboneClient {
 
   dump(): unknown {
     const out: Record<string, unknown>[] = [];
-    for (const [key, e] of this.entries) out.push({ key, dialing: e.dialing !== null, sessions: e.sessions.map((s) => s.dump()) });
+    for (const [key, e] of this.entries) out.push({ key, dialing: e.dialing.size, sessions: e.sessions.map((s) => s.dump()) });
     return { stats: this.stats(), keys: out };
   }
 
@@ -166,21 +176,31 @@ export class HbonePool implements HboneClient {
     return { stream: opened.stream, peerIdentity: session.peerIdentity, responseHeaders: opened.responseHeaders };
   }
 
-  /** Joins the key's in-flight dial or starts it; rejects with the dial's error. */
+  /** Takes a seat on an in-flight dial of the key or starts one; rejects with the dial's error. */
   private awaitDial(key: string, target: HboneTarget): Promise<void> {
+    const e = this.entryOf(key);
+    for (const d of e.dialing) {
+      if (d.seats > 0) {
+        d.seats--;
+        return d.done;
+      }
+    }
+    const d: PendingDial = { done: Promise.resolve(), seats: this.maxStreams - 1 };
+    d.done = this.dialSession(key, target).finally(() => {
+      e.dialing.delete(d);
+      if (e.sessions.length === 0 && e.dialing.size === 0 && this.entries.get(key) === e) this.entries.delete(key);
+    });
+    e.dialing.add(d);
+    return d.done;
+  }
+
+  private entryOf(key: string): KeyEntry {
     let e = this.entries.get(key);
     if (!e) {
-      e = { sessions: [], dialing: null };
+      e = { sessions: [], dialing: new Set() };
       this.entries.set(key, e);
     }
-    if (e.dialing) return e.dialing;
-    const entry = e;
-    const dialing = this.dialSession(key, target).finally(() => {
-      entry.dialing = null;
-      if (entry.sessions.length === 0 && this.entries.get(key) === entry) this.entries.delete(key);
-    });
-    entry.dialing = dialing;
-    return dialing;
+    return e;
   }
 
   private async dialSession(key: string, target: HboneTarget): Promise<void> {
@@ -212,12 +232,7 @@ export class HbonePool implements HboneClient {
       session.retire('pool-closed');
       return;
     }
-    let e = this.entries.get(key);
-    if (!e) {
-      e = { sessions: [], dialing: null };
-      this.entries.set(key, e);
-    }
-    e.sessions.push(session);
+    this.entryOf(key).sessions.push(session);
   }
 
   private readonly onEvict = (s: PooledSession, why: EvictReason): void => {
@@ -225,7 +240,7 @@ export class HbonePool implements HboneClient {
     if (e) {
       const i = e.sessions.indexOf(s);
       if (i >= 0) e.sessions.splice(i, 1);
-      if (e.sessions.length === 0 && e.dialing === null) this.entries.delete(s.key);
+      if (e.sessions.length === 0 && e.dialing.size === 0) this.entries.delete(s.key);
     }
     this.logger.debug({ key: s.key, why }, 'HBONE connection left the pool');
     if (s.h2.destroyed) this.all.delete(s);

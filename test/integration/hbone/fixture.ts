@@ -81,6 +81,8 @@ export interface HboneSideOptions {
   /** Replaces the default node-proxy-like handler (dial authority, accept, splice). */
   onConnect?: (req: InboundConnect) => void;
   ca?: TestCa;
+  /** Sees (and may hold) every server-side certificate lookup: one per TLS handshake. */
+  wrapServerCert?: <C>(cert: C) => Promise<C>;
 }
 
 /**
@@ -112,7 +114,8 @@ export async function startHbone(t: ExecutionContext, o: HboneSideOptions = {}):
         void splice(stream, up);
       });
     });
-  const server = new HboneServer({ logger, resolveCert: async () => serverCert, onConnect, ...o.server });
+  const wrap = o.wrapServerCert;
+  const server = new HboneServer({ logger, resolveCert: async () => (wrap ? wrap(serverCert) : serverCert), onConnect, ...o.server });
   const lsn = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
     server.handleSocket(s, makeSocketAddr(s.localAddress ?? '127.0.0.1', s.localPort ?? 0));
   });

@@ -99,12 +99,50 @@ test('no stampede: 20 concurrent first connects make exactly one dial', async (t
   );
 });
 
-test('no stampede with a stream cap: 6 concurrent connects, cap 2 → 3 dials, never 2 at once per key', async (t) => {
+/**
+ * The server's certificate lookup runs once per TLS handshake: it counts handshakes in
+ * progress at once, holding each until `expect` are in progress together (or 3 s passed,
+ * so a pool that dials one at a time still completes, and shows a peak of 1).
+ */
+function handshakeGate(expect: number): { peak: () => number; hold: <C>(c: C) => Promise<C> } {
+  let now = 0;
+  let peak = 0;
+  const waiting: (() => void)[] = [];
+  return {
+    peak: () => peak,
+    hold: async <C>(cert: C): Promise<C> => {
+      now++;
+      peak = Math.max(peak, now);
+      if (now >= expect) waiting.splice(0).forEach((w) => w());
+      else
+        await new Promise<void>((r) => {
+          waiting.push(r);
+          setTimeout(r, 3000);
+        });
+      now--;
+      return cert;
+    },
+  };
+}
+
+test('a stream cap dials in parallel: 6 concurrent connects, cap 2 → 3 dials, all 3 handshakes in progress at once', async (t) => {
   const app = await startApp(t, echo);
-  const side = await startHbone(t, { pool: { maxStreamsPerConnection: 2 } });
+  const gate = handshakeGate(3);
+  const side = await startHbone(t, { pool: { maxStreamsPerConnection: 2 }, wrapServerCert: gate.hold });
   const all = await Promise.all(Array.from({ length: 6 }, () => side.pool.connect(side.target(app))));
   t.is(side.pool.stats().dials, 3);
   t.is(side.pool.stats().sessions, 3);
+  t.is(gate.peak(), 3, 'each dial covers two connects; the three were handshaking together');
+  for (const s of all) s.stream.destroy();
+});
+
+test('no stampede under a stream cap: 4 concurrent connects, cap 4 → one dial, one handshake', async (t) => {
+  const app = await startApp(t, echo);
+  const gate = handshakeGate(2);
+  const side = await startHbone(t, { pool: { maxStreamsPerConnection: 4 }, wrapServerCert: gate.hold });
+  const all = await Promise.all(Array.from({ length: 4 }, () => side.pool.connect(side.target(app))));
+  t.is(side.pool.stats().dials, 1);
+  t.is(gate.peak(), 1);
   for (const s of all) s.stream.destroy();
 });
 
