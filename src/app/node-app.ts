@@ -31,6 +31,8 @@ import { explainHandler } from '../policy/explain-render';
 import type { NodeTransport } from '../proxy/node-transport';
 import { buildDataPath, type DataPath } from './node-data-path';
 import { DataWorkers } from '../workers/data-workers';
+import { readCgroupCpuLimit, resolveWorkerThreads, type CpuBudget } from '../workers/thread-count';
+import { availableParallelism } from 'node:os';
 import { mergeDumps, mergedMetrics } from '../workers/relay';
 import { logDestinationOf } from '../logging/logger';
 import { createInpodMode, splitInpodAddrs, type InpodMode, type PodState } from '../inpod/inpod-mode';
@@ -45,6 +47,8 @@ export interface NodeAppOptions {
   readonly processMetrics?: boolean;
   /** Called when /quitquitquit finished the shutdown. */
   readonly onStopped?: () => void;
+  /** The CPUs the data-path threads are sized from; by default the host's cores and its cgroup quota. */
+  readonly cpu?: CpuBudget;
 }
 
 /**
@@ -253,15 +257,18 @@ export class NodeApp {
    */
   private buildWorkers(demand: ((name: string) => Promise<boolean>) | null): DataWorkers | null {
     const c = this.opts.config;
-    if (c.workerThreads <= 1) return null;
+    const plan = resolveWorkerThreads(c.workerThreads, this.opts.cpu ?? hostCpuBudget(c.cpuLimit));
     const dest = logDestinationOf(this.logger);
-    if (!this.capture.available || !dest) {
-      this.logger.warn({ workerThreads: c.workerThreads, reason: this.capture.available ? 'no log destination' : this.capture.reason }, 'ZTUNNEL_WORKER_THREADS > 1 needs the native addon; the data path runs on the main thread only');
+    if (plan.threads > 1 && (!this.capture.available || !dest)) {
+      this.logger.warn({ threads: plan.threads, why: plan.why, reason: this.capture.available ? 'no log destination' : this.capture.reason }, 'more than one data-path thread needs the native addon; the data path runs on the main thread only');
       return null;
     }
+    this.logger.info({ threads: plan.threads, why: plan.why }, 'data-path threads');
+    if (plan.threads <= 1 || !this.capture.available || !dest) return null;
     const addon = this.capture.addon;
     return new DataWorkers({
-      threads: c.workerThreads - 1,
+      threads: plan.threads - 1,
+      why: plan.why,
       config: c,
       logger: this.logger,
       logDestination: dest,
@@ -296,4 +303,11 @@ export class NodeApp {
 /** The certificate manager as a runtime component (stopped after the proxy drained). */
 function certComponent(certs: CertManager): Component {
   return { name: 'certificates', start: () => certs.start(), close: () => certs.close(), destroy: () => certs.destroy() };
+}
+
+/** The host's CPUs: its core count and a limit from ZTUNNEL_CPU_LIMIT, else from the cgroup quota. */
+function hostCpuBudget(configured: number | null): CpuBudget {
+  if (configured !== null) return { cores: availableParallelism(), limit: configured, limitSource: 'ZTUNNEL_CPU_LIMIT' };
+  const cg = readCgroupCpuLimit();
+  return { cores: availableParallelism(), limit: cg?.limit ?? null, limitSource: cg?.source ?? null };
 }

@@ -1,6 +1,7 @@
 import { key, p, type Env, type ParseResult } from './key';
 import { COMMON_KEYS } from './keys-common';
 import { parseGrpcHeaders } from './headers';
+import { MAX_WORKER_THREADS, parseWorkerThreads } from './worker-threads';
 import { parseUpstreams } from '../dns/upstreams';
 import type { Upstream } from '../dns/forwarder';
 
@@ -122,7 +123,26 @@ export const NODE_KEYS = {
   inpodEnabled: key({ env: 'INPOD_ENABLED', doc: 'in-pod mode: one node proxy serves every pod the node agent (istio-cni) enrols over ZDS, with listeners inside each pod network namespace; host-less listener addresses then mean "this port in every enrolled pod"', default: 'false', parse: p.bool }),
   inpodUds: key({ env: 'INPOD_UDS', doc: "the node agent's ZDS socket (in-pod mode)", default: '/var/run/ztunnel/ztunnel.sock', parse: p.string }),
   inpodPortReuse: key({ env: 'INPOD_PORT_REUSE', doc: 'SO_REUSEPORT on in-pod listeners, so a new node proxy takes over while the old one drains (rolling update)', default: 'true', parse: p.bool }),
-  workerThreads: key({ env: 'ZTUNNEL_WORKER_THREADS', doc: "data-path threads in the node process: the main thread (which also owns the state, certificates, xDS, ZDS and admin) plus N-1 worker threads; accepted connections are spread over them round-robin (needs the native addon; 1 without it)", default: '2', parse: p.int(1, 64) }),
+  workerThreads: key({
+    env: 'ZTUNNEL_WORKER_THREADS',
+    doc: 'data-path threads in the node process (the main thread, which also owns the listeners, state, certificates, xDS, ZDS and admin, plus worker threads; accepted connections are spread over them round-robin): a number, 0 = one per CPU, or N% of the CPUs; unset = one per CPU of the CPU limit (ZTUNNEL_CPU_LIMIT or the cgroup quota), else a quarter of the cores and at least 2. Needs the native addon (1 without it)',
+    default: '',
+    parse: (raw) => {
+      const spec = parseWorkerThreads(raw);
+      return spec ? { ok: true, value: spec } : { ok: false, expected: `a thread count from 0 to ${MAX_WORKER_THREADS}, a percentage of the CPUs (50%), or empty` };
+    },
+  }),
+  cpuLimit: key({
+    env: 'ZTUNNEL_CPU_LIMIT',
+    doc: 'the CPUs this node proxy may use (1.5 = one and a half), for sizing ZTUNNEL_WORKER_THREADS; unset = the cgroup CPU quota, if any',
+    default: '',
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === '') return { ok: true, value: null };
+      const n = Number(v);
+      return /^\d+(\.\d+)?$/.test(v) && n > 0 ? { ok: true, value: n } : { ok: false, expected: 'a positive number of CPUs (2, 0.5) or empty' };
+    },
+  }),
   podNamespace: key({ env: 'POD_NAMESPACE', doc: 'downward API', default: '', parse: p.string }),
   instanceIp: key({ env: 'INSTANCE_IP', doc: 'downward API', default: '', parse: p.string }),
   xdsOnDemand: key({ env: 'XDS_ON_DEMAND', doc: 'fetch Address resources only when a connection needs one (bounded wait), instead of all of them', default: 'false', parse: p.bool }),

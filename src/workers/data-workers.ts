@@ -18,6 +18,8 @@ import { changeBatch, snapshotBatch, writeLines } from './relay';
 export interface DataWorkersOptions {
   /** Worker threads beside the main thread (ZTUNNEL_WORKER_THREADS - 1). */
   readonly threads: number;
+  /** How the thread count was chosen (ZTUNNEL_WORKER_THREADS, the CPU limit, the cores), for /config_dump. */
+  readonly why: string;
   readonly config: NodeConfig;
   /** The root logger; worker lines are written to its destination. */
   readonly logger: Logger;
@@ -200,6 +202,7 @@ export class DataWorkers implements Component {
   dump(): unknown {
     return {
       threads: this.threads.length + 1,
+      why: this.o.why,
       mainThreadServed: this.kept,
       workers: this.threads.map((t) => ({ index: t.index, threadId: t.worker.threadId, ready: t.ready, exited: t.exited, handedOff: t.handedOff })),
       lentPods: this.lent.size,

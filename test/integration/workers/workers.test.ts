@@ -1,6 +1,7 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { httpRequest } from '../../helpers/http';
 import { TestMesh, waitUntil, type TestNode } from '../../helpers/node-harness';
 import { loopbackBlock } from '../../helpers/loopback';
@@ -207,4 +208,20 @@ test('drain reaches every thread: live connections on the main thread and on wor
   const drained = two.a.access('connection complete').filter((l) => l['reason'] === 'DRAINED');
   t.is(drained.length, THREADS, 'each thread recorded its own connection, and its lines reached the log before the thread ended');
   t.is(two.a.recordedTwice(), 0);
+});
+
+test('thread count from the CPU limit: ZTUNNEL_CPU_LIMIT=1 keeps one thread; 100% of a 2-CPU limit runs two (never more than the host has)', async (t) => {
+  if (!capture.available) return t.log(`skipped: worker threads need the native addon (${capture.reason})`);
+  const two = await startTwoNodes(t, { a: { ZTUNNEL_CPU_LIMIT: '1' }, b: { ZTUNNEL_WORKER_THREADS: '100%', ZTUNNEL_CPU_LIMIT: '2' } });
+  const dumpOf = async (n: TestNode): Promise<{ workers?: WorkersDump & { why: string } }> => JSON.parse((await httpRequest(n.addrs.admin!, '/config_dump')).body) as { workers?: WorkersDump & { why: string } };
+  t.is((await dumpOf(two.a)).workers, undefined, 'one thread: no worker threads at all');
+  t.like(two.a.logs.find((l) => l['msg'] === 'data-path threads')[0], { threads: 1 });
+  t.regex(String(two.a.logs.find((l) => l['msg'] === 'data-path threads')[0]?.['why']), /1 CPUs from ZTUNNEL_CPU_LIMIT/);
+  const expected = Math.min(2, availableParallelism());
+  const b = (await dumpOf(two.b)).workers;
+  t.is(b?.threads ?? 1, expected);
+  if (b) t.regex(b.why, /ZTUNNEL_WORKER_THREADS=100% of 2 \(2 CPUs from ZTUNNEL_CPU_LIMIT\)/);
+  // Both still carry traffic.
+  const s = await socksConnect(two.a.listener('socks5'), { host: two.ip(20), port: 8080 }, two.ip(10));
+  t.deepEqual(await exchange(s, Buffer.from('sized')), Buffer.from('sized'));
 });
