@@ -15,6 +15,7 @@ import { stateDump } from '../state/dump';
 import { DemandLookup } from '../state/demand';
 import { createStateMetrics } from '../metrics/state-metrics';
 import { registerPoolMetrics } from '../metrics/pool-metrics';
+import { registerThreadMetrics } from '../metrics/thread-metrics';
 import type { StateChange, StateView } from '../state/view';
 import { createIdentityManager } from '../identity/create';
 import type { CertManager } from '../identity/cert-manager';
@@ -179,6 +180,7 @@ export class NodeApp {
     this.runtime.add(certComponent(this.certs));
     if (workers) {
       this.runtime.add(workers);
+      registerThreadMetrics(this.registry, 0, () => workers.mainThreadServed);
       this.runtime.setMetricsSource(async () => mergedMetrics(this.registry, (await workers.reports()).map((r) => r.metrics)));
     }
     this.runtime.add({

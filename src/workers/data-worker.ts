@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import { buildDataPath, type DataPath } from '../app/node-data-path';
 import { createLogger, logLevelsOf, type Logger } from '../logging/logger';
 import { registerPoolMetrics } from '../metrics/pool-metrics';
+import { registerThreadMetrics } from '../metrics/thread-metrics';
 import { loadCapture } from '../native/capture';
 import { detectOrigSrc } from '../native/orig-src';
 import { loadNetnsAddon } from '../inpod/netns-addon';
@@ -37,6 +38,7 @@ class DataWorker {
   private readonly demandWaiters = new Map<number, (found: boolean) => void>();
   private nextDemand = 1;
   private stopping: Promise<void> | null = null;
+  private adopted = 0;
 
   constructor(
     private readonly port: MessagePort,
@@ -75,6 +77,7 @@ class DataWorker {
       listenerFacts,
     });
     registerPoolMetrics(this.registry, this.path.transport.client);
+    registerThreadMetrics(this.registry, init.index, () => this.adopted);
     state.onChange((ch) => this.path.followChange(ch));
     port.on('message', (m: ToWorker) => this.onMessage(m));
     this.send({ t: 'ready' });
@@ -125,6 +128,7 @@ class DataWorker {
       this.logger.error({ err, listener: info.listener }, 'cannot adopt a handed-over connection');
       return;
     }
+    this.adopted++;
     if (!this.pods.track(info.pod, socket)) {
       this.logger.debug({ pod: info.pod, listener: info.listener }, 'handed-over connection closed: its pod already left');
       return;

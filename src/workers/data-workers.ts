@@ -122,6 +122,11 @@ export class DataWorkers implements Component {
     return true;
   };
 
+  /** Connections the main thread kept and served itself. */
+  get mainThreadServed(): number {
+    return this.kept;
+  }
+
   /** The listeners changed: the workers' self-call and illegal-port checks follow. */
   notifyListeners(): void {
     this.broadcast({ t: 'listeners', facts: this.o.listenerFacts() });

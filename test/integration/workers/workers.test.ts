@@ -119,6 +119,14 @@ test.serial('/metrics sums every thread: one opened and one closed connection pe
   t.is(closed - closed0, n);
   // The process families exist once (the main thread's), not once per thread.
   t.is(m1.samples.filter((s) => s.name === 'istio_build').length, 1);
+  // Per-thread figures: one heap series per thread, and each thread's accepted count matches /config_dump's share.
+  const heap = m1.samples.filter((s) => s.name === 'ztunnel_ts_thread_heap_used_bytes');
+  t.deepEqual(heap.map((s) => s.labels['thread']).sort(), ['0', '1', '2']);
+  t.true(heap.every((s) => s.value > 1024 * 1024));
+  const d = await workersDump(a);
+  const accepted = (thread: string): number => sumSamples(m1, 'ztunnel_ts_thread_connections_accepted_total', { thread });
+  t.is(accepted('0'), d.mainThreadServed);
+  t.deepEqual([accepted('1'), accepted('2')], d.workers.map((w) => w.handedOff));
 });
 
 test.serial('access-log lines of worker threads reach the one log stream, once per connection', async (t) => {
