@@ -49,6 +49,7 @@ export function metricDefs(b: Bounds, scenarios: readonly ScenarioId[]): MetricD
     }
   }
   if (scenarios.includes('connrate')) out.push({ id: 'connrate', scenario: 'connrate', label: `new conns, ${b.connrate.concurrency} in flight`, unit: 'conn/s', better: 'higher' });
+  if (scenarios.includes('connrate')) out.push({ id: 'connrate-cpu', scenario: 'connrate', label: 'proxy CPU per new conn', unit: 'CPU ms/conn', better: 'lower' });
   if (scenarios.includes('memory')) {
     out.push({ id: 'mem-rss-per-conn', scenario: 'memory', label: `proxy RSS / idle conn (${b.memory.conns})`, unit: 'KiB/conn', better: 'lower' });
     out.push({ id: 'mem-heap-per-conn', scenario: 'memory', label: `proxy JS heap / idle conn (${b.memory.conns})`, unit: 'KiB/conn', better: 'lower' });
@@ -115,9 +116,14 @@ async function latencyTrial(env: TrialEnv, conns: number): Promise<TrialOutput> 
 async function connRateTrial(env: TrialEnv): Promise<TrialOutput> {
   const b = env.bounds.connrate;
   const args: ConnRateArgs = { entry: env.path.entry, concurrency: b.concurrency, maxConns: b.maxConns, maxMs: b.maxMs, messageBytes: b.messageBytes, maxErrors: 20 };
+  const p0 = sampleProcs(env.path.pids());
   const r = await env.loadgen.call<ConnRateResult>('connrate', args, b.maxMs + 60_000);
+  const p1 = sampleProcs(env.path.pids());
   checkErrors('connrate', r);
-  return { values: { connrate: r.completed / (r.elapsedMs / 1000) }, raw: r };
+  const values: Record<string, number> = { connrate: r.completed / (r.elapsedMs / 1000) };
+  // The per-connection cost itself: far less sensitive to the neighbours' load than the rate.
+  if (env.path.pids().length > 0 && r.completed > 0) values['connrate-cpu'] = ((p1.cpuSeconds - p0.cpuSeconds) * 1000) / r.completed;
+  return { values, raw: r };
 }
 
 /** Sum of a gauge over the proxies' /metrics (null if any proxy lacks it). */

@@ -72,7 +72,19 @@ export interface IdentityFields {
   readonly serviceAccount: string;
 }
 
+/**
+ * Identities by workload object. State objects are replaced, never modified, when the state
+ * changes, so an entry cannot outlive the fields it was made from; the routing, the context
+ * and the HBONE dial each asked for the same workload's identity on every connection.
+ */
+const identities = new WeakMap<IdentityFields, SpiffeId>();
+
 /** The SPIFFE identity a workload runs as: the one helper for it on every path. */
 export function workloadIdentity(w: IdentityFields): SpiffeId {
-  return SpiffeId.of(w.trustDomain, w.namespace, w.serviceAccount);
+  let id = identities.get(w);
+  if (id === undefined) {
+    id = SpiffeId.of(w.trustDomain, w.namespace, w.serviceAccount);
+    identities.set(w, id);
+  }
+  return id;
 }

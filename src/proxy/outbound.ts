@@ -33,7 +33,6 @@ interface Resolved {
  * counter only) → open result → certificate + upstream → splice → record once.
  */
 export class OutboundConnection {
-  private readonly closed: Promise<unknown>;
   private src: SocketAddr | null = null;
   private dst: SocketAddr | null = null;
   /** Bytes the SOCKS5 handshake read from the client (not app data). */
@@ -45,8 +44,7 @@ export class OutboundConnection {
     private readonly info: AcceptInfo,
     private readonly socks: boolean,
   ) {
-    socket.on('error', () => undefined); // errors surface through splice / the phases below
-    this.closed = once(socket, 'close').catch(() => undefined);
+    socket.on('error', ignoreError); // errors surface through splice / the phases below
   }
 
   /** Never rejects: every outcome is recorded or logged as an early failure. */
@@ -110,8 +108,12 @@ export class OutboundConnection {
     const pod = this.info.pod;
     const podWorkload = pod === undefined ? undefined : deps.demand ? await deps.demand.fetchWorkloadByUid(pod) : deps.state.findWorkloadByUid(pod);
     if (podWorkload?.node === s.nodeName) return podWorkload;
-    if (deps.demand && !findLocalWorkload(deps.state, s.network, s.nodeName, src.ip)) void deps.demand.fetchWorkloadByAddr({ network: s.network, ip: src.ip });
-    const w = await waitForLocalWorkload(deps.state, s.network, s.nodeName, src.ip, s.localWorkloadWaitMs, this.closed);
+    const known = findLocalWorkload(deps.state, s.network, s.nodeName, src.ip);
+    if (known) return known;
+    if (deps.demand) void deps.demand.fetchWorkloadByAddr({ network: s.network, ip: src.ip });
+    // Resolves when the client goes away (or already has): the wait is pointless then.
+    const gone = socket.destroyed ? Promise.resolve() : once(socket, 'close').catch(() => undefined);
+    const w = await waitForLocalWorkload(deps.state, s.network, s.nodeName, src.ip, s.localWorkloadWaitMs, gone);
     if (w) return w;
     if (socket.destroyed) throw new ProxyError('RESET', `client ${formatSocketAddr(src)} went away while its workload was looked up`);
     const listenerOwner = this.info.workloadUid ? ` (the connection arrived on the listener of workload ${this.info.workloadUid} at ${formatSocketAddr(this.info.bound)}; it is not used as a substitute)` : '';
@@ -151,7 +153,7 @@ export class OutboundConnection {
       dstWorkload: p.kind === 'passthrough' ? null : p.destWorkload,
       dstService: p.destService,
       srcIdentity: hbone ? workloadIdentity(r.srcWorkload) : null,
-      dstIdentity: hbone ? firstIdentity(p.expectedIdentities) : null,
+      dstIdentity: hbone ? destinationIdentity(p.destWorkload, p.expectedIdentities) : null,
       mtls: hbone,
     };
   }
@@ -239,6 +241,9 @@ export class OutboundConnection {
   }
 }
 
+/** The client socket's 'error' listener: one function for every connection, not a closure each. */
+const ignoreError = (): void => undefined;
+
 /**
  * A 401 from the peer proxy is its authorization DENY: reported as DENY here too (SOCKS
  * reply 0x02), with the peer's message kept as the cause.
@@ -255,6 +260,16 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(what)), ms)));
   return Promise.race([p, expired]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The identity the route expects first. The routing lists the destination workload's own
+ * identity first, whose parsed form is kept per workload: no SPIFFE string is parsed per
+ * connection unless the list starts with something else.
+ */
+function destinationIdentity(w: Workload, ids: readonly string[]): SpiffeId | null {
+  const own = workloadIdentity(w);
+  return ids[0] === own.toString() ? own : firstIdentity(ids);
 }
 
 function firstIdentity(ids: readonly string[]): SpiffeId | null {

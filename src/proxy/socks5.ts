@@ -71,6 +71,11 @@ export function buildSocksReply(code: number, bound?: SocketAddr): Buffer {
 
 type Step<T> = { need: number } | { done: T; consumed: number };
 
+const EMPTY = Buffer.alloc(0);
+/** The two greeting replies; shared (a socket write never modifies the buffer it sends). */
+const NO_AUTH = Buffer.from([5, 0]);
+const NO_ACCEPTABLE_METHOD = Buffer.from([5, 0xff]);
+
 /** Greeting: VER NMETHODS METHODS… → the reply the server sends. */
 function parseGreeting(b: Buffer): Step<Buffer> {
   if (b.length < 2) return { need: 2 };
@@ -79,8 +84,7 @@ function parseGreeting(b: Buffer): Step<Buffer> {
   if (n === 0) throw new SocksError('SOCKS greeting lists no auth methods', null);
   if (b.length < 2 + n) return { need: 2 + n };
   const methods = b.subarray(2, 2 + n);
-  if (!methods.includes(0)) return { done: Buffer.from([5, 0xff]), consumed: 2 + n };
-  return { done: Buffer.from([5, 0]), consumed: 2 + n };
+  return { done: methods.includes(0) ? NO_AUTH : NO_ACCEPTABLE_METHOD, consumed: 2 + n };
 }
 
 /** Request: VER CMD RSV ATYP DST.ADDR DST.PORT. */
@@ -113,49 +117,8 @@ function parseRequest(b: Buffer): Step<SocksTarget> {
   throw new SocksError(`SOCKS address type ${atyp} not supported`, SOCKS_REPLY.ADDRESS_TYPE_NOT_SUPPORTED);
 }
 
-/**
- * Reads one parse step from the socket (handshake only, not the data path). Leftover bytes
- * are pushed back with unshift so the payload the client pipelined is not lost.
- */
-function readStep<T>(socket: Socket, buffered: Buffer, parse: (b: Buffer) => Step<T>, deadline: number): Promise<{ value: T; rest: Buffer }> {
-  return new Promise((resolve, reject) => {
-    let buf = buffered;
-    const timer = setTimeout(() => finish(new SocksError(`SOCKS handshake not completed within ${deadline}ms`, null)), deadline);
-    const finish = (err: Error | null, value?: T, rest?: Buffer): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-      socket.pause();
-      if (err) reject(err);
-      else resolve({ value: value as T, rest: rest as Buffer });
-    };
-    const tryParse = (): boolean => {
-      try {
-        const s = parse(buf);
-        if ('done' in s) {
-          finish(null, s.done, buf.subarray(s.consumed));
-          return true;
-        }
-        if (buf.length > 600) throw new SocksError('SOCKS handshake too long', null);
-      } catch (err) {
-        finish(err as Error);
-        return true;
-      }
-      return false;
-    };
-    const onData = (c: Buffer): void => {
-      buf = buf.length ? Buffer.concat([buf, c]) : c;
-      tryParse();
-    };
-    const onEnd = (): void => finish(new SocksError(`client closed during the SOCKS handshake after ${buf.length} bytes`, null));
-    if (tryParse()) return;
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
-    socket.resume();
-  });
-}
+/** A handshake longer than this (either step, methods or a domain name included) is refused. */
+const MAX_STEP_BYTES = 600;
 
 /**
  * Runs the greeting and reads the CONNECT request. On success the socket is paused with
@@ -167,18 +130,62 @@ export async function readSocksRequest(socket: Socket, timeoutMs: number): Promi
   return (await readSocksHandshake(socket, timeoutMs)).target;
 }
 
-/** As readSocksRequest, also returning how many bytes the handshake consumed (not app bytes). */
-export async function readSocksHandshake(socket: Socket, timeoutMs: number): Promise<{ target: SocksTarget; consumed: number }> {
-  const started = Date.now();
-  const g = await readStep(socket, Buffer.alloc(0), parseGreeting, timeoutMs);
-  if (g.value[1] === 0xff) {
-    socket.write(g.value);
-    throw new SocksError('SOCKS client offers no supported auth method (only 0x00 no-auth)', null);
-  }
-  socket.write(g.value);
-  const r = await readStep(socket, g.rest, parseRequest, Math.max(1, timeoutMs - (Date.now() - started)));
-  if (r.rest.length) socket.unshift(r.rest);
-  return { target: r.value, consumed: (socket.bytesRead ?? 0) - r.rest.length };
+/**
+ * As readSocksRequest, also returning how many bytes the handshake consumed (not app bytes).
+ * Both steps run on one set of listeners and one deadline (handshake only, not the data
+ * path): a promise, a timer and three listeners per step showed up per connection in
+ * connection-rate profiles.
+ */
+export function readSocksHandshake(socket: Socket, timeoutMs: number): Promise<{ target: SocksTarget; consumed: number }> {
+  return new Promise((resolve, reject) => {
+    let buf: Buffer = EMPTY;
+    let greeted = false;
+    const stop = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.pause();
+    };
+    const fail = (err: unknown): void => {
+      stop();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new SocksError(`SOCKS handshake not completed within ${timeoutMs}ms`, null)), timeoutMs);
+    /** Parses what is buffered as far as it goes (throws SocksError for a bad handshake). */
+    const advance = (): void => {
+      if (!greeted) {
+        const g = parseGreeting(buf);
+        if (!('done' in g)) return checkLength();
+        socket.write(g.done);
+        if (g.done[1] === 0xff) throw new SocksError('SOCKS client offers no supported auth method (only 0x00 no-auth)', null);
+        greeted = true;
+        buf = buf.subarray(g.consumed);
+      }
+      const r = parseRequest(buf);
+      if (!('done' in r)) return checkLength();
+      stop();
+      const rest = buf.subarray(r.consumed);
+      if (rest.length) socket.unshift(rest);
+      resolve({ target: r.done, consumed: (socket.bytesRead ?? 0) - rest.length });
+    };
+    const checkLength = (): void => {
+      if (buf.length > MAX_STEP_BYTES) throw new SocksError('SOCKS handshake too long', null);
+    };
+    const onData = (c: Buffer): void => {
+      buf = buf.length ? Buffer.concat([buf, c]) : c;
+      try {
+        advance();
+      } catch (err) {
+        fail(err);
+      }
+    };
+    const onEnd = (): void => fail(new SocksError(`client closed during the SOCKS handshake after ${buf.length} bytes`, null));
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    socket.resume();
+  });
 }
 
 export function describeSocksTarget(t: SocksTarget): string {

@@ -27,9 +27,14 @@ export interface AccessOutcome {
  */
 export class AccessLog {
   private readonly log: Logger;
+  /** This logger's numeric DEBUG and INFO levels, to test `levelVal` (which /logging may change) without a name lookup. */
+  private readonly debugVal: number;
+  private readonly infoVal: number;
 
   constructor(logger: Logger) {
     this.log = logger.child({ scope: 'access' });
+    this.debugVal = this.log.levels.values['debug'] ?? 20;
+    this.infoVal = this.log.levels.values['info'] ?? 30;
   }
 
   /** The fields every line about this connection carries (built once per connection). */
@@ -57,24 +62,30 @@ export class AccessLog {
   }
 
   opened(ctx: ConnectionContext): void {
-    if (this.log.isLevelEnabled('debug')) this.log.debug(AccessLog.fields(ctx), 'connection opened');
+    if (this.log.levelVal <= this.debugVal) this.log.debug(AccessLog.fields(ctx), 'connection opened');
   }
 
   update(fields: Record<string, string>, bytes: AccessBytes, durationMs: number): void {
     this.log.info({ ...fields, bytes_sent: bytes.sent, bytes_recv: bytes.recv, duration: `${Math.round(durationMs)}ms` }, 'connection update');
   }
 
-  /** The one closing line: INFO when clean, WARN for policy/drain outcomes, ERROR otherwise. */
-  completed(fields: Record<string, string>, bytes: AccessBytes, durationMs: number, outcome: AccessOutcome): void {
-    const rec: Record<string, unknown> = { ...fields, bytes_sent: bytes.sent, bytes_recv: bytes.recv, duration: `${Math.round(durationMs)}ms` };
-    if (outcome.discarded) rec['bytes_discarded'] = outcome.discarded;
+  /**
+   * The one closing line: INFO when clean, WARN for policy/drain outcomes, ERROR otherwise.
+   * The fields are rendered only when the line's level is enabled: at the usual WARN/ERROR
+   * levels a clean close renders nothing (addresses and identities formatted per
+   * connection showed up in connection-rate profiles).
+   */
+  completed(ctx: ConnectionContext, bytes: AccessBytes, durationMs: number, outcome: AccessOutcome): void {
     const r = outcome.reason;
     if (r === null || REASONS[r].flag === '-') {
+      if (this.log.levelVal > this.infoVal) return;
+      const rec = closingRecord(ctx, bytes, durationMs, outcome);
       if (r !== null) rec['reason'] = r;
       if (outcome.error && r !== null) rec['error'] = outcome.error;
       this.log.info(rec, 'connection complete');
       return;
     }
+    const rec = closingRecord(ctx, bytes, durationMs, outcome);
     rec['error'] = outcome.error ?? r;
     rec['reason'] = r;
     rec['hint'] = REASONS[r].hint;
@@ -99,4 +110,14 @@ export class AccessLog {
       'connection failed',
     );
   }
+}
+
+/** The closing line's fields: the connection's, then bytes and duration (and discarded bytes). */
+function closingRecord(ctx: ConnectionContext, bytes: AccessBytes, durationMs: number, outcome: AccessOutcome): Record<string, unknown> {
+  const rec: Record<string, unknown> = AccessLog.fields(ctx);
+  rec['bytes_sent'] = bytes.sent;
+  rec['bytes_recv'] = bytes.recv;
+  rec['duration'] = `${Math.round(durationMs)}ms`;
+  if (outcome.discarded) rec['bytes_discarded'] = outcome.discarded;
+  return rec;
 }

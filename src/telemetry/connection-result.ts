@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { REASONS, type Reason } from '../errors';
 import { AccessLog, type AccessBytes } from './access-log';
-import { buildTrafficLabels, type TrafficLabels } from './tcp-metrics';
+import type { TrafficSeries } from './tcp-metrics';
 import type { ConnectionContext } from './connection-context';
 import type { TrackedConnection } from './connection-tracker';
 import type { Telemetry } from './telemetry';
@@ -35,7 +35,8 @@ export type ByteCounters = Pick<Socket, 'bytesRead' | 'bytesWritten'>;
  */
 export class ConnectionResult implements TrackedConnection {
   readonly startedAt: number;
-  private readonly labels: TrafficLabels;
+  /** The connection's metric series (shared with every connection of the same labels). */
+  private readonly series: TrafficSeries;
   private socket: ByteCounters | null = null;
   private role: ByteSourceRole = 'client';
   /** Socket bytes that were protocol, not app data (the SOCKS5 handshake). */
@@ -59,8 +60,7 @@ export class ConnectionResult implements TrackedConnection {
   ) {
     this.startedAt = telemetry.clock.now();
     this.lastUpdateAt = this.startedAt;
-    this.labels = buildTrafficLabels(ctx, '-');
-    telemetry.metrics.open(ctx, this.labels);
+    this.series = telemetry.metrics.open(ctx);
     telemetry.access.opened(ctx);
     telemetry.tracker.add(this);
   }
@@ -114,7 +114,7 @@ export class ConnectionResult implements TrackedConnection {
     const c2s = Math.max(0, b.c2s - this.flushedC2s);
     const s2c = Math.max(0, b.s2c - this.flushedS2c);
     if (c2s === 0 && s2c === 0) return;
-    this.telemetry.metrics.addBytes(this.labels, c2s, s2c);
+    this.telemetry.metrics.addBytes(this.ctx, this.series, c2s, s2c);
     this.flushedC2s += c2s;
     this.flushedS2c += s2c;
   }
@@ -155,9 +155,9 @@ export class ConnectionResult implements TrackedConnection {
     const o = this.forced ?? outcome;
     const reason = o.reason;
     const flag = reason ? REASONS[reason].flag : '-';
-    this.telemetry.metrics.close(this.ctx, this.labels, flag, reason);
+    this.telemetry.metrics.close(this.ctx, this.series, flag, reason);
     this.telemetry.tracker.remove(this);
-    this.telemetry.access.completed(this.fields, this.appBytes(), this.telemetry.clock.now() - this.startedAt, {
+    this.telemetry.access.completed(this.ctx, this.appBytes(), this.telemetry.clock.now() - this.startedAt, {
       reason,
       error: o.error ?? null,
       policy: o.policy ?? null,

@@ -1,4 +1,4 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
 import type { Reason, ResponseFlag } from '../errors';
 import type { ConnectionContext, Direction } from './connection-context';
 import type { Workload } from '../state/types';
@@ -87,6 +87,64 @@ export function buildTrafficLabels(ctx: ConnectionContext, flag: ResponseFlag): 
   };
 }
 
+/** One series of the istio_tcp families, shared by every connection with these labels. */
+export interface TrafficSeries {
+  readonly labels: TrafficLabels;
+  /** The label values joined: the series' key in every family. */
+  readonly key: string;
+}
+
+/** prom-client's shape for one series' value (what `get()` returns per series). */
+interface SeriesValue {
+  value: number;
+  readonly labels: TrafficLabels;
+}
+
+/**
+ * A counter family of the 27 traffic labels, keyed by TrafficSeries. prom-client's Counter
+ * hashes and validates all 27 labels on every inc() (four times per connection, the largest
+ * share of the telemetry in connection-rate profiles); here the key is built once when a
+ * series is first seen. Registered on the registry like a prom-client metric (name, help,
+ * type, `get()` in prom-client's format, `reset()`), so /metrics, the worker threads'
+ * aggregation and the text format are prom-client's own.
+ */
+class TrafficCounter {
+  readonly type = 'counter';
+  readonly aggregator = 'sum' as const;
+  private readonly values = new Map<string, SeriesValue>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    registry: Registry,
+  ) {
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** Adds `n`; false when this created the series (it was new, or removed meanwhile). */
+  inc(s: TrafficSeries, n: number): boolean {
+    const e = this.values.get(s.key);
+    if (e) {
+      e.value += n;
+      return true;
+    }
+    this.values.set(s.key, { value: n, labels: s.labels });
+    return false;
+  }
+
+  remove(key: string): void {
+    this.values.delete(key);
+  }
+
+  get(): Promise<{ name: string; help: string; type: 'counter'; values: SeriesValue[]; aggregator: 'sum' }> {
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values: [...this.values.values()], aggregator: this.aggregator });
+  }
+
+  reset(): void {
+    this.values.clear();
+  }
+}
+
 /**
  * The node proxy's connection metrics on the registry passed in (never the global one).
  * Beyond ztunnel: series that name a workload which left the state are removed
@@ -94,55 +152,56 @@ export function buildTrafficLabels(ctx: ConnectionContext, flag: ResponseFlag): 
  * failure also counts in ztunnel_ts_connection_failures_total{reporter, reason}.
  */
 export class TcpMetrics {
-  readonly opened: Counter<TrafficLabelName>;
-  readonly closed: Counter<TrafficLabelName>;
-  readonly received: Counter<TrafficLabelName>;
-  readonly sent: Counter<TrafficLabelName>;
-  readonly failed: Counter<TrafficLabelName>;
+  readonly opened: TrafficCounter;
+  readonly closed: TrafficCounter;
+  readonly received: TrafficCounter;
+  readonly sent: TrafficCounter;
+  readonly failed: TrafficCounter;
   readonly socketsOpen: Gauge<'reporter'>;
+  /** socketsOpen's two series, bound once. */
+  private readonly openSockets: Record<'source' | 'destination', { inc(): void; dec(): void }>;
   readonly failures: Counter<'reporter' | 'reason'>;
-  /** label-set key → the labels, for removal; indexed by the workload uids the set names. */
-  private readonly seriesByUid = new Map<string, Map<string, TrafficLabels>>();
+  /** Every series by key (connections share them), and the keys naming each workload uid, for removal. */
+  private readonly series = new Map<string, TrafficSeries>();
+  private readonly keysByUid = new Map<string, Set<string>>();
 
   constructor(registry: Registry) {
-    const labelNames = [...TRAFFIC_LABELS];
     const registers = [registry];
-    this.opened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'The total number of TCP connections opened', labelNames, registers });
-    this.closed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'The total number of TCP connections closed', labelNames, registers });
-    this.received = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'The size of total bytes received during request in case of a TCP connection', labelNames, registers });
-    this.sent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'The size of total bytes sent during response in case of a TCP connection', labelNames, registers });
-    this.failed = new Counter({ name: 'istio_tcp_connections_failed_total', help: 'The total number of TCP connections that failed', labelNames, registers });
+    this.opened = new TrafficCounter('istio_tcp_connections_opened_total', 'The total number of TCP connections opened', registry);
+    this.closed = new TrafficCounter('istio_tcp_connections_closed_total', 'The total number of TCP connections closed', registry);
+    this.received = new TrafficCounter('istio_tcp_received_bytes_total', 'The size of total bytes received during request in case of a TCP connection', registry);
+    this.sent = new TrafficCounter('istio_tcp_sent_bytes_total', 'The size of total bytes sent during response in case of a TCP connection', registry);
+    this.failed = new TrafficCounter('istio_tcp_connections_failed_total', 'The total number of TCP connections that failed', registry);
     this.socketsOpen = new Gauge({ name: 'istio_tcp_sockets_open', help: 'The number of proxied TCP connections currently open', labelNames: ['reporter'], registers });
     this.failures = new Counter({ name: 'ztunnel_ts_connection_failures_total', help: 'Failed connections by reporter and reason code (src/errors.ts), including early failures that have no istio_tcp series', labelNames: ['reporter', 'reason'], registers });
     for (const r of ['source', 'destination']) this.socketsOpen.labels(r).set(0);
+    this.openSockets = { source: this.socketsOpen.labels('source'), destination: this.socketsOpen.labels('destination') };
   }
 
-  /** Counts the open. */
-  open(ctx: ConnectionContext, labels: TrafficLabels): void {
-    this.track(ctx, labels);
-    this.opened.labels(labels).inc();
-    this.socketsOpen.labels(labels.reporter).inc();
+  /** Counts the open; returns the connection's series (labels with response flag "-"). */
+  open(ctx: ConnectionContext): TrafficSeries {
+    const s = this.seriesOf(ctx, buildTrafficLabels(ctx, '-'));
+    this.count(this.opened, ctx, s, 1);
+    this.openSockets[reporterOf(ctx.direction)].inc();
+    return s;
   }
 
   /**
    * Adds a connection's byte deltas (at close and from the shared flusher, never per chunk).
-   * Straight on the counters rather than through label-bound children kept per connection:
-   * prom-client's child is an object and a bound function per counter, held by every idle
-   * connection, and looks the series up by its labels on every inc() anyway.
+   * Nothing per connection but the shared series: no label-bound children kept by idle connections.
    */
-  addBytes(labels: TrafficLabels, received: number, sent: number): void {
-    if (received > 0) this.received.inc(labels, received);
-    if (sent > 0) this.sent.inc(labels, sent);
+  addBytes(ctx: ConnectionContext, s: TrafficSeries, received: number, sent: number): void {
+    if (received > 0) this.count(this.received, ctx, s, received);
+    if (sent > 0) this.count(this.sent, ctx, s, sent);
   }
 
   /** Counts the close (with its flag) once; failure flags also count as failed. */
-  close(ctx: ConnectionContext, openLabels: TrafficLabels, flag: ResponseFlag, reason: Reason | null): void {
-    const labels = flag === openLabels.response_flags ? openLabels : { ...openLabels, response_flags: flag };
-    if (labels !== openLabels) this.track(ctx, labels);
-    this.closed.labels(labels).inc();
-    if (flag !== '-') this.failed.labels(labels).inc();
-    this.socketsOpen.labels(openLabels.reporter).dec();
-    if (reason && flag !== '-') this.failures.labels(openLabels.reporter, reason).inc();
+  close(ctx: ConnectionContext, opened: TrafficSeries, flag: ResponseFlag, reason: Reason | null): void {
+    const s = flag === opened.labels.response_flags ? opened : this.seriesOf(ctx, { ...opened.labels, response_flags: flag });
+    this.count(this.closed, ctx, s, 1);
+    if (flag !== '-') this.count(this.failed, ctx, s, 1);
+    this.openSockets[reporterOf(ctx.direction)].dec();
+    if (reason && flag !== '-') this.failures.labels(opened.labels.reporter, reason).inc();
   }
 
   /** An early failure: no istio_tcp series (as ztunnel), only the reason counter. */
@@ -152,22 +211,42 @@ export class TcpMetrics {
 
   /** Drops every series that names this workload (it left the state). */
   removeWorkload(w: Pick<Workload, 'uid'>): number {
-    const sets = this.seriesByUid.get(w.uid);
-    if (!sets) return 0;
-    this.seriesByUid.delete(w.uid);
-    for (const labels of sets.values()) {
-      for (const c of [this.opened, this.closed, this.received, this.sent, this.failed]) c.remove(labels);
+    const keys = this.keysByUid.get(w.uid);
+    if (!keys) return 0;
+    this.keysByUid.delete(w.uid);
+    for (const key of keys) {
+      this.series.delete(key);
+      for (const c of [this.opened, this.closed, this.received, this.sent, this.failed]) c.remove(key);
     }
-    return sets.size;
+    return keys.size;
   }
 
-  private track(ctx: ConnectionContext, labels: TrafficLabels): void {
+  /** The shared series for these labels (built once per distinct label set, then looked up by key). */
+  private seriesOf(ctx: ConnectionContext, labels: TrafficLabels): TrafficSeries {
+    let key = labels[TRAFFIC_LABELS[0]];
+    for (let i = 1; i < TRAFFIC_LABELS.length; i++) key += '\u0000' + labels[TRAFFIC_LABELS[i] as TrafficLabelName];
+    let s = this.series.get(key);
+    if (!s) {
+      s = { labels, key };
+      this.series.set(key, s);
+      this.track(ctx, key);
+    }
+    return s;
+  }
+
+  /** Increments; a series created here (first use, or removed while a connection still held it) is indexed for removal again. */
+  private count(c: TrafficCounter, ctx: ConnectionContext, s: TrafficSeries, n: number): void {
+    if (c.inc(s, n)) return;
+    if (!this.series.has(s.key)) this.series.set(s.key, s);
+    this.track(ctx, s.key);
+  }
+
+  private track(ctx: ConnectionContext, key: string): void {
     for (const w of [ctx.srcWorkload, ctx.dstWorkload]) {
       if (!w) continue;
-      let m = this.seriesByUid.get(w.uid);
-      if (!m) this.seriesByUid.set(w.uid, (m = new Map()));
-      const key = TRAFFIC_LABELS.map((n) => labels[n]).join('\u0000');
-      if (!m.has(key)) m.set(key, labels);
+      let keys = this.keysByUid.get(w.uid);
+      if (!keys) this.keysByUid.set(w.uid, (keys = new Set()));
+      keys.add(key);
     }
   }
 }
