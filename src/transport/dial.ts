@@ -1,9 +1,10 @@
-import { connect, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { ProxyError, classifyError } from '../errors';
 import { formatSocketAddr, type SocketAddr } from '../util/socket-addr';
 import type { Workload } from '../state/types';
+import { PooledReadSocket } from './splice-readbuf';
 
 /**
  * Makes an unconnected TCP socket for one dial, already bound to `localAddress` when given
@@ -56,7 +57,8 @@ export function dialTcp(addr: SocketAddr, opts: DialOptions): Promise<Socket> {
     } else {
       const prepared = opts.prepare?.(addr.family, opts.localAddress, opts.transparent ?? false);
       const localAddress = prepared ? prepared.localAddress : opts.localAddress;
-      socket = connect({ host: addr.ip, port: addr.port, allowHalfOpen: true, noDelay: true, ...(localAddress ? { localAddress } : {}) });
+      // Reads into reused buffers once spliced (PooledReadSocket); otherwise net.connect().
+      socket = new PooledReadSocket({ allowHalfOpen: true, noDelay: true }).connect({ host: addr.ip, port: addr.port, ...(localAddress ? { localAddress } : {}) });
       prepared?.attach(socket);
     }
     const target = formatSocketAddr(addr);

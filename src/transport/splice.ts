@@ -3,6 +3,7 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { classifyError, type Reason } from '../errors';
+import { readBuffersOf, type ReadBuffers } from './splice-readbuf';
 
 export interface SpliceOptions {
   /** Close both sides when no byte moves for this long (IDLE_TIMEOUT, ms); 0/undefined = never. */
@@ -64,12 +65,15 @@ class Pump {
    * the stream's reference to it when the stream closes, which is when we need to ask.
    */
   readonly srcSession: H2SessionLike | null;
+  /** A socket reading into reused buffers: its reads go straight to `dst` (see ReadBuffers). */
+  private readonly reader: ReadBuffers | null;
   constructor(
     readonly src: Duplex,
     readonly dst: Duplex,
     private readonly owner: Splice,
   ) {
     this.srcSession = isH2Stream(src) ? (src.session ?? null) : null;
+    this.reader = readBuffersOf(src);
   }
 
   start(): void {
@@ -78,12 +82,16 @@ class Pump {
     this.src.on('data', this.onData);
     this.src.on('end', this.onEnd);
     this.dst.on('drain', this.onDrain);
+    // Bytes the socket already holds (read before the hand-off, unshifted) still come as
+    // 'data', on the next tick after resume(), before the reader's next direct read.
+    this.reader?.attach(this.dst);
     // A source explicitly paused before the hand-off (e.g. a SOCKS5 reader) stays paused
     // when 'data' listeners are added; the splice owns the flow from here.
     this.src.resume();
   }
 
   stop(): void {
+    this.reader?.halt();
     this.src.removeListener('data', this.onData);
     this.src.removeListener('end', this.onEnd);
     this.dst.removeListener('drain', this.onDrain);
@@ -96,7 +104,8 @@ class Pump {
   };
 
   private readonly onDrain = (): void => {
-    this.src.resume();
+    if (this.reader !== null) this.reader.drained();
+    else this.src.resume();
   };
 
   readonly onEnd = (): void => {
@@ -129,6 +138,7 @@ class Pump {
   abandon(): void {
     if (this.done) return;
     this.done = true;
+    this.reader?.halt();
     this.src.pause();
     this.owner.check();
   }

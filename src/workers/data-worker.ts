@@ -13,6 +13,7 @@ import type { ListenerFacts as ProxyListenerFacts } from '../proxy/node-proxy';
 import { nodeTcpTuning } from '../proxy/node-transport';
 import { DemandLookup } from '../state/demand';
 import { StateUpdater } from '../state/proxy-state';
+import { PooledReadSocket } from '../transport/splice-readbuf';
 import { systemClock } from '../util/clock';
 import type { FromWorker, LevelsMsg, ListenerFacts, ToWorker, WorkerInit } from './messages';
 import { LineRelay } from './relay';
@@ -123,7 +124,9 @@ class DataWorker {
   private adopt(fd: number, info: Extract<ToWorker, { t: 'conn' }>['info']): void {
     let socket: Socket;
     try {
-      socket = new Socket({ fd, allowHalfOpen: true, readable: true, writable: true });
+      // Plain TCP legs read into reused buffers once spliced; 15008's socket is wrapped by TLS.
+      const opts = { fd, allowHalfOpen: true, readable: true, writable: true };
+      socket = info.listener === 'inbound' ? new Socket(opts) : new PooledReadSocket(opts);
     } catch (err) {
       this.logger.error({ err, listener: info.listener }, 'cannot adopt a handed-over connection');
       return;
