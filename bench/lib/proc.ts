@@ -116,8 +116,6 @@ export interface ProcSample {
   /** user + system CPU seconds (all threads). */
   readonly cpuSeconds: number;
   readonly rssBytes: number;
-  /** OS threads of the process (Node's own helpers plus any worker threads). */
-  readonly threads: number;
 }
 
 /** Clock ticks per second for /proc/<pid>/stat; 100 on every Linux the harness targets. */
@@ -133,8 +131,7 @@ export function sampleProc(pid: number): ProcSample | null {
     const stime = Number(rest[12]);
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const m = /VmRSS:\s+(\d+)\s+kB/.exec(status);
-    const t = /Threads:\s+(\d+)/.exec(status);
-    return { cpuSeconds: (utime + stime) / CLK_TCK, rssBytes: m ? Number(m[1]) * 1024 : 0, threads: t ? Number(t[1]) : 0 };
+    return { cpuSeconds: (utime + stime) / CLK_TCK, rssBytes: m ? Number(m[1]) * 1024 : 0 };
   } catch {
     return null;
   }
@@ -144,14 +141,12 @@ export function sampleProc(pid: number): ProcSample | null {
 export function sampleProcs(pids: readonly number[]): ProcSample {
   let cpu = 0;
   let rss = 0;
-  let threads = 0;
   for (const pid of pids) {
     const s = sampleProc(pid);
     if (s) {
       cpu += s.cpuSeconds;
       rss += s.rssBytes;
-      threads += s.threads;
     }
   }
-  return { cpuSeconds: cpu, rssBytes: rss, threads };
+  return { cpuSeconds: cpu, rssBytes: rss };
 }

@@ -2,9 +2,8 @@ import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { workersPathId, type BenchOptions, type PathDef, type PathContext, type PathId } from './types';
 import { benchAddr } from './addr';
-import { freePort, waitForTcp, waitForHttp200, sleep, type HostPort } from '../lib/net-util';
+import { freePort, waitForTcp, waitForHttp200, httpGet, sleep, type HostPort } from '../lib/net-util';
 import { ManagedProc } from '../lib/managed';
-import { sampleProc } from '../lib/proc';
 
 /** Address block of the mesh (ztunnel-ts) paths. */
 const B = 3;
@@ -82,6 +81,7 @@ interface NodeInfo {
   readonly proc: ManagedProc;
   readonly socks5: HostPort;
   readonly statsUrl: string;
+  readonly adminUrl: string;
 }
 
 interface MeshFiles {
@@ -203,7 +203,7 @@ function startNode(ctx: PathContext, spec: NodeSpec): Promise<NodeInfo> {
       ready: (alive) => waitForHttp200(`http://${host}:${ready}/healthz/ready`, 30_000, alive),
     });
     await proc.start();
-    return { proc, socks5: { host, port: socks }, statsUrl: `http://${host}:${stats}/metrics` };
+    return { proc, socks5: { host, port: socks }, statsUrl: `http://${host}:${stats}/metrics`, adminUrl: `http://${host}:${admin}` };
   });
 }
 
@@ -218,12 +218,23 @@ function meshAvailable(baseline: boolean): PathDef['available'] {
 }
 
 /**
- * The sweep's setting and what the OS sees of it: the node processes' thread counts after
- * start, so a count the node does not honour shows up as equal counts across the sweep.
+ * How many data-path threads a node runs, as its /config_dump reports it (no `workers`
+ * section: the main thread alone, as in builds before ZTUNNEL_WORKER_THREADS). The default
+ * depends on the machine's CPUs and a sweep's setting could be ignored: the report says
+ * what actually ran.
  */
-function workersNote(n: number, a: NodeInfo, b: NodeInfo | null): string {
-  const threads = [a, b].map((x) => (x ? (sampleProc(x.proc.pid)?.threads ?? '?') : '?'));
-  return ` [ZTUNNEL_WORKER_THREADS=${n} in both nodes; OS threads per node process after start: A ${threads[0]}, B ${threads[1]}]`;
+async function dataPathThreads(n: NodeInfo): Promise<string> {
+  try {
+    const dump = JSON.parse((await httpGet(`${n.adminUrl}/config_dump`, 5000)).body) as { workers?: { threads?: number } };
+    return String(dump.workers?.threads ?? 1);
+  } catch (err) {
+    return `? (${err instanceof Error ? err.message : String(err)})`;
+  }
+}
+
+async function threadsNote(spec: NodeSpec, a: NodeInfo, b: NodeInfo | null): Promise<string> {
+  const counts = `A ${await dataPathThreads(a)}${b ? `, B ${await dataPathThreads(b)}` : ''}`;
+  return ` [data-path threads per node: ${counts}; ${spec.workers ? `ZTUNNEL_WORKER_THREADS=${spec.workers} in both nodes` : 'the nodes\' default'}]`;
 }
 
 function meshPath(id: PathId, clientNode: NodeSpec, serverNode: NodeSpec, outside: boolean): PathDef {
@@ -238,7 +249,8 @@ function meshPath(id: PathId, clientNode: NodeSpec, serverNode: NodeSpec, outsid
       const src = workloadIp(clientNode);
       const hops = outside
         ? `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (node A) → plain TCP passthrough → non-mesh server ${target.host}:${target.port}`
-        : `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (${clientNode.nodeName}) → HBONE mTLS ${serverIp}:15008 (${serverNode.nodeName}) → server ${target.port}${clientNode.env === NO_POOL ? ' [pool defeated: 1 stream per HBONE connection]' : ''}${clientNode.workers ? workersNote(clientNode.workers, a, b) : ''}`;
+        : `client ${src} → SOCKS5 ${a.socks5.host}:${a.socks5.port} (${clientNode.nodeName}) → HBONE mTLS ${serverIp}:15008 (${serverNode.nodeName}) → server ${target.port}${clientNode.env === NO_POOL ? ' [pool defeated: 1 stream per HBONE connection]' : ''}`;
+      const threads = await threadsNote(clientNode, a, b);
       return {
         id,
         entry: { first: a.socks5, socks5Target: target, localAddress: src },
@@ -247,7 +259,7 @@ function meshPath(id: PathId, clientNode: NodeSpec, serverNode: NodeSpec, outsid
           await Promise.all([a.proc.restart(PROF_GRACE_MS), b?.proc.restart(PROF_GRACE_MS)]);
         },
         metricsUrls: b ? [a.statsUrl, b.statsUrl] : [a.statsUrl],
-        describe: hops,
+        describe: `${hops}${threads}`,
         // The nodes are shared between mesh paths; ProcessSet.stopAll stops them at the end.
         stop: async () => undefined,
       };
