@@ -3,7 +3,7 @@ import type { PathHandle } from './paths/types';
 import type { MetricDef, ScenarioId } from './lib/results';
 import type { BulkArgs, BulkResult, LatencyArgs, LatencyResult, ConnRateArgs, ConnRateResult, HoldArgs, HoldResult } from './lib/load-types';
 import { sampleProcs } from './lib/proc';
-import { httpGet, promValue, sleep } from './lib/net-util';
+import { httpGet, proxyHeapBytes, sleep } from './lib/net-util';
 
 /** Every bound of a run; `quick` and `full` are the two presets. */
 export interface Bounds {
@@ -126,13 +126,13 @@ async function connRateTrial(env: TrialEnv): Promise<TrialOutput> {
   return { values, raw: r };
 }
 
-/** Sum of a gauge over the proxies' /metrics (null if any proxy lacks it). */
+/** JS heap in use summed over the proxies' /metrics, every data-path thread's (null if any proxy lacks it). */
 async function heapUsed(urls: readonly string[]): Promise<number | null> {
   let sum = 0;
   for (const u of urls) {
     try {
       const r = await httpGet(u, 3000);
-      const v = promValue(r.body, 'nodejs_heap_size_used_bytes');
+      const v = proxyHeapBytes(r.body);
       if (v === null) return null;
       sum += v;
     } catch {

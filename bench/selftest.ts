@@ -14,6 +14,7 @@ import { finishMetric, htmlReport, terminalReport } from './lib/report';
 import { workersSweep } from './lib/sweep';
 import type { MetricResult } from './lib/results';
 import { summarize } from './lib/stats';
+import { promSum, promValue, proxyHeapBytes } from './lib/net-util';
 import { summarizeProfile } from './profile-summary';
 import { ALL_SCENARIOS, type RunResult } from './lib/results';
 import { slopePerHour, soakHtml, soakTerminal } from './lib/soak-report';
@@ -89,6 +90,18 @@ function checkSoakReport(): void {
   const html = soakHtml(r);
   assert.equal((html.match(/<svg/g) ?? []).length, 8, 'one chart per series');
   assert.ok(html.includes('<polyline') && !/\b(src|href)="http/.test(html), 'inline SVG lines, no external assets');
+}
+
+/** Heap figures from /metrics: Node's main-thread family, or every data-path thread's when the node reports them. */
+function checkHeapMetrics(): void {
+  const single = '# HELP nodejs_heap_size_used_bytes x\nnodejs_heap_size_used_bytes 1000\n';
+  const threaded = `${single}ztunnel_ts_thread_heap_used_bytes{thread="0"} 1000\nztunnel_ts_thread_heap_used_bytes{thread="1"} 250\n`;
+  assert.equal(proxyHeapBytes(single), 1000);
+  assert.equal(proxyHeapBytes(threaded), 1250);
+  assert.equal(promSum(threaded, 'ztunnel_ts_thread_heap_used_bytes'), 1250);
+  assert.equal(promValue(threaded, 'ztunnel_ts_thread_heap_used_bytes'), 1000);
+  assert.equal(promSum(single, 'ztunnel_ts_thread_heap_used_bytes'), null);
+  assert.equal(proxyHeapBytes('other 1\n'), null);
 }
 
 /** The command line: defaults unchanged without --workers; the sweep's paths, scenarios and bad counts. */
@@ -199,6 +212,7 @@ async function main(): Promise<void> {
   checkSoakReport();
   checkArgs();
   checkSweepReport();
+  checkHeapMetrics();
   await checkDirectRun();
   process.stdout.write('bench selftest: ok\n');
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { sampleProc } from './lib/proc';
 import { openBenchSession } from './lib/session';
-import { httpGet, promValue } from './lib/net-util';
+import { httpGet, promValue, proxyHeapBytes } from './lib/net-util';
 import type { BulkArgs, BulkResult, ConnRateArgs, ConnRateResult, HoldArgs, HoldResult, LatencyArgs, LatencyResult } from './lib/load-types';
 import { soakHtml, soakTerminal, slopePerHour } from './lib/soak-report';
 import { mesh } from './paths/mesh';
@@ -68,7 +68,7 @@ function fdCount(pid: number): number | null {
 async function promSample(url: string): Promise<{ heap: number | null; p99: number | null; max: number | null }> {
   try {
     const body = (await httpGet(url, 3000)).body;
-    return { heap: promValue(body, 'nodejs_heap_size_used_bytes'), p99: promValue(body, 'nodejs_eventloop_lag_p99_seconds'), max: promValue(body, 'nodejs_eventloop_lag_max_seconds') };
+    return { heap: proxyHeapBytes(body), p99: promValue(body, 'nodejs_eventloop_lag_p99_seconds'), max: promValue(body, 'nodejs_eventloop_lag_max_seconds') };
   } catch {
     return { heap: null, p99: null, max: null };
   }

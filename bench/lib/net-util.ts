@@ -76,9 +76,27 @@ export async function waitForHttp200(url: string, timeoutMs: number, isAlive: ()
   }
 }
 
+/** The samples of one Prometheus family (any labels) in a text exposition; the value is group 1. */
+const sampleRe = (name: string, flags: string): RegExp => new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([0-9.eE+-]+)`, flags);
+
 /** Value of one Prometheus sample (first series with that name) in a text exposition. */
 export function promValue(text: string, name: string): number | null {
-  const re = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([0-9.eE+-]+)`, 'm');
-  const m = re.exec(text);
+  const m = sampleRe(name, 'm').exec(text);
   return m ? Number(m[1]) : null;
+}
+
+/** Sum of every series of one Prometheus family in a text exposition; null when it has none. */
+export function promSum(text: string, name: string): number | null {
+  let sum: number | null = null;
+  for (const m of text.matchAll(sampleRe(name, 'gm'))) sum = (sum ?? 0) + Number(m[1]);
+  return sum;
+}
+
+/**
+ * A node proxy's JS heap in use. Node's `nodejs_heap_size_used_bytes` is the main thread's
+ * heap only; a node with worker threads also reports each thread's heap
+ * (`ztunnel_ts_thread_heap_used_bytes{thread}`, the main thread included), which is summed.
+ */
+export function proxyHeapBytes(text: string): number | null {
+  return promSum(text, 'ztunnel_ts_thread_heap_used_bytes') ?? promValue(text, 'nodejs_heap_size_used_bytes');
 }
