@@ -49,7 +49,11 @@ async function judgeSplit(check: MeshCheck, split: Readonly<Record<string, numbe
     const app = appOf(r.body) ?? 'unknown';
     counts[app] = (counts[app] ?? 0) + 1;
   }
-  const shown = Object.entries(counts).map(([a, n]) => `${a}=${n}`).join(' ');
+  // By name, so the line reads the same whichever app answered first.
+  const shown = Object.entries(counts)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([a, n]) => `${a}=${n}`)
+    .join(' ');
   for (const [app, pct] of Object.entries(split)) {
     const got = (100 * (counts[app] ?? 0)) / check.count;
     if (Math.abs(got - pct) > 7.5) return { pass: false, detail: `${check.count} requests: ${shown}; ${app} got ${got.toFixed(1)}%, expected ${pct}% ± 7.5` };
