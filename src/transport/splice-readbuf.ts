@@ -13,6 +13,13 @@ const BULK_SIZE = 64 * 1024;
 const SMALL_SIZE = 2 * 1024;
 /** Bulk buffers one socket may have in writes that still reference them; reading pauses at this many. */
 const RING = 4;
+/**
+ * The small buffer every reader of this thread arms while idle or interactive. Sharing it is
+ * safe because what is read into it is copied out inside the read callback, and libuv runs a
+ * read and its callback back to back: no other socket reads into it in between. So an idle
+ * connection costs no read buffer at all. (A module instance, and so this buffer, is per thread.)
+ */
+const SCRATCH = Buffer.allocUnsafeSlow(SMALL_SIZE);
 
 /**
  * Read-buffer reuse for a plain TCP socket the project constructs itself (dials, sockets
@@ -23,11 +30,12 @@ const RING = 4;
  * Two modes. Until a splice attaches a destination, every read is copied into a fresh
  * Buffer and pushed into the socket's readable side, so handshake readers ('data',
  * pause/resume, unshift) see an ordinary socket. Once attached, reads go straight to the
- * destination: a read of at most SMALL_SIZE bytes is copied (its buffer is re-armed at
- * once, which is what keeps idle connections small); a bulk read is written by reference
- * and its buffer stays in the ring until the destination's write completes. Completions
- * come in write order, so one shared callback releases the oldest buffer; no closure and
- * no allocation per bulk chunk (beyond the view of a partly filled buffer). Reading pauses
+ * destination: a read of at most SMALL_SIZE bytes lands in the thread's one shared small
+ * buffer and is copied (so an idle connection holds no read buffer of its own); a bulk read
+ * is written by reference and its buffer stays in the ring until the destination's write
+ * completes. Completions come in write order, so one shared callback releases the oldest
+ * buffer; no closure and no allocation per bulk chunk (beyond the view of a partly filled
+ * buffer). Reading pauses
  * while the destination is over its high-water mark ('drain' resumes it) or while RING
  * buffers are in flight (a completion resumes it).
  *
@@ -40,8 +48,7 @@ export class ReadBuffers {
   private halted = false;
   private waitDrain = false;
   private waitRing = false;
-  private readonly small = Buffer.allocUnsafe(SMALL_SIZE);
-  private armed: Buffer = this.small;
+  private armed: Buffer = SCRATCH;
   /** The last read filled at least the small buffer: arm a bulk buffer next. */
   private bulk = false;
   /** The armed buffer went into a write by reference (it is in the ring). */
@@ -81,12 +88,12 @@ export class ReadBuffers {
   /** Node's onread.buffer: the buffer for the next read, called at socket setup and after every read. */
   readonly next = (): Buffer => {
     const prev = this.armed;
-    if (prev !== this.small && !this.lent) this.free.push(prev);
+    if (prev !== SCRATCH && !this.lent) this.free.push(prev);
     this.lent = false;
     if (!this.bulk) {
       // Quiet again: keep no bulk buffer while idle; the collector takes them.
       this.free.length = 0;
-      return (this.armed = this.small);
+      return (this.armed = SCRATCH);
     }
     return (this.armed = this.free.pop() ?? Buffer.allocUnsafeSlow(BULK_SIZE));
   };
@@ -96,7 +103,7 @@ export class ReadBuffers {
     // A read that filled the small buffer may have left more in the kernel: go bulk.
     this.bulk = n >= SMALL_SIZE;
     const dst = this.dst;
-    if (dst === null || buf === this.small) {
+    if (dst === null || buf === SCRATCH) {
       const copy = Buffer.allocUnsafe(n);
       buf.copy(copy, 0, 0, n);
       if (dst === null) return this.socket !== null && this.socket.push(copy);
