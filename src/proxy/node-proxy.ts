@@ -76,11 +76,17 @@ export class NodeProxy implements Component {
   private readonly inboundDeps: InboundDeps;
   /** Accepted sockets not yet closed, so a forced stop reaches the ones still in their early phase. */
   private readonly accepted = new Set<Socket>();
+  /** One 'close' listener for every accepted socket (`this` is the socket): no once() wrapper and closure kept per idle connection. */
+  private readonly forget: (this: Socket) => void;
 
   /** The listener facts the data path uses: the injected ones (worker thread) or this proxy's listener manager's. */
   readonly listenerFacts: ListenerFacts;
 
   constructor(private readonly opts: NodeProxyOptions) {
+    const accepted = this.accepted;
+    this.forget = function (this: Socket): void {
+      accepted.delete(this);
+    };
     this.listenerFacts = opts.listenerFacts ?? { illegalPorts: () => this.listenerManager.illegalPorts(), isOwnAddress: (a) => this.listenerManager.isOwnAddress(a) };
     const illegalPorts = (): ReadonlySet<number> => this.listenerFacts.illegalPorts();
     const isOwnAddress = (a: SocketAddr): boolean => this.listenerFacts.isOwnAddress(a);
@@ -146,7 +152,7 @@ export class NodeProxy implements Component {
   readonly accept = (socket: Socket, info: AcceptInfo): void => {
     if (this.opts.handOff?.(socket, info)) return;
     this.accepted.add(socket);
-    socket.once('close', () => this.accepted.delete(socket));
+    socket.on('close', this.forget);
     applySocketOptions(socket, info.listener === 'inbound' ? { ...this.opts.tcp, keepalive: false } : this.opts.tcp);
     switch (info.listener as ListenerName) {
       case 'outbound':

@@ -1,7 +1,7 @@
 import { ProxyError } from '../errors';
 import { buildOutboundRoute, resolveInboundTarget } from '../state/route';
 import type { StateView } from '../state/view';
-import { formatSocketAddr, makeSocketAddr, type SocketAddr } from '../util/socket-addr';
+import { makeSocketAddr, type SocketAddr } from '../util/socket-addr';
 import type { InboundResolver } from './inbound-types';
 import type { OutboundRouter } from './outbound-types';
 
@@ -20,7 +20,7 @@ export function createOutboundRouter(state: StateView, network: string, illegalP
 
 export function createInboundResolver(state: StateView, network: string, illegalPorts: () => ReadonlySet<number>): InboundResolver {
   return (authority: SocketAddr, localAddr: SocketAddr) => {
-    const r = resolveInboundTarget(state, { localWorkload: null, localIp: localAddr.ip, authority: formatSocketAddr(authority), network, illegalPorts: illegalPorts() });
+    const r = resolveInboundTarget(state, { localWorkload: null, localIp: localAddr.ip, authority, network, illegalPorts: illegalPorts() });
     if (r.kind === 'error') throw new ProxyError(r.reason, r.message);
     return { workload: r.workload, target: makeSocketAddr(r.ip, r.targetPort), service: r.services[0] ?? null };
   };

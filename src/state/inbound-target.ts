@@ -1,4 +1,4 @@
-import { parseSocketAddr, splitHostPort } from '../util/socket-addr';
+import { formatSocketAddr, parseSocketAddr, splitHostPort } from '../util/socket-addr';
 import type { Service, Workload } from './types';
 import type { StateView } from './view';
 import type { InboundTargetInput, InboundTargetResult } from './route-types';
@@ -17,7 +17,8 @@ export function resolveInboundTarget(view: StateView, input: InboundTargetInput)
   const w = input.localWorkload ?? view.findWorkloadByAddr({ network: input.network, ip: localIp });
   if (!w) return { kind: 'error', reason: 'LOCAL_WORKLOAD_UNKNOWN', message: `no workload is known at ${input.network}/${localIp}` };
 
-  const ipAuth = parseSocketAddr(input.authority);
+  const auth = input.authority;
+  const ipAuth = typeof auth === 'string' ? parseSocketAddr(auth) : auth;
   let targetPort: number;
   let services: Service[];
   let asWaypointFor: 'service' | 'workload' | null = null;
@@ -25,14 +26,14 @@ export function resolveInboundTarget(view: StateView, input: InboundTargetInput)
     if (!w.workloadIps.includes(ipAuth.ip) && !w.applicationTunnel) {
       asWaypointFor = waypointTarget(view, w, input.network, ipAuth.ip);
       if (asWaypointFor === null) {
-        return { kind: 'error', reason: 'UNKNOWN_DESTINATION', message: `authority ${input.authority} is not ${w.uid} (${w.workloadIps.join(', ') || 'no IP'}) nor a service or workload it is the waypoint for` };
+        return { kind: 'error', reason: 'UNKNOWN_DESTINATION', message: `authority ${typeof auth === 'string' ? auth : formatSocketAddr(auth)} is not ${w.uid} (${w.workloadIps.join(', ') || 'no IP'}) nor a service or workload it is the waypoint for` };
       }
     }
     targetPort = ipAuth.port;
     services = servicesOf(view, w);
   } else {
-    const hp = splitHostPort(input.authority);
-    if (!hp || hp.port < 1 || hp.port > 65535) return { kind: 'error', reason: 'BAD_REQUEST', message: `authority ${JSON.stringify(input.authority)} is neither ip:port nor hostname:port` };
+    const hp = typeof auth === 'string' ? splitHostPort(auth) : null;
+    if (!hp || hp.port < 1 || hp.port > 65535) return { kind: 'error', reason: 'BAD_REQUEST', message: `authority ${JSON.stringify(auth)} is neither ip:port nor hostname:port` };
     const svc = view.findServiceByHostname(w.namespace, hp.host) ?? view.allServices().find((s) => s.hostname === hp.host);
     if (!svc) return { kind: 'error', reason: 'UNKNOWN_SERVICE', message: `no service has hostname ${hp.host}` };
     const own = w.services[`${svc.namespace}/${svc.hostname}`]?.[hp.port];

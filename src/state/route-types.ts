@@ -74,8 +74,12 @@ export interface InboundTargetInput {
   readonly localWorkload: Workload | null;
   /** The local address the connection arrived on (podIP). */
   readonly localIp: string;
-  /** The CONNECT `:authority` (`ip:port`, `[v6]:port` or `hostname:port`) or the plaintext original destination. */
-  readonly authority: string;
+  /**
+   * The CONNECT `:authority` (`ip:port`, `[v6]:port` or `hostname:port`) or the plaintext
+   * original destination; already parsed when the caller has it as an address (the node's
+   * HBONE server parses every authority), so it is not formatted and parsed again.
+   */
+  readonly authority: string | SocketAddr;
   readonly network: string;
   readonly illegalPorts: ReadonlySet<number>;
 }
