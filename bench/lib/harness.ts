@@ -65,6 +65,7 @@ function stamp(d: Date): string {
  */
 export async function runBench(o: RunOptions): Promise<{ result: RunResult; jsonPath: string; htmlPath: string }> {
   const started = new Date();
+  const loadavgAtStart = os.loadavg();
   // The sweep's node pairs come from the paths: their workloads must be in the mesh config the first mesh node reads.
   const workers = o.paths.flatMap((p) => workersOf(p) ?? []);
   const bench: BenchOptions = workers.length > 0 ? { ...o.bench, workers } : o.bench;
@@ -152,7 +153,7 @@ export async function runBench(o: RunOptions): Promise<{ result: RunResult; json
       finishedAt: new Date().toISOString(),
       mode: o.mode,
       trials: o.trials,
-      machine: { cores: cpus.length, cpuModel: cpus[0]?.model.trim() ?? 'unknown', memTotalBytes: os.totalmem(), kernel: os.release(), loadavgAtStart: os.loadavg() },
+      machine: { cores: cpus.length, cpuModel: cpus[0]?.model.trim() ?? 'unknown', memTotalBytes: os.totalmem(), kernel: os.release(), loadavgAtStart, loadavgAtEnd: os.loadavg() },
       node: process.version,
       gitCommit: gitCommit(o.bench.repoRoot),
       peers,

@@ -43,7 +43,7 @@ export interface RunMeta {
   readonly finishedAt?: string;
   readonly mode: 'quick' | 'full' | 'custom';
   readonly trials: number;
-  readonly machine: { cores: number; cpuModel: string; memTotalBytes: number; kernel: string; loadavgAtStart: number[] };
+  readonly machine: { cores: number; cpuModel: string; memTotalBytes: number; kernel: string; loadavgAtStart: number[]; loadavgAtEnd?: number[] };
   readonly node: string;
   readonly gitCommit: string;
   readonly peers: Record<string, string>;

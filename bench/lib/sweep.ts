@@ -4,9 +4,10 @@ import { fmtNum } from './stats';
 
 /**
  * The figures worker counts change: bulk throughput and proxy CPU per GiB, request/response
- * p50 and p99, new connections per second. p90 and p99.9 stay in the scenario tables.
+ * p50 and p99, new connections per second and proxy CPU per new connection. p90 and p99.9
+ * stay in the scenario tables.
  */
-const SWEEP_FIGURE = /^(throughput-\d+|cpu-per-gib-\d+|latency-\d+-p(50|99)|connrate)$/;
+const SWEEP_FIGURE = /^(throughput-\d+|cpu-per-gib-\d+|latency-\d+-p(50|99)|connrate|connrate-cpu)$/;
 
 function ratio(m: MetricResult, path: PathId, to: PathId): number | undefined {
   const a = m.summary[path]?.median;
@@ -54,4 +55,4 @@ export function sweepCaption(s: WorkersSweep): string {
 }
 
 /** How to read the sweep (bench/README.md explains what a machine with few cores can show). */
-export const SWEEP_NOTE = '(CPU s/GiB must stay flat across worker counts; throughput can rise only with cores no other process of the run is using)';
+export const SWEEP_NOTE = '(CPU per GiB and per connection must stay flat across worker counts; throughput can rise only with cores no other process of the run is using)';
