@@ -172,6 +172,7 @@ export class NodeApp {
       addrs: split ? split.fixed : addrs,
       ...(this.inpod ? { podSockets: this.inpod.podSockets } : {}),
       ...(workers ? { handOff: workers.dispatch, onListenersChanged: () => workers.notifyListeners() } : {}),
+      ...(this.capture.available ? { dupFd: this.capture.addon.dupFd.bind(this.capture.addon) } : {}),
     });
     ({ telemetry: this.telemetry, transport: this.transport, proxy: this.proxy } = this.dataPath);
 

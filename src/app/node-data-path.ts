@@ -40,6 +40,8 @@ export interface DataPathDeps {
   /** The main thread with worker threads: gives an accepted socket away (true) or keeps it (false). */
   readonly handOff?: (socket: Socket, info: AcceptInfo) => boolean;
   readonly onListenersChanged?: () => void;
+  /** The main thread with the addon: its kept sockets are re-adopted for reused read buffers (see NodeProxyOptions.dupFd). */
+  readonly dupFd?: (fd: number) => number;
 }
 
 /** One thread's data path: connection records, the HBONE transport, the proxy, and how it follows the state. */
@@ -89,6 +91,7 @@ export function buildDataPath(d: DataPathDeps): DataPath {
     ...(d.listenerFacts ? { listenerFacts: d.listenerFacts } : {}),
     ...(d.handOff ? { handOff: d.handOff } : {}),
     ...(d.onListenersChanged ? { onListenersChanged: d.onListenersChanged } : {}),
+    ...(d.dupFd ? { dupFd: d.dupFd } : {}),
     capture: d.capture,
     telemetry,
     hboneClient: transport.client,

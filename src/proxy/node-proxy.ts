@@ -16,6 +16,7 @@ import type { OutboundDeps } from './outbound-types';
 import { OutboundHeaders } from './outbound-headers';
 import type { Telemetry } from '../telemetry/telemetry';
 import { applySocketOptions, type TcpTuning } from '../transport/socket-opts';
+import { readoptSocket } from '../transport/splice-readbuf';
 
 /** What the node proxy needs from the HBONE server: hand it an accepted TCP socket. */
 export interface HboneSocketServer {
@@ -55,6 +56,13 @@ export interface NodeProxyOptions {
   readonly listenerFacts?: ListenerFacts;
   /** Main thread with worker threads: each accepted socket is offered here first; true = given away. */
   readonly handOff?: (socket: Socket, info: AcceptInfo) => boolean;
+  /**
+   * With the native addon: an accepted plain-TCP socket the main thread keeps is re-adopted
+   * through a duplicate descriptor so it reads into reused buffers, as the worker threads'
+   * adopted sockets do (`net.Server` takes no `onread`). Not for 15008 (TLS wraps it) nor
+   * in-pod sockets (their pod tracks the original).
+   */
+  readonly dupFd?: (fd: number) => number;
   /** Called after a listener was bound or closed. */
   readonly onListenersChanged?: () => void;
   readonly outbound: Omit<OutboundDeps, 'logger' | 'state' | 'telemetry' | 'capture' | 'hbone' | 'illegalPorts' | 'isOwnAddress' | 'headers'>;
@@ -149,8 +157,10 @@ export class NodeProxy implements Component {
    * capture listeners set them; an HBONE connection (15008) gets NODELAY only, its liveness
    * is the HTTP/2 PING (HBONE_PING_INTERVAL).
    */
-  readonly accept = (socket: Socket, info: AcceptInfo): void => {
-    if (this.opts.handOff?.(socket, info)) return;
+  readonly accept = (given: Socket, info: AcceptInfo): void => {
+    if (this.opts.handOff?.(given, info)) return;
+    const dupFd = this.opts.dupFd;
+    const socket = dupFd && info.listener !== 'inbound' && info.pod === undefined ? (readoptSocket(given, dupFd) ?? given) : given;
     this.accepted.add(socket);
     socket.on('close', this.forget);
     applySocketOptions(socket, info.listener === 'inbound' ? { ...this.opts.tcp, keepalive: false } : this.opts.tcp);

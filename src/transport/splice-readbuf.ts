@@ -163,6 +163,26 @@ export class PooledReadSocket extends Socket {
   }
 }
 
+/**
+ * A connected socket that Node made (a `net.Server`'s accepted socket, which takes no
+ * `onread`) as a PooledReadSocket: the same connection through a duplicate descriptor, the
+ * original handle closed in the same turn before any byte was read. Null when the socket
+ * has no descriptor or it cannot be duplicated; the caller then keeps the original.
+ */
+export function readoptSocket(socket: Socket, dupFd: (fd: number) => number): PooledReadSocket | null {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (fd === undefined || fd < 0) return null;
+  let dup: number;
+  try {
+    dup = dupFd(fd);
+  } catch {
+    return null;
+  }
+  const adopted = new PooledReadSocket({ fd: dup, allowHalfOpen: true, readable: true, writable: true });
+  socket.destroy();
+  return adopted;
+}
+
 /** The reader of a socket made as a PooledReadSocket, or null for any other duplex. */
 export function readBuffersOf(d: unknown): ReadBuffers | null {
   return d instanceof PooledReadSocket ? d.readBuffers : null;
