@@ -6,11 +6,6 @@ export const repoRoot = path.resolve(__dirname, '../../../..');
 export const fixturesDir = path.join(repoRoot, 'test/fixtures/local-config');
 /** The project's own loopback demo: two workloads (HBONE and TCP), two services, one policy. */
 export const loopbackConfig = path.join(fixturesDir, 'loopback.yaml');
-/**
- * ztunnel's own localhost example, when a copy sits beside the repository. Only the
- * compatibility test reads it, and it reports itself skipped when the file is absent.
- */
-export const ztunnelExample = path.resolve(repoRoot, '../shared/fixtures/ztunnel-examples/localhost.yaml');
 
 export function wl(uid: string, over: Partial<Workload> = {}): Workload {
   return {
