@@ -113,16 +113,21 @@ export function logsSince(m: WaypointMesh, from: number): Record<string, unknown
   return m.requestLogs().slice(from);
 }
 
-/** A VirtualService for `server` sending everything to `dest` (a Service short name) with the given http-route extras (YAML lines at 4 spaces). */
-export function vsTo(dest: string, extra: string, host = 'server'): string {
+/** A VirtualService `name` for `host` with these http routes (YAML lines at 2 spaces, each starting `- `). */
+export function virtualService(http: string, host = 'server', name = 'server'): string {
   return `apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: { name: vs, namespace: default }
+metadata: { name: ${name}, namespace: default }
 spec:
   hosts: [${host}]
   http:
-  - route: [{ destination: { host: ${dest}, port: { number: 80 } } }]
-${extra}`;
+${http}`;
+}
+
+/** A VirtualService for `server` sending everything to `dest` (a Service short name) with the given http-route extras (YAML lines at 4 spaces). */
+export function vsTo(dest: string, extra: string, host = 'server'): string {
+  return virtualService(`  - route: [{ destination: { host: ${dest}, port: { number: 80 } } }]
+${extra}`, host, 'vs');
 }
 
 /**

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as http from 'node:http';
 import { WaypointMesh, get } from './harness';
-import { trafficMesh, adminJson, applyL7, logsSince, vsTo } from './traffic-backend';
+import { trafficMesh, adminJson, applyL7, logsSince, virtualService, vsTo } from './traffic-backend';
 import { sumSamples } from '../../helpers/prom-text';
 import { waitUntil } from '../../helpers/node-harness';
 
@@ -140,18 +140,12 @@ spec:
     trafficPolicy: { connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } } }
   - { name: v2, labels: { service.istio.io/canonical-name: server-v2-app } }
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: server, namespace: default }
-spec:
-  hosts: [server]
-  http:
-  - match: [{ uri: { prefix: /sub-v1 } }]
+${virtualService(`  - match: [{ uri: { prefix: /sub-v1 } }]
     route: [{ destination: { host: server, subset: v1 } }]
     retries: { attempts: 0 }
   - route: [{ destination: { host: server, subset: v2 } }]
     retries: { attempts: 0 }
-`,
+`)}`,
   );
   h.v1.fallback = { status: 200, delayMs: 300 };
   h.v2.fallback = { status: 200, delayMs: 300 };

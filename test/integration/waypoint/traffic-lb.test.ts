@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as http from 'node:http';
 import { WaypointMesh, get } from './harness';
-import { trafficMesh, adminJson, applyL7, logsSince } from './traffic-backend';
+import { trafficMesh, adminJson, applyL7, logsSince, virtualService } from './traffic-backend';
 import { sumSamples } from '../../helpers/prom-text';
 
 /**
@@ -42,18 +42,12 @@ test.serial('subsets by labels: a VirtualService sends to one subset, or splits 
   await applyL7(
     m,
     `${SUBSETS}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: server, namespace: default }
-spec:
-  hosts: [server]
-  http:
-  - match: [{ uri: { prefix: /canary } }]
+${virtualService(`  - match: [{ uri: { prefix: /canary } }]
     route: [{ destination: { host: server, subset: v2 } }]
   - route:
     - { destination: { host: server, subset: v1 }, weight: 70 }
     - { destination: { host: server, subset: v2 }, weight: 30 }
-`,
+`)}`,
   );
   t.deepEqual([...new Set(await apps(15, {}, '/canary'))], ['v2']);
   const split = await apps(100);
@@ -68,14 +62,8 @@ test.serial('an unknown subset is 503 NC (no such cluster)', async (t) => {
   await applyL7(
     m,
     `${SUBSETS}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: server, namespace: default }
-spec:
-  hosts: [server]
-  http:
-  - route: [{ destination: { host: server, subset: v3 } }]
-`,
+${virtualService(`  - route: [{ destination: { host: server, subset: v3 } }]
+`)}`,
   );
   const from = m.requestLogs().length;
   t.is((await get(h.fwd, '/nc')).status, 503);
@@ -192,18 +180,12 @@ test.serial('a LocalRateLimit on one named VirtualService http route limits only
   await applyL7(
     m,
     `${LIMIT('{ group: networking.istio.io, kind: VirtualService, name: server, sectionName: api }', '{ maxTokens: 2, fillInterval: 10s }')}---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: server, namespace: default }
-spec:
-  hosts: [server]
-  http:
-  - name: api
+${virtualService(`  - name: api
     match: [{ uri: { prefix: /api } }]
     route: [{ destination: { host: server } }]
   - name: rest
     route: [{ destination: { host: server } }]
-`,
+`)}`,
   );
   const api: number[] = [];
   for (let i = 0; i < 4; i++) api.push((await get(h.fwd, `/api/${i}`)).status);
