@@ -182,7 +182,7 @@ export class NodeApp {
     if (workers) {
       this.runtime.add(workers);
       registerThreadMetrics(this.registry, 0, () => workers.mainThreadServed);
-      this.runtime.setMetricsSource(async () => mergedMetrics(this.registry, (await workers.reports()).map((r) => r.metrics)));
+      this.runtime.setMetricsSource(async () => mergedMetrics(this.registry, await workers.report('metrics')));
     }
     this.runtime.add({
       name: 'proxy',
@@ -203,7 +203,7 @@ export class NodeApp {
     this.runtime.admin.addDumpSection('pools', this.threadsDump('pools', () => this.transport.client.dump()));
     registerPoolMetrics(this.registry, this.transport.client);
     this.runtime.admin.addDumpSection('hbone_server', this.threadsDump('hbone_server', () => this.transport.server.dump()));
-    registerDebugConnections(this.runtime.admin, this.telemetry.tracker, workers ? async () => (await workers.reports()).flatMap((r) => r.connections) : undefined);
+    registerDebugConnections(this.runtime.admin, this.telemetry.tracker, workers ? async () => (await workers.report('connections')).flat() : undefined);
     this.runtime.admin.addHandler('/certificates/reissue', 'POST: re-issue every workload certificate now (after a CA rotation)', (req, res) => {
       if (req.method !== 'POST') return sendText(res, 405, 'method not allowed; use POST\n');
       return sendJson(res, 200, { queued: this.certs.reissueAll() });
@@ -250,7 +250,7 @@ export class NodeApp {
   private threadsDump(key: 'proxy' | 'pools' | 'hbone_server', own: () => unknown): () => unknown {
     const workers = this.workers;
     if (!workers) return own;
-    return async () => mergeDumps([own(), ...(await workers.reports()).map((r) => (r.dump as Record<string, unknown>)[key])]);
+    return async () => mergeDumps([own(), ...(await workers.report('dump')).map((d) => (d as Record<string, unknown>)[key])]);
   }
 
   /**

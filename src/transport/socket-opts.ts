@@ -117,3 +117,13 @@ function adopt(socket: Socket, fd: number): void {
     throw new Error(`adopting the prepared socket descriptor failed (${handle ? `uv error ${rc}` : 'socket has no handle'})`);
   }
 }
+
+/**
+ * A duplicate of a connected socket's descriptor (`dupFd`: F_DUPFD_CLOEXEC from the addon),
+ * so the connection can live on in another socket object or thread once the caller closes
+ * this one's handle; null when the socket has no descriptor. Throws the duplication's error.
+ */
+export function duplicateSocketFd(socket: Socket, dupFd: (fd: number) => number): number | null {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return fd === undefined || fd < 0 ? null : dupFd(fd);
+}

@@ -1,5 +1,6 @@
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import type { Writable } from 'node:stream';
+import { duplicateSocketFd } from './socket-opts';
 
 /**
  * Read size of a bulk read: libuv's suggestion for every read, so one read still takes
@@ -170,14 +171,13 @@ export class PooledReadSocket extends Socket {
  * has no descriptor or it cannot be duplicated; the caller then keeps the original.
  */
 export function readoptSocket(socket: Socket, dupFd: (fd: number) => number): PooledReadSocket | null {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (fd === undefined || fd < 0) return null;
-  let dup: number;
+  let dup: number | null;
   try {
-    dup = dupFd(fd);
+    dup = duplicateSocketFd(socket, dupFd);
   } catch {
     return null;
   }
+  if (dup === null) return null;
   const adopted = new PooledReadSocket({ fd: dup, allowHalfOpen: true, readable: true, writable: true });
   socket.destroy();
   return adopted;

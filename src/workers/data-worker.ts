@@ -15,7 +15,7 @@ import { DemandLookup } from '../state/demand';
 import { StateUpdater } from '../state/proxy-state';
 import { PooledReadSocket } from '../transport/splice-readbuf';
 import { systemClock } from '../util/clock';
-import type { FromWorker, LevelsMsg, ListenerFacts, ToWorker, WorkerInit } from './messages';
+import type { FromWorker, LevelsMsg, ListenerFacts, ReportPart, ToWorker, WorkerInit, WorkerReport } from './messages';
 import { LineRelay } from './relay';
 import { WorkerCertificates } from './worker-certs';
 import { WorkerPods } from './worker-pods';
@@ -109,7 +109,7 @@ class DataWorker {
       case 'levels':
         return this.applyLevels(m.levels);
       case 'report':
-        void this.report(m.id);
+        void this.report(m.id, m.part);
         return;
       case 'drain':
         void this.stop(false);
@@ -159,9 +159,12 @@ class DataWorker {
     logLevelsOf(this.logger).mirror({ base: l.base, scopes: new Map(l.scopes) });
   }
 
-  private async report(id: number): Promise<void> {
-    const metrics = await this.registry.getMetricsAsJSON();
-    this.send({ t: 'report', id, report: { metrics: metrics as never, connections: this.path.telemetry.tracker.rows(), dump: { proxy: this.path.proxy.dump(), pools: this.path.transport.client.dump(), hbone_server: this.path.transport.server.dump() } } });
+  /** Only the part asked for: a scrape needs no connection rows, /debug/connections no dump. */
+  private async report(id: number, part: ReportPart): Promise<void> {
+    const p = this.path;
+    const value: WorkerReport[ReportPart] =
+      part === 'metrics' ? ((await this.registry.getMetricsAsJSON()) as WorkerReport['metrics']) : part === 'connections' ? p.telemetry.tracker.rows() : { proxy: p.proxy.dump(), pools: p.transport.client.dump(), hbone_server: p.transport.server.dump() };
+    this.send({ t: 'report', id, value });
   }
 
   /** Drain (or force-close at the deadline), then tell the main thread; it ends the thread. */

@@ -8,11 +8,12 @@ import { ProxyError } from '../errors';
 import { SpiffeId } from '../identity/spiffe';
 import type { CertificateSource, WorkloadCertificate } from '../identity/types';
 import { closeQuietly } from '../inpod/pod-netns';
+import { duplicateSocketFd } from '../transport/socket-opts';
 import { logLevelsOf } from '../logging/logger';
 import type { LevelSpec } from '../logging/levels';
 import type { AcceptInfo } from '../proxy/listener-manager';
 import type { StateView } from '../state/view';
-import type { CertMaterial, FromWorker, LevelsMsg, ListenerFacts, PodEntry, ToWorker, WorkerInit, WorkerReport } from './messages';
+import type { CertMaterial, FromWorker, LevelsMsg, ListenerFacts, PodEntry, ReportPart, ToWorker, WorkerInit, WorkerReport } from './messages';
 import { changeBatch, snapshotBatch, writeLines } from './relay';
 
 export interface DataWorkersOptions {
@@ -63,7 +64,8 @@ export class DataWorkers implements Component {
   readonly name = 'workers';
   private readonly threads: Thread[] = [];
   private readonly material = new Map<string, CertMaterial>();
-  private readonly pendingReports = new Map<number, (r: WorkerReport | null) => void>();
+  private readonly pendingReports = new Map<number, (r: WorkerReport[ReportPart] | null) => void>();
+  private readonly inflight = new Map<ReportPart, Promise<WorkerReport[ReportPart][]>>();
   private lent = new Map<string, PodEntry>();
   /** Lent descriptors of pods that left, closed once every thread applied that pod set. */
   private readonly retired: { seq: number; fds: number[] }[] = [];
@@ -102,20 +104,18 @@ export class DataWorkers implements Component {
     if (this.stopping || this.threads.length === 0) return false;
     this.turn = (this.turn + 1) % (this.threads.length + 1);
     const t = this.threads[this.turn - 1];
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (!t || !t.ready || t.exited || fd === undefined || fd < 0) {
-      this.kept++;
-      return false;
-    }
-    if (info.pod !== undefined && !this.lent.has(info.pod)) this.syncPods();
-    let dup: number;
+    let dup: number | null = null;
     try {
-      dup = this.o.dupFd(fd);
+      if (t && t.ready && !t.exited) dup = duplicateSocketFd(socket, this.o.dupFd);
     } catch (err) {
       this.o.logger.warn({ error: (err as Error).message, listener: info.listener }, 'cannot hand a connection to a worker thread; the main thread serves it');
+    }
+    if (!t || dup === null) {
       this.kept++;
       return false;
     }
+    // The worker must know the pod before the connection arrives (messages keep their order).
+    if (info.pod !== undefined && !this.lent.has(info.pod)) this.syncPods();
     t.worker.postMessage({ t: 'conn', fd: dup, info } satisfies ToWorker);
     socket.destroy();
     t.handedOff++;
@@ -158,13 +158,26 @@ export class DataWorkers implements Component {
     this.closeRetired();
   }
 
-  /** Every live worker's metrics, connections and dump (a worker that does not answer in time is left out). */
-  async reports(): Promise<WorkerReport[]> {
+  /**
+   * One part of every live worker's report (a worker that does not answer in time is left
+   * out). Callers asking for the same part meanwhile share the round trip: /config_dump's
+   * three data-path sections make one.
+   */
+  report<P extends ReportPart>(part: P): Promise<WorkerReport[P][]> {
+    let pending = this.inflight.get(part);
+    if (!pending) {
+      pending = this.ask(part).finally(() => this.inflight.delete(part));
+      this.inflight.set(part, pending);
+    }
+    return pending as Promise<WorkerReport[P][]>;
+  }
+
+  private async ask(part: ReportPart): Promise<WorkerReport[ReportPart][]> {
     const live = this.threads.filter((t) => t.ready && !t.exited);
     const all = await Promise.all(
       live.map(
         (t) =>
-          new Promise<WorkerReport | null>((resolve) => {
+          new Promise<WorkerReport[ReportPart] | null>((resolve) => {
             const id = this.nextReport++;
             const timer = setTimeout(() => {
               this.pendingReports.delete(id);
@@ -174,11 +187,11 @@ export class DataWorkers implements Component {
               clearTimeout(timer);
               resolve(r);
             });
-            t.worker.postMessage({ t: 'report', id } satisfies ToWorker);
+            t.worker.postMessage({ t: 'report', id, part } satisfies ToWorker);
           }),
       ),
     );
-    return all.filter((r): r is WorkerReport => r !== null);
+    return all.filter((r): r is WorkerReport[ReportPart] => r !== null);
   }
 
   /** Drain: every worker stops like the main thread's proxy (GOAWAY, live connections finish), then ends. */
@@ -275,7 +288,7 @@ export class DataWorkers implements Component {
       case 'report': {
         const r = this.pendingReports.get(m.id);
         this.pendingReports.delete(m.id);
-        return r?.(m.report);
+        return r?.(m.value);
       }
       case 'drained':
         return t.markDrained();

@@ -61,12 +61,14 @@ export interface LevelsMsg {
   readonly scopes: readonly (readonly [string, LogLevel])[];
 }
 
-/** One worker's share of /metrics, /debug/connections and /config_dump. */
+/** One worker's share of /metrics, /debug/connections and /config_dump; a request asks for one part. */
 export interface WorkerReport {
   readonly metrics: MetricObjectWithValues<MetricValue<string>>[];
   readonly connections: ConnectionRow[];
   readonly dump: unknown;
 }
+
+export type ReportPart = keyof WorkerReport;
 
 export type ToWorker =
   | { readonly t: 'conn'; readonly fd: number; readonly info: AcceptInfo }
@@ -78,7 +80,7 @@ export type ToWorker =
   | { readonly t: 'cert-reply'; readonly id: number; readonly ok: false; readonly reason: Reason; readonly message: string }
   | { readonly t: 'demand-reply'; readonly id: number; readonly found: boolean }
   | { readonly t: 'levels'; readonly levels: LevelsMsg }
-  | { readonly t: 'report'; readonly id: number }
+  | { readonly t: 'report'; readonly id: number; readonly part: ReportPart }
   | { readonly t: 'drain' }
   | { readonly t: 'destroy' };
 
@@ -88,5 +90,5 @@ export type FromWorker =
   | { readonly t: 'cert-request'; readonly id: number; readonly identity: string }
   | { readonly t: 'demand'; readonly id: number; readonly name: string }
   | { readonly t: 'pods-applied'; readonly seq: number }
-  | { readonly t: 'report'; readonly id: number; readonly report: WorkerReport }
+  | { readonly t: 'report'; readonly id: number; readonly value: WorkerReport[ReportPart] }
   | { readonly t: 'drained' };
